@@ -1,0 +1,5 @@
+"""Allow ``python -m lhymirror``."""
+
+from lhymirror.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""The ``lhymirror`` command line: a thin layer over the library.
+
+Each command lives in its own module with a ``register(subparsers)`` function that adds its parser
+and sets ``handler``. This module builds the parser, runs the handler and maps errors to exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from collections.abc import Sequence
+
+from lhymirror import __version__
+from lhymirror.cli.common import HelpFormatter
+from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
+from lhymirror.errors import LhymirrorError, ManifestError
+
+# Command modules, in the order `lhymirror --help` lists them; each has register(subparsers).
+COMMAND_MODULES = (
+    "list_cmd",
+    "manifest_cmd",
+)
+
+DESCRIPTION = """\
+Keep complete, verified, offline copies of Hung-yi Lee's NTU Machine Learning course:
+download a year's files (sync), pack them into an archive (pack) and prove it intact (verify).
+Run `lhymirror COMMAND --help` for each command's options and an example.
+"""
+
+EXAMPLE = """\
+example:
+  lhymirror list 2022
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, every sub-command included."""
+    parser = argparse.ArgumentParser(
+        prog="lhymirror",
+        description=DESCRIPTION,
+        epilog=EXAMPLE,
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lhymirror {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks for errors (for bug reports)"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"lhymirror.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help(sys.stderr)
+        return ExitStatus.USAGE
+    try:
+        return int(args.handler(args))
+    except LhymirrorError as error:
+        if args.debug:
+            traceback.print_exc()
+        report_error(error)
+        return exit_status_for(error)
+    except KeyboardInterrupt:
+        print("lhymirror: interrupted; run the same command again to resume.", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (e.g. `lhymirror list 2022 | head`): not an error of ours.
+        sys.stderr.close()
+        return ExitStatus.OK
+
+
+def report_error(error: LhymirrorError) -> None:
+    """Print an expected error as one line (plus the list of problems of a manifest)."""
+    if isinstance(error, ManifestError) and len(error.problems) > 1:
+        for problem in error.problems:
+            print(f"  {error.where}: {problem}", file=sys.stderr)
+    print(f"lhymirror: error: {error.message}", file=sys.stderr)

@@ -1,0 +1,91 @@
+"""Pieces every command shares: help formatting, manifest selection, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from lhymirror.errors import UsageError
+from lhymirror.manifest import Manifest, load_manifest, shipped_manifest_path
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the hand-written line breaks of descriptions and examples."""
+
+
+def add_command(
+    subparsers: Any, name: str, *, summary: str, description: str, example: str
+) -> argparse.ArgumentParser:
+    """Add a sub-command whose ``--help`` ends with an example."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=textwrap.dedent(description).strip(),
+        epilog="example:\n" + textwrap.indent(textwrap.dedent(example).strip(), "  "),
+        formatter_class=HelpFormatter,
+    )
+    # Also accepted after the command; SUPPRESS keeps a --debug given before it.
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    return parser
+
+
+def add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
+    """``YEAR`` | ``--year YEAR`` | ``--manifest FILE``: which manifest a command works on."""
+    parser.add_argument("year_pos", nargs="?", type=int, metavar="YEAR", help="course year")
+    parser.add_argument("--year", type=int, dest="year_opt", metavar="YEAR", help="course year")
+    parser.add_argument(
+        "--manifest", type=Path, metavar="FILE", help="use this manifest instead of a shipped one"
+    )
+
+
+def selected_manifest(args: argparse.Namespace) -> tuple[Manifest, Path]:
+    """Load the manifest chosen by ``YEAR`` / ``--year`` / ``--manifest``."""
+    year = _selected_year(args)
+    if args.manifest is not None:
+        manifest = load_manifest(args.manifest)
+        if year is not None and year != manifest.year:
+            raise UsageError(
+                "year does not match the manifest",
+                where=str(args.manifest),
+                detail=f"asked for {year}, the manifest describes {manifest.year}",
+                hint="Drop YEAR or pick the matching manifest.",
+            )
+        return manifest, args.manifest
+    if year is None:
+        raise UsageError("no year given", hint="Name a YEAR (e.g. 2022) or pass --manifest FILE.")
+    path = shipped_manifest_path(year)
+    return load_manifest(path), path
+
+
+def _selected_year(args: argparse.Namespace) -> int | None:
+    if args.year_pos is not None and args.year_opt is not None and args.year_pos != args.year_opt:
+        raise UsageError(
+            "two different years given",
+            detail=f"{args.year_pos} and --year {args.year_opt}",
+            hint="Give the year once.",
+        )
+    return args.year_pos if args.year_pos is not None else args.year_opt
+
+
+def format_size(size: int | None) -> str:
+    """Human-readable size in decimal units (as file managers show): ``1.6 MB``."""
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def print_json(data: Any) -> None:
+    """Write *data* as indented JSON to stdout."""
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")

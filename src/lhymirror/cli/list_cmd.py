@@ -1,0 +1,107 @@
+"""``lhymirror list``: what a year's manifest holds, grouped by section."""
+
+from __future__ import annotations
+
+import argparse
+from itertools import groupby
+from typing import Any
+
+from lhymirror.cli.common import (
+    add_command,
+    add_manifest_arguments,
+    format_size,
+    print_json,
+    selected_manifest,
+)
+from lhymirror.manifest import FILE_KINDS, LINK_KINDS, FileEntry, Link, Manifest, section_sort_key
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``list`` command."""
+    parser = add_command(
+        subparsers,
+        "list",
+        summary="show the files and links of a year's manifest",
+        description="""
+            Show every file of a year's manifest grouped by lecture and homework: id, kind,
+            size when known, local path and the kinds of source it comes from. Link-only
+            resources (videos, notebooks, competition pages) are counted; --links lists them.
+        """,
+        example="""
+            lhymirror list 2022 --kind dataset
+            lhymirror list --manifest my-course.toml --json
+        """,
+    )
+    add_manifest_arguments(parser)
+    parser.add_argument(
+        "--kind",
+        action="append",
+        choices=FILE_KINDS + LINK_KINDS,
+        help="only entries of this kind (repeatable)",
+    )
+    parser.add_argument("--links", action="store_true", help="also list link-only resources")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """List the manifest."""
+    manifest, _ = selected_manifest(args)
+    kinds = set(args.kind) if args.kind else None
+    files = [f for f in manifest.files if kinds is None or f.kind in kinds]
+    links = [link for link in manifest.links if kinds is None or link.kind in kinds]
+    if args.json:
+        print_json(_as_json(manifest, files, links))
+    else:
+        show_links = args.links or bool(kinds and kinds & set(LINK_KINDS))
+        print("\n".join(_table_lines(manifest, files, links, show_links=show_links)))
+    return 0
+
+
+def _as_json(manifest: Manifest, files: list[FileEntry], links: list[Link]) -> dict[str, Any]:
+    return {
+        "course": manifest.course,
+        "year": manifest.year,
+        "version": manifest.version,
+        "files": [
+            {**f.model_dump(exclude_none=True), "source_kinds": list(f.source_kinds)} for f in files
+        ],
+        "links": [link.model_dump(exclude_none=True) for link in links],
+    }
+
+
+def _table_lines(
+    manifest: Manifest, files: list[FileEntry], links: list[Link], *, show_links: bool
+) -> list[str]:
+    lines = [f"{manifest.course}, {manifest.year} (manifest version {manifest.version})"]
+    id_width = max((len(f.id) for f in files), default=2)
+    entries: list[FileEntry | Link] = [*files, *(links if show_links else [])]
+    by_section = sorted(entries, key=lambda e: section_sort_key(e.section))
+    for section, group in groupby(by_section, key=lambda e: e.section):
+        lines.append("")
+        lines.append(section or "(no section)")
+        for entry in group:
+            if isinstance(entry, FileEntry):
+                lines.append(_file_row(entry, id_width))
+            else:
+                title = entry.title or ""
+                lines.append(f"  {'':<{id_width}}  {entry.kind:<11}  {title}  {entry.url}")
+    total = sum(f.size or 0 for f in files)
+    unknown = sum(1 for f in files if f.size is None)
+    lines.append("")
+    lines.append(
+        f"{len(files)} files, {format_size(total)} known"
+        + (f" ({unknown} of unknown size)" if unknown else "")
+        + f"; {len(links)} links"
+        + ("" if show_links or not links else " (--links to show them)")
+    )
+    return lines
+
+
+def _file_row(entry: FileEntry, id_width: int) -> str:
+    sources = ",".join(entry.source_kinds)
+    parts = f" [{len(entry.parts)} parts]" if entry.parts else ""
+    return (
+        f"  {entry.id:<{id_width}}  {entry.kind:<11}  {format_size(entry.size):>9}  "
+        f"{entry.path}  ({sources}{parts})"
+    )

@@ -1,0 +1,75 @@
+"""``lhymirror manifest check``: validate manifests and report every problem."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from lhymirror.cli.common import add_command
+from lhymirror.errors import ManifestError
+from lhymirror.manifest import load_manifest, manifest_warnings, shipped_manifest_dir
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``manifest`` command group."""
+    parser = add_command(
+        subparsers,
+        "manifest",
+        summary="check manifests",
+        description="Work with manifest files.",
+        example="lhymirror manifest check manifests/2022.toml",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = add_command(
+        actions,
+        "check",
+        summary="validate manifests and report every problem",
+        description="""
+            Validate manifest files and print every problem found, each with the file, the
+            entry and the field. Without FILE, checks the manifests shipped with lhymirror.
+            Warnings (no sha256, a dataset with one source, a link with no section) do not fail
+            the check unless --strict is given.
+        """,
+        example="""
+            lhymirror manifest check
+            lhymirror manifest check --strict my-course.toml
+        """,
+    )
+    check.add_argument("files", nargs="*", type=Path, metavar="FILE", help="manifests to check")
+    check.add_argument("--strict", action="store_true", help="treat warnings as failures")
+    check.add_argument("--quiet", "-q", action="store_true", help="print only problems")
+    check.set_defaults(handler=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Check each manifest; raise ``ManifestError`` summarising the failures."""
+    files = args.files or sorted(shipped_manifest_dir().glob("*.toml"))
+    failed: list[str] = []
+    for path in files:
+        if not _check_one(path, strict=args.strict, quiet=args.quiet):
+            failed.append(str(path))
+    if failed:
+        raise ManifestError(", ".join(failed), [f"{len(failed)} of {len(files)} manifests failed"])
+    return 0
+
+
+def _check_one(path: Path, *, strict: bool, quiet: bool) -> bool:
+    try:
+        manifest = load_manifest(path)
+    except ManifestError as error:
+        for problem in error.problems:
+            print(f"{path}: error: {problem}", file=sys.stderr)
+        return False
+    warnings = manifest_warnings(manifest)
+    for warning in warnings:
+        print(f"{path}: warning: {warning}", file=sys.stderr)
+    ok = not (strict and warnings)
+    if not quiet:
+        verdict = "ok" if ok else "failed (--strict)"
+        print(
+            f"{path}: {verdict}: {len(manifest.files)} files, {len(manifest.links)} links, "
+            f"{len(warnings)} warnings"
+        )
+    return ok

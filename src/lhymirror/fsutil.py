@@ -1,0 +1,84 @@
+"""Local file-system primitives: streaming hashes and atomic, durable writes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK_SIZE = 1024 * 1024
+
+
+def hash_stream(
+    stream: BinaryIO, *, progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """Read *stream* to its end in fixed-size chunks; return ``(size, sha256 hex)``."""
+    digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray(CHUNK_SIZE)
+    view = memoryview(buffer)
+    while n := stream.readinto(view):  # type: ignore[attr-defined]
+        digest.update(view[:n])
+        size += n
+        if progress is not None:
+            progress(n)
+    return size, digest.hexdigest()
+
+
+def hash_file(path: Path, *, progress: Callable[[int], None] | None = None) -> tuple[int, str]:
+    """``(size, sha256 hex)`` of a file, read in constant memory."""
+    with path.open("rb", buffering=0) as stream:
+        return hash_stream(stream, progress=progress)  # type: ignore[arg-type]
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or creation inside *path* durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_durably(source: Path, target: Path) -> None:
+    """Atomically rename *source* over *target* and make the rename durable."""
+    source.replace(target)
+    fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_writer(target: Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Write *target* through a temporary file in the same folder, renamed only on success."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        tmp.chmod(mode)
+        replace_durably(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(target: Path, data: bytes) -> None:
+    """Replace *target* with *data* atomically and durably."""
+    with atomic_writer(target) as stream:
+        stream.write(data)
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    """Replace *target* with UTF-8 *text* atomically and durably."""
+    atomic_write_bytes(target, text.encode("utf-8"))

@@ -1,0 +1,97 @@
+"""The kinds of source a manifest entry can name, and how to read them.
+
+A source is written as a string in the manifest: an ``https://`` (or, with ``insecure_http``,
+``http://``) URL, ``gdrive:<file-id>`` or ``kaggle:<competition>[/<file>]``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+_GDRIVE_ID = re.compile(r"^[A-Za-z0-9_-]{10,}$")
+_KAGGLE_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+@dataclass(frozen=True)
+class HttpSource:
+    """A plain HTTP(S) URL."""
+
+    url: str
+
+    @property
+    def kind(self) -> str:
+        return urlsplit(self.url).scheme
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True)
+class GDriveSource:
+    """A Google Drive file, by id."""
+
+    file_id: str
+    kind = "gdrive"
+
+    def __str__(self) -> str:
+        return f"gdrive:{self.file_id}"
+
+
+@dataclass(frozen=True)
+class KaggleSource:
+    """A Kaggle competition's data, or one file of it."""
+
+    competition: str
+    file: str | None = None
+    kind = "kaggle"
+
+    @property
+    def page_url(self) -> str:
+        """The competition's data page, where its rules are accepted."""
+        return f"https://www.kaggle.com/c/{self.competition}/data"
+
+    def __str__(self) -> str:
+        suffix = f"/{self.file}" if self.file else ""
+        return f"kaggle:{self.competition}{suffix}"
+
+
+Source = HttpSource | GDriveSource | KaggleSource
+
+
+def parse_source(text: str) -> Source:
+    """Parse a manifest source string; raise ``ValueError`` saying what is wrong with it."""
+    scheme, sep, rest = text.partition(":")
+    if not sep:
+        raise ValueError(f"{text!r} is not a source (expected https://…, gdrive:ID or kaggle:NAME)")
+    scheme = scheme.lower()
+    if scheme in ("http", "https"):
+        return _parse_http(text)
+    if scheme == "gdrive":
+        if not _GDRIVE_ID.match(rest):
+            raise ValueError(f"{text!r}: a Google Drive id is 10+ letters, digits, '-' or '_'")
+        return GDriveSource(rest)
+    if scheme == "kaggle":
+        competition, _, file = rest.partition("/")
+        if not _KAGGLE_SLUG.match(competition):
+            raise ValueError(f"{text!r}: expected kaggle:<competition>[/<file>]")
+        return KaggleSource(competition, file or None)
+    raise ValueError(f"{text!r}: unknown source scheme {scheme!r} (use https, gdrive or kaggle)")
+
+
+def _parse_http(text: str) -> HttpSource:
+    parts = urlsplit(text)
+    if not parts.hostname:
+        raise ValueError(f"{text!r}: URL has no host")
+    if any(ch.isspace() for ch in text):
+        raise ValueError(f"{text!r}: URL contains white space (percent-encode it as %20)")
+    return HttpSource(text)
+
+
+def source_kind(text: str) -> str:
+    """Short kind of a source string for listings: https, http, gdrive, kaggle (or '?')."""
+    try:
+        return parse_source(text).kind
+    except ValueError:
+        return "?"

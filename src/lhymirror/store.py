@@ -1,0 +1,400 @@
+"""The local mirror: where files live on disk and what lhymirror remembers about them.
+
+Layout (the contract ``sync``, ``status``, ``pack`` and ``verify`` share)::
+
+    ROOT/<year>/<path>                          the files, exactly as the manifest names them
+    ROOT/<year>/.lhymirror/state/<id>.json      recorded state of a verified file (FileRecord)
+    ROOT/<year>/.lhymirror/partial/<key>.part   bytes of an unfinished download
+    ROOT/<year>/.lhymirror/partial/<key>.json   its sidecar (PartialState)
+    ROOT/<year>/.lhymirror/rejected/…           bytes that failed verification, kept for inspection
+    ROOT/<year>/.lhymirror/lock                 held while a command writes to the year
+
+Files in the year folder that the manifest does not list are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lhymirror.errors import IntegrityError, StorageError
+from lhymirror.fsutil import atomic_write_text, hash_file
+from lhymirror.manifest import FileEntry
+from lhymirror.safepath import path_problems
+
+META_DIR = ".lhymirror"
+RECORD_VERSION = 1
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 UTC string (seconds precision)."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What lhymirror knows about a file it verified: written after every successful transfer."""
+
+    id: str
+    path: str
+    size: int
+    sha256: str
+    mtime_ns: int  # the file's mtime when verified: unchanged size+mtime means unchanged bytes
+    verified_at: str
+    source: str | None = None  # what the bytes came from (URL, "file:…" for `add`)
+    etag: str | None = None
+    last_modified: str | None = None
+    accepted_upstream: bool = False  # content differs from the manifest's pin, accepted by the user
+
+
+@dataclass
+class PartialState:
+    """Sidecar of a partial download: enough to resume it only with proof."""
+
+    url: str  # the original (pre-redirect) URL the bytes came from
+    etag: str | None = None
+    last_modified: str | None = None
+    expected_size: int | None = None
+    expected_sha256: str | None = None
+    bytes_held: int = 0
+    updated_at: str = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The size and checksum a file is held to, and where they come from."""
+
+    size: int | None
+    sha256: str | None
+    origin: Literal["manifest", "recorded", "none"]
+
+
+FileStatus = Literal["ok", "missing", "partial", "changed", "unverified", "manual"]
+
+
+@dataclass(frozen=True)
+class LocalState:
+    """The local state of one manifest file, as ``status`` shows it."""
+
+    entry_id: str
+    status: FileStatus
+    detail: str = ""
+    size: int | None = None
+    expected: Expected | None = None
+
+
+class MirrorStore:
+    """One year of a local mirror: ``ROOT/<year>`` and its ``.lhymirror`` book-keeping."""
+
+    def __init__(self, root: Path, year: int) -> None:
+        self.root = Path(root)
+        self.year = year
+        self.year_dir = self.root / str(year)
+        self.meta_dir = self.year_dir / META_DIR
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def file_path(self, relative: str) -> Path:
+        """Final location of a manifest path; refuses paths that could leave the year folder."""
+        problems = path_problems(relative)
+        if problems or relative.split("/", 1)[0] == META_DIR:
+            raise StorageError(
+                "unsafe path", where=relative, detail="; ".join(problems) or "reserved folder"
+            )
+        target = self.year_dir.joinpath(*relative.split("/"))
+        self._refuse_symlinks(target)
+        return target
+
+    def _refuse_symlinks(self, target: Path) -> None:
+        """Refuse a path with a symlinked component between the year folder and the file."""
+        current = self.year_dir
+        if current.is_symlink():
+            raise StorageError(
+                "symlinked folder in the mirror",
+                where=str(current),
+                hint="lhymirror writes only below real folders; replace the link with a folder.",
+            )
+        for part in target.relative_to(self.year_dir).parts:
+            current = current / part
+            if current.is_symlink():
+                raise StorageError(
+                    "symlink inside the mirror",
+                    where=str(current),
+                    hint="lhymirror never writes through links; remove it and run again.",
+                )
+
+    def partial_path(self, key: str) -> Path:
+        """Where the unfinished bytes of *key* (an entry id, or ``id.partNN``) are kept."""
+        return self.meta_dir / "partial" / f"{key}.part"
+
+    def partial_state_path(self, key: str) -> Path:
+        """Sidecar of a partial download."""
+        return self.meta_dir / "partial" / f"{key}.json"
+
+    def record_path(self, entry_id: str) -> Path:
+        """Where the record of a verified file is kept."""
+        return self.meta_dir / "state" / f"{entry_id}.json"
+
+    def rejected_path(self, key: str, sha256: str) -> Path:
+        """Where bytes that failed verification are put aside."""
+        return self.meta_dir / "rejected" / f"{key}.{sha256[:12]}.bad"
+
+    def ensure_dirs(self) -> None:
+        """Create the book-keeping folders (storage errors become ``StorageError``)."""
+        for name in ("state", "partial", "rejected"):
+            with storage_errors(self.meta_dir / name):
+                (self.meta_dir / name).mkdir(parents=True, exist_ok=True)
+
+    # -- records -----------------------------------------------------------------------------
+
+    def record(self, entry_id: str) -> FileRecord | None:
+        """The recorded state of a file, or None (also for an unreadable record)."""
+        data = _read_json(self.record_path(entry_id))
+        if data is None or data.pop("record_version", None) != RECORD_VERSION:
+            return None
+        try:
+            return FileRecord(**data)
+        except TypeError:
+            return None
+
+    def save_record(self, record: FileRecord) -> None:
+        """Write a file's record atomically."""
+        data = {"record_version": RECORD_VERSION, **asdict(record)}
+        path = self.record_path(record.id)
+        with storage_errors(path):
+            atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    def delete_record(self, entry_id: str) -> None:
+        """Forget a file's record."""
+        self.record_path(entry_id).unlink(missing_ok=True)
+
+    def records(self) -> dict[str, FileRecord]:
+        """Every readable record, by entry id."""
+        found = {}
+        for path in sorted((self.meta_dir / "state").glob("*.json")):
+            record = self.record(path.stem)
+            if record is not None:
+                found[record.id] = record
+        return found
+
+    def partial_state(self, key: str) -> PartialState | None:
+        """The sidecar of a partial download, or None."""
+        data = _read_json(self.partial_state_path(key))
+        if data is None:
+            return None
+        try:
+            return PartialState(**data)
+        except TypeError:
+            return None
+
+    def save_partial_state(self, key: str, state: PartialState) -> None:
+        """Write the sidecar of a partial download atomically."""
+        path = self.partial_state_path(key)
+        with storage_errors(path):
+            atomic_write_text(path, json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
+
+    def discard_partial(self, key: str) -> None:
+        """Remove a partial download and its sidecar."""
+        self.partial_path(key).unlink(missing_ok=True)
+        self.partial_state_path(key).unlink(missing_ok=True)
+
+    # -- what a file is held to ------------------------------------------------------------
+
+    def expected(self, entry: FileEntry) -> Expected:
+        """Size and sha256 a file must have: the manifest's pin, else the first verified download.
+
+        A record whose content the user accepted although it differs from the pin
+        (``sync --accept-upstream``) overrides the pin.
+        """
+        record = self.record(entry.id)
+        if (
+            record is not None
+            and record.path == entry.path
+            and (entry.sha256 is None or record.accepted_upstream)
+        ):
+            return Expected(record.size, record.sha256, "recorded")
+        if entry.sha256 is not None:
+            return Expected(entry.size, entry.sha256, "manifest")
+        return Expected(entry.size, None, "none")
+
+    def is_unchanged_since_verified(self, entry: FileEntry) -> bool:
+        """True when the file's size and mtime are those recorded when it was last verified."""
+        record = self.record(entry.id)
+        if record is None or record.path != entry.path:
+            return False
+        try:
+            st = self.file_path(entry.path).stat()
+        except (OSError, StorageError):
+            return False
+        return st.st_size == record.size and st.st_mtime_ns == record.mtime_ns
+
+    def local_state(self, entry: FileEntry, *, rehash: bool = False) -> LocalState:
+        """Classify one file without any network access (re-hashing only when needed)."""
+        expected = self.expected(entry)
+        target = self.file_path(entry.path)
+        if not target.is_file():
+            return self._absent_state(entry, expected)
+        size = target.stat().st_size
+        if not rehash and expected.sha256 and self.is_unchanged_since_verified(entry):
+            return LocalState(entry.id, "ok", size=size, expected=expected)
+        if expected.sha256 is None:
+            return LocalState(entry.id, "unverified", "no checksum known yet", size, expected)
+        actual_size, actual_sha = hash_file(target)
+        if actual_sha == expected.sha256:
+            return LocalState(entry.id, "ok", size=actual_size, expected=expected)
+        return LocalState(
+            entry.id,
+            "changed",
+            f"sha256 {actual_sha[:12]}… differs from {expected.origin} {expected.sha256[:12]}…",
+            actual_size,
+            expected,
+        )
+
+    def _absent_state(self, entry: FileEntry, expected: Expected) -> LocalState:
+        held = sum(
+            self.partial_path(key).stat().st_size
+            for key in self._partial_keys(entry)
+            if self.partial_path(key).is_file()
+        )
+        if held:
+            total = expected.size or entry.size
+            percent = f" {100 * held // total}%" if total else ""
+            return LocalState(entry.id, "partial", f"{held} bytes held{percent}", held, expected)
+        if entry.is_manual_only:
+            return LocalState(entry.id, "manual", entry.manual or "", None, expected)
+        return LocalState(entry.id, "missing", "", None, expected)
+
+    @staticmethod
+    def _partial_keys(entry: FileEntry) -> list[str]:
+        keys = [entry.id]
+        if entry.parts:
+            keys += [part_key(entry.id, i) for i in range(len(entry.parts))]
+        return keys
+
+    def verify_file(self, entry: FileEntry) -> tuple[int, str]:
+        """Re-hash a file and check it; ``IntegrityError`` naming the file when it differs."""
+        expected = self.expected(entry)
+        target = self.file_path(entry.path)
+        with storage_errors(target):
+            size, sha = hash_file(target)
+        if expected.sha256 is not None and sha != expected.sha256:
+            raise IntegrityError(
+                "checksum mismatch",
+                where=str(target),
+                detail=f"expected sha256 {expected.sha256} ({expected.origin}), got {sha}",
+                hint="Run `lhymirror sync` to fetch it again.",
+            )
+        return size, sha
+
+    # -- lock ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(
+        self,
+        *,
+        wait: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Iterator[None]:
+        """Hold the year's lock; wait up to *wait* seconds for another command to release it.
+
+        The lock is an OS-level lock on an open file, so a killed process never leaves a stale
+        lock behind: the kernel releases it when the process dies.
+        """
+        self.ensure_dirs()
+        path = self.meta_dir / "lock"
+        with storage_errors(path):
+            handle = path.open("a+b")
+        try:
+            deadline = clock() + wait
+            while not _try_lock(handle):
+                if clock() >= deadline:
+                    raise LockedError(
+                        "the mirror is in use by another lhymirror command",
+                        where=str(self.year_dir),
+                        detail=_lock_owner(path),
+                        hint="Wait for it to finish, then run again.",
+                    )
+                sleep(0.2)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} since {utc_now()}\n".encode())
+            handle.flush()
+            yield
+        finally:
+            handle.close()  # closing releases the lock
+
+
+class LockedError(StorageError):
+    """Another process holds the mirror's lock."""
+
+
+def part_key(entry_id: str, index: int) -> str:
+    """Book-keeping key of the *index*-th part of a split file."""
+    return f"{entry_id}.part{index:02d}"
+
+
+def _try_lock(handle: Any) -> bool:
+    try:
+        import fcntl  # noqa: PLC0415  (POSIX only)
+    except ImportError:  # pragma: no cover - Windows
+        import msvcrt  # noqa: PLC0415
+
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _lock_owner(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return "held by another process"
+    return f"held by {text}" if text else "held by another process"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@contextlib.contextmanager
+def storage_errors(path: Path) -> Iterator[None]:
+    """Turn ``OSError`` (disk full, permission denied…) into a one-line ``StorageError``."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(
+            "cannot write to disk" if exc.errno in _WRITE_ERRNOS else "file system error",
+            where=str(path),
+            detail=exc.strerror or str(exc),
+            hint=_storage_hint(exc),
+        ) from exc
+
+
+_WRITE_ERRNOS = {28, 122, 30, 27}  # ENOSPC, EDQUOT, EROFS, EFBIG
+
+
+def _storage_hint(exc: OSError) -> str:
+    if exc.errno in (28, 122):
+        return "Free some space (partial downloads are kept and resume), then run again."
+    if exc.errno in (13, 1):
+        return "Check the folder's permissions or choose another --root."
+    return "Check the path and the disk."
