@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lhymirror.cli.common import add_command
-from lhymirror.errors import ManifestError
+from lhymirror.errors import ManifestError, UsageError
 from lhymirror.manifest import load_manifest, manifest_warnings, shipped_manifest_dir
 
 
@@ -46,6 +46,8 @@ def register(subparsers: Any) -> None:
 def run_check(args: argparse.Namespace) -> int:
     """Check each manifest; raise ``ManifestError`` summarising the failures."""
     files = args.files or sorted(shipped_manifest_dir().glob("*.toml"))
+    if not files:
+        raise UsageError("no manifests to check", hint="Name the manifest files to check.")
     failed: list[str] = []
     for path in files:
         if not _check_one(path, strict=args.strict, quiet=args.quiet):

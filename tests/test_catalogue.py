@@ -1,0 +1,218 @@
+"""The shipped catalogue (manifests/2021.toml, manifests/2022.toml) is complete and consistent.
+
+These tests are offline and read only the shipped manifests. They check the invariants that
+manifests/SOURCES.md promises, so a maintainer editing a manifest by hand gets told what broke.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections import Counter, defaultdict
+
+import pytest
+
+from lhymirror.manifest import load_manifest, shipped_manifest_path
+
+YEARS = [2021, 2022]
+SECTIONS = [f"Lecture {n}" for n in range(1, 16)] + [f"HW{n:02d}" for n in range(1, 16)]
+NO_DATA_HOMEWORK = {"HW12", "HW14"}  # gym simulator / torchvision MNIST: nothing to download
+NO_DATA_PHRASE = "No dataset to download"
+
+# Reference counts (course-links.md, section 0): URLs under ~hylee/ml/ml20XX-course-data/.
+EXPECTED_SERVER_FILES = {2021: {".pdf": 43, ".pptx": 21}, 2022: {".pdf": 30, ".pptx": 0}}
+
+# A source may appear in two file entries only when listed here, with the reason.
+SHARED_SOURCES = {
+    2021: {
+        "gdrive:1awF7pZ9Dz7X1jn1_QAiKN-_v56veCEKy": (
+            "HW13 re-uses HW03's food-11.zip: the same Drive file is the main link of both"
+            " notebooks"
+        ),
+    },
+    2022: {},
+}
+
+ID_PATTERN = re.compile(
+    r"^(?:l(?:0[1-9]|1[0-5])|hw(?:0[1-9]|1[0-5])|tlm)-[a-z0-9]+(?:-[a-z0-9]+)*$"
+)
+COMMIT_URL = re.compile(
+    r"^https://(?:raw\.githubusercontent\.com|media\.githubusercontent\.com/media)/"
+    r"[^/]+/[^/]+/(?P<ref>[^/]+)/"
+)
+
+
+@functools.cache
+def manifest(year: int):
+    return load_manifest(shipped_manifest_path(year))
+
+
+def server_prefix(year: int) -> str:
+    return f"https://speech.ee.ntu.edu.tw/~hylee/ml/ml{year}-course-data/"
+
+
+def first_source(entry) -> str | None:
+    sources = entry.all_sources
+    return sources[0] if sources else None
+
+
+def all_urls(year: int) -> list[str]:
+    m = manifest(year)
+    return [src for f in m.files for src in f.all_sources] + [link.url for link in m.links]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_shipped_manifest_validates(year):
+    m = manifest(year)
+    assert m.year == year
+    assert m.files and m.links
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_every_section_has_entries(year):
+    m = manifest(year)
+    seen = Counter(e.section for e in (*m.files, *m.links))
+    missing = [s for s in SECTIONS if not seen[s]]
+    assert not missing, f"{year}: sections without any entry: {missing}"
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_sections_use_the_course_names(year):
+    m = manifest(year)
+    unknown = {e.section for e in (*m.files, *m.links)} - set(SECTIONS) - {None}
+    assert not unknown, f"{year}: unknown section names {unknown} (use 'Lecture N' / 'HWNN')"
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_every_homework_has_its_data_or_says_why_not(year):
+    m = manifest(year)
+    for n in range(1, 16):
+        section = f"HW{n:02d}"
+        entries = [f for f in m.files if f.section == section]
+        datasets = [f for f in entries if f.kind == "dataset"]
+        slides = [f for f in entries if f.kind == "hw-slide"]
+        assert slides, f"{year} {section}: no homework slides"
+        if section in NO_DATA_HOMEWORK:
+            assert not datasets, f"{year} {section}: expected no downloadable dataset"
+            assert any(NO_DATA_PHRASE in (f.note or "") for f in slides), (
+                f"{year} {section}: the hw-slide note must say why there is no dataset"
+            )
+        else:
+            assert datasets, f"{year} {section}: no dataset entry"
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_file_sources_are_not_shared_unless_allow_listed(year):
+    m = manifest(year)
+    owners: dict[str, list[str]] = defaultdict(list)
+    for f in m.files:
+        sources = f.all_sources
+        assert len(sources) == len(set(sources)), f"{year} {f.id}: a source is listed twice"
+        for src in sources:
+            owners[src].append(f.id)
+    shared = {src: ids for src, ids in owners.items() if len(ids) > 1}
+    unexpected = {src: ids for src, ids in shared.items() if src not in SHARED_SOURCES[year]}
+    assert not unexpected, f"{year}: sources used by several entries: {unexpected}"
+    stale = set(SHARED_SOURCES[year]) - set(shared)
+    assert not stale, f"{year}: allow-listed shared sources no longer shared: {stale}"
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_link_urls_are_unique(year):
+    counts = Counter(link.url for link in manifest(year).links)
+    dupes = [url for url, n in counts.items() if n > 1]
+    assert not dupes, f"{year}: duplicate link URLs {dupes}"
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_ids_follow_the_naming_scheme(year):
+    for f in manifest(year).files:
+        assert ID_PATTERN.match(f.id), f"{year}: id {f.id!r} does not follow the scheme"
+        prefix = f.id.split("-", 1)[0]
+        if prefix == "tlm":
+            assert f.section and f.section.startswith("Lecture "), (
+                f"{year} {f.id}: tlm-* under a lecture"
+            )
+            assert f.path.startswith("slides/to-learn-more/"), f"{year} {f.id}: {f.path}"
+        elif prefix.startswith("hw"):
+            assert f.section == f"HW{prefix[2:]}", f"{year} {f.id}: section {f.section!r}"
+        else:
+            assert f.section == f"Lecture {int(prefix[1:])}", (
+                f"{year} {f.id}: section {f.section!r}"
+            )
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_paths_are_organised_for_a_student(year):
+    for f in manifest(year).files:
+        top = f.path.split("/", 1)[0]
+        assert top in ("slides", "homework", "data"), f"{year} {f.id}: {f.path}"
+        if top == "homework" or (top == "data" and f.section and f.section.startswith("HW")):
+            assert f.path.startswith(f"{top}/{f.section}/"), (
+                f"{year} {f.id}: {f.path} vs {f.section}"
+            )
+        assert unicodedata.is_normalized("NFC", f.path), f"{year} {f.id}: path not NFC"
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_every_file_has_a_source_note(year):
+    missing = [f.id for f in manifest(year).files if not f.note]
+    assert not missing, f"{year}: file entries without a source note: {missing}"
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_pinned_files_can_always_fetch_the_pinned_bytes(year):
+    """A pinned checksum comes from a repository copy, and that copy is one of the sources."""
+    for f in manifest(year).files:
+        if f.sha256 is None:
+            continue
+        assert f.size is not None, f"{year} {f.id}: sha256 without size"
+        assert any(COMMIT_URL.match(src) for src in f.all_sources), (
+            f"{year} {f.id}: pinned, but no fixed-commit GitHub copy among its sources"
+        )
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_github_copies_are_pinned_to_a_full_commit(year):
+    for src in all_urls(year):
+        match = COMMIT_URL.match(src)
+        if match:
+            assert re.fullmatch(r"[0-9a-f]{40}", match["ref"]), (
+                f"{year}: {src} not at a full commit"
+            )
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_urls_are_percent_encoded(year):
+    for url in all_urls(year):
+        assert url.isascii() and not any(ch.isspace() for ch in url), f"{year}: {url!r}"
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_kaggle_sources_come_after_direct_sources(year):
+    for f in manifest(year).files:
+        kinds = ["kaggle" if s.startswith("kaggle:") else "direct" for s in (f.urls or ())]
+        assert kinds == sorted(kinds, key=lambda k: k == "kaggle"), f"{year} {f.id}: {f.urls}"
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_counts_match_the_reference(year):
+    prefix = server_prefix(year)
+    counts = Counter()
+    for f in manifest(year).files:
+        src = first_source(f)
+        if src and src.startswith(prefix):
+            counts[src[src.rfind(".") :]] += 1
+    for suffix, expected in EXPECTED_SERVER_FILES[year].items():
+        assert counts[suffix] == expected, f"{year}: {counts[suffix]} course-server {suffix} files"
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_split_dataset_is_a_parts_entry(year):
+    entry = manifest(year).file("hw04-dataset")
+    assert entry.parts, f"{year}: hw04-dataset should be split into parts"
+    assert len(entry.parts) == {2021: 5, 2022: 4}[year]
