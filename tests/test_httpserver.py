@@ -1,0 +1,730 @@
+"""Tests for the CourseServer test HTTP server (tests/httpserver.py)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+
+from httpserver import (
+    DEFAULT_LAST_MODIFIED,
+    CourseServer,
+    Fault,
+    StatusStep,
+    http_date,
+    payload,
+    pdf_payload,
+    strong_etag,
+)
+
+PDF = "/kurs/vl01.pdf"
+SIZE = 10_000
+TIMEOUT = 5.0
+ChunkError = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def data() -> bytes:
+    """The default payload served at PDF."""
+    return pdf_payload(SIZE, seed=7)
+
+
+@pytest.fixture
+def server(http_server: CourseServer, data: bytes) -> CourseServer:
+    """The function-scoped server with ``data`` registered at PDF."""
+    http_server.add(PDF, data)
+    return http_server
+
+
+def get(server: CourseServer, path: str = PDF, **headers: str) -> requests.Response:
+    """GET ``path`` without redirects; keyword arguments become headers (``_`` -> ``-``)."""
+    hdrs = {name.replace("_", "-"): value for name, value in headers.items()}
+    return requests.get(server.url_for(path), headers=hdrs, timeout=TIMEOUT, allow_redirects=False)
+
+
+def raw_request(
+    server: CourseServer, target: str, headers: Mapping[str, str] | None = None
+) -> socket.socket:
+    """Send one GET on a fresh socket and return the socket (for exact byte-level reads)."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    lines = [f"GET {target} HTTP/1.1", f"Host: 127.0.0.1:{server.port}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return sock
+
+
+def read_until_eof(sock: socket.socket) -> bytes:
+    """Read everything until the peer closes."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """Read up to the end of the response head; return (head, body bytes already read)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before the end of the response head"
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def read_exactly(sock: socket.socket, n: int, already: bytes = b"") -> bytes:
+    """Read until ``n`` bytes (including ``already``) have arrived."""
+    buf = already
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk, f"EOF after {len(buf)} of {n} bytes"
+        buf += chunk
+    return buf
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Poll ``predicate`` (every few ms) until it is true or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        time.sleep(0.002)
+
+
+# --------------------------------------------------------------------------- payload helpers
+
+
+def test_payload_is_deterministic() -> None:
+    assert payload(1000, seed=1) == payload(1000, seed=1)
+    assert payload(1000, seed=1) != payload(1000, seed=2)
+    assert len(payload(0)) == 0
+
+
+def test_pdf_payload_has_header_and_trailer() -> None:
+    body = pdf_payload(100, seed=3)
+    assert len(body) == 100
+    assert body.startswith(b"%PDF-1.5\n")
+    assert body.endswith(b"\n%%EOF\n")
+    assert pdf_payload(10).startswith(b"%PDF-1.5\n")
+    with pytest.raises(ValueError):
+        pdf_payload(3)
+
+
+def test_http_date_and_etag_helpers() -> None:
+    assert http_date(DEFAULT_LAST_MODIFIED) == "Mon, 15 Jan 2024 12:00:00 GMT"
+    assert http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
+    etag = strong_etag(b"x")
+    assert etag.startswith('"') and etag.endswith('"') and not etag.startswith("W/")
+
+
+def test_fault_validation() -> None:
+    with pytest.raises(ValueError):
+        Fault(redirect_status=200)
+    with pytest.raises(ValueError):
+        Fault(trickle=(0, 0.1))
+    with pytest.raises(ValueError):
+        Fault(content_encoding="br")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_full_get(server: CourseServer, data: bytes) -> None:
+    resp = get(server)
+    assert resp.status_code == 200
+    assert resp.content == data
+    assert resp.headers["Content-Length"] == str(SIZE)
+    assert resp.headers["ETag"] == strong_etag(data)
+    assert resp.headers["Last-Modified"] == "Mon, 15 Jan 2024 12:00:00 GMT"
+    assert resp.headers["Accept-Ranges"] == "bytes"
+    assert resp.headers["Content-Type"] == "application/pdf"
+    assert server.url.startswith("http://127.0.0.1:")
+
+
+def test_head(server: CourseServer) -> None:
+    resp = requests.head(server.url_for(PDF), timeout=TIMEOUT)
+    assert resp.status_code == 200
+    assert resp.content == b""
+    assert resp.headers["Content-Length"] == str(SIZE)
+    (record,) = server.requests
+    assert (record.method, record.status, record.body_bytes_sent) == ("HEAD", 200, 0)
+    assert record.completed
+
+
+def test_head_ignores_range(server: CourseServer) -> None:
+    resp = requests.head(server.url_for(PDF), headers={"Range": "bytes=0-9"}, timeout=TIMEOUT)
+    assert resp.status_code == 200
+    assert resp.headers["Content-Length"] == str(SIZE)
+
+
+def test_custom_etag_last_modified_and_type(http_server: CourseServer) -> None:
+    when = datetime(2023, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    http_server.add("/n.txt", b"notes", etag='"v1"', last_modified=when, content_type="text/plain")
+    resp = get(http_server, "/n.txt")
+    assert resp.headers["ETag"] == '"v1"'
+    assert resp.headers["Last-Modified"] == "Sat, 06 May 2023 07:08:09 GMT"
+    assert resp.headers["Content-Type"] == "text/plain"
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [
+        ("bytes=100-", 100, SIZE - 1),
+        ("bytes=100-199", 100, 199),
+        ("bytes=-500", SIZE - 500, SIZE - 1),
+        ("bytes=9000-20000", 9000, SIZE - 1),
+        ("bytes=-20000", 0, SIZE - 1),
+        ("bytes=0-0", 0, 0),
+    ],
+)
+def test_range_forms(server: CourseServer, data: bytes, header: str, first: int, last: int) -> None:
+    resp = get(server, Range=header)
+    assert resp.status_code == 206
+    assert resp.headers["Content-Range"] == f"bytes {first}-{last}/{SIZE}"
+    assert resp.headers["Content-Length"] == str(last - first + 1)
+    assert resp.content == data[first : last + 1]
+    assert server.requests[-1].range_header == header
+
+
+@pytest.mark.parametrize("header", ["bytes=10000-", "bytes=20000-20010", "bytes=-0"])
+def test_unsatisfiable_range(server: CourseServer, header: str) -> None:
+    resp = get(server, Range=header)
+    assert resp.status_code == 416
+    assert resp.headers["Content-Range"] == f"bytes */{SIZE}"
+
+
+@pytest.mark.parametrize("header", ["bytes=5-1", "bytes=0-1,5-6", "items=0-1", "bytes=x-"])
+def test_invalid_or_multi_range_is_served_full(
+    server: CourseServer, data: bytes, header: str
+) -> None:
+    resp = get(server, Range=header)
+    assert resp.status_code == 200
+    assert resp.content == data
+
+
+# --------------------------------------------------------------------------- conditionals
+
+
+def test_if_range_etag(server: CourseServer, data: bytes) -> None:
+    etag = strong_etag(data)
+    assert get(server, Range="bytes=10-", If_Range=etag).status_code == 206
+    assert get(server, Range="bytes=10-", If_Range='"other"').status_code == 200
+    assert get(server, Range="bytes=10-", If_Range="W/" + etag).status_code == 200
+
+
+def test_if_range_date(server: CourseServer) -> None:
+    exact = http_date(DEFAULT_LAST_MODIFIED)
+    later = "Tue, 16 Jan 2024 12:00:00 GMT"
+    assert get(server, Range="bytes=10-", If_Range=exact).status_code == 206
+    assert get(server, Range="bytes=10-", If_Range=later).status_code == 200
+    assert get(server, Range="bytes=10-", If_Range="garbage").status_code == 200
+
+
+def test_if_range_mismatch_beats_416(server: CourseServer) -> None:
+    assert get(server, Range="bytes=99999-", If_Range='"old"').status_code == 200
+
+
+def test_conditional_get_304(server: CourseServer, data: bytes) -> None:
+    etag = strong_etag(data)
+    not_modified = get(server, If_None_Match=etag)
+    assert not_modified.status_code == 304
+    assert not_modified.content == b""
+    assert not_modified.headers["ETag"] == etag
+    assert get(server, If_None_Match='"x", ' + etag).status_code == 304
+    assert get(server, If_None_Match='"x"').status_code == 200
+    assert get(server, If_Modified_Since=http_date(DEFAULT_LAST_MODIFIED)).status_code == 304
+    assert get(server, If_Modified_Since="Sun, 14 Jan 2024 00:00:00 GMT").status_code == 200
+
+
+# --------------------------------------------------------------------------- routing + log
+
+
+def test_404_is_html_and_keeps_connection_alive(server: CourseServer, data: bytes) -> None:
+    with requests.Session() as session:
+        missing = session.get(server.url_for("/nope.pdf"), timeout=TIMEOUT)
+        found = session.get(server.url_for(PDF), timeout=TIMEOUT)
+    assert missing.status_code == 404
+    assert missing.headers["Content-Type"].startswith("text/html")
+    assert b"404" in missing.content
+    assert found.content == data
+    first, second = server.requests
+    assert first.connection_id == second.connection_id
+
+
+def test_query_string_routing(http_server: CourseServer) -> None:
+    http_server.add("/x", b"plain")
+    http_server.add("/x?dl=1", b"download")
+    assert get(http_server, "/x").content == b"plain"
+    assert get(http_server, "/x?dl=1").content == b"download"
+    assert get(http_server, "/x?dl=2").content == b"plain"
+    assert http_server.count("/x") == 3
+    assert http_server.count("/x?dl=1") == 1
+    assert http_server.requests[1].query == "dl=1"
+
+
+def test_query_only_route_does_not_match_bare_path(http_server: CourseServer) -> None:
+    http_server.add("/y?id=1", b"one")
+    assert get(http_server, "/y").status_code == 404
+
+
+def test_percent_encoded_paths(http_server: CourseServer) -> None:
+    url = http_server.add("/Vorlesung 1 (ü).pdf", b"pdf")
+    assert "%20" in url and " " not in url
+    assert requests.get(url, timeout=TIMEOUT).content == b"pdf"
+    assert http_server.requests[0].path == "/Vorlesung 1 (ü).pdf"
+    assert http_server.count("/Vorlesung%201%20(%C3%BC).pdf") == 1
+
+
+def test_request_log(server: CourseServer) -> None:
+    get(server, X_Trace="abc", Range="bytes=0-99")
+    get(server, "/missing")
+    record, missing = server.requests
+    assert record.headers["x-trace"] == "abc"
+    assert record.headers["X-TRACE"] == "abc"
+    assert "range" in record.headers
+    assert record.range_header == "bytes=0-99"
+    assert (record.method, record.path, record.status) == ("GET", PDF, 206)
+    assert record.body_bytes_sent == 100 and record.completed and record.fault is None
+    assert missing.status == 404 and missing.range_header is None
+    assert server.count() == 2 and server.count(PDF) == 1
+    assert server.bytes_sent(PDF) == 100
+    server.reset_log()
+    assert server.count() == 0 and server.bytes_sent() == 0
+
+
+def test_method_not_allowed(server: CourseServer) -> None:
+    resp = requests.post(server.url_for(PDF), data=b"body", timeout=TIMEOUT)
+    assert resp.status_code == 405
+    assert resp.headers["Allow"] == "GET, HEAD"
+    assert server.requests[0].method == "POST"
+
+
+def test_concurrent_requests(server: CourseServer, data: bytes) -> None:
+    def fetch(_: int) -> bytes:
+        return get(server).content
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        bodies = list(pool.map(fetch, range(32)))
+    assert all(body == data for body in bodies)
+    assert server.count(PDF) == 32
+    assert server.bytes_sent(PDF) == 32 * SIZE
+
+
+def test_url_requires_started_server() -> None:
+    with pytest.raises(RuntimeError):
+        _ = CourseServer().url
+
+
+# --------------------------------------------------------------------------- add_file / replace
+
+
+def test_add_file_streams_from_disk(http_server: CourseServer, tmp_path: Path) -> None:
+    blob = payload(300_000, seed=5)
+    file = tmp_path / "big.pdf"
+    file.write_bytes(blob)
+    url = http_server.add_file("/big.pdf", file)
+    full = requests.get(url, timeout=TIMEOUT)
+    assert full.content == blob
+    assert full.headers["Content-Type"] == "application/pdf"
+    part = requests.get(url, headers={"Range": "bytes=200000-"}, timeout=TIMEOUT)
+    assert part.status_code == 206 and part.content == blob[200_000:]
+    # Changing the file changes the validators, so a stale If-Range gives a full 200.
+    old_etag = full.headers["ETag"]
+    file.write_bytes(blob[:1000])
+    os.utime(file, (1_000_000_000, 1_000_000_000))
+    fresh = requests.get(url, headers={"Range": "bytes=10-", "If-Range": old_etag}, timeout=5)
+    assert fresh.status_code == 200 and fresh.content == blob[:1000]
+
+
+def test_replace_changes_content_and_validators(server: CourseServer, data: bytes) -> None:
+    before = get(server)
+    server.replace(PDF, b"new content")
+    after = get(server)
+    assert after.content == b"new content"
+    assert after.headers["ETag"] != before.headers["ETag"]
+    assert after.headers["Last-Modified"] == "Mon, 15 Jan 2024 13:00:00 GMT"
+    assert after.headers["Content-Type"] == "application/pdf"
+    assert get(server, Range="bytes=5-", If_Range=before.headers["ETag"]).status_code == 200
+    with pytest.raises(KeyError):
+        server.replace("/unknown", b"x")
+
+
+def test_remove(server: CourseServer) -> None:
+    server.remove(PDF)
+    assert get(server).status_code == 404
+
+
+# --------------------------------------------------------------------------- cut
+
+
+def test_cut_after_sends_exactly_n_bytes_then_eof(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(cut_after=1234))
+    with raw_request(server, PDF) as sock:
+        raw = read_until_eof(sock)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert f"Content-Length: {SIZE}".encode() in head
+    assert body == data[:1234]
+    (record,) = server.requests
+    assert (record.status, record.body_bytes_sent, record.fault) == (200, 1234, "cut")
+    assert not record.completed
+
+
+def test_cut_times_then_success(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(cut_after=500, cut_times=2))
+    for _ in range(2):
+        with pytest.raises(ChunkError):
+            get(server)
+    assert get(server).content == data
+    assert [r.fault for r in server.requests] == ["cut", "cut", None]
+    assert server.bytes_sent(PDF) == 500 + 500 + SIZE
+
+
+def test_cut_counts_from_range_start_and_resume_works(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(cut_after=100))  # every response is cut
+    with raw_request(server, PDF, {"Range": "bytes=5000-"}) as sock:
+        raw = read_until_eof(sock)
+    assert raw.partition(b"\r\n\r\n")[2] == data[5000:5100]
+    tail = get(server, Range=f"bytes={SIZE - 100}-")  # body not longer than cut_after: no cut
+    assert tail.status_code == 206 and tail.content == data[-100:]
+
+
+def test_session_recovers_after_cut(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(cut_after=10, cut_times=1))
+    with requests.Session() as session:
+        with pytest.raises(ChunkError):
+            session.get(server.url_for(PDF), timeout=TIMEOUT)
+        assert session.get(server.url_for(PDF), timeout=TIMEOUT).content == data
+    first, second = server.requests
+    assert first.connection_id != second.connection_id
+
+
+def test_head_is_never_cut(server: CourseServer) -> None:
+    server.set_faults(PDF, Fault(cut_after=10, cut_times=1))
+    assert requests.head(server.url_for(PDF), timeout=TIMEOUT).status_code == 200
+    with pytest.raises(ChunkError):
+        get(server)
+
+
+# --------------------------------------------------------------------------- range faults
+
+
+def test_ignore_range(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(ignore_range=True))
+    resp = get(server, Range="bytes=100-")
+    assert resp.status_code == 200
+    assert resp.content == data
+    assert "Accept-Ranges" not in resp.headers
+
+
+def test_wrong_content_range(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(wrong_content_range=True))
+    resp = get(server, Range="bytes=100-199")
+    assert resp.status_code == 206
+    assert resp.headers["Content-Range"] == f"bytes 0-99/{SIZE}"
+    assert resp.content == data[:100]
+    from_zero = get(server, Range="bytes=0-9")
+    assert from_zero.headers["Content-Range"] == f"bytes 1-10/{SIZE}"
+    assert server.requests[0].fault == "wrong_content_range"
+
+
+def test_etag_changes_after_first_request(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(etag_changes=b"version two"))
+    first = get(server, Range="bytes=0-99")
+    assert first.content == data[:100]
+    resumed = get(server, Range="bytes=100-", If_Range=first.headers["ETag"])
+    assert resumed.status_code == 200
+    assert resumed.content == b"version two"
+    assert resumed.headers["ETag"] == strong_etag(b"version two")
+    assert resumed.headers["Last-Modified"] != first.headers["Last-Modified"]
+
+
+def test_etag_changes_after_n_requests(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(etag_changes=b"v2", change_after=2))
+    assert [get(server).content for _ in range(3)] == [data, data, b"v2"]
+
+
+# --------------------------------------------------------------------------- stall
+
+
+def test_stall_until_event(server: CourseServer, data: bytes) -> None:
+    release = threading.Event()
+    server.set_faults(PDF, Fault(stall_after=1000, stall_release=release))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(get, server)
+        assert server.wait_for_bytes(PDF, 1000, timeout=TIMEOUT) == 1000
+        assert server.requests[0].fault == "stall"
+        assert not future.done()
+        assert server.bytes_sent(PDF) == 1000  # nothing more while stalled
+        release.set()
+        assert future.result(timeout=TIMEOUT).content == data
+    (record,) = server.requests
+    assert record.completed and record.body_bytes_sent == SIZE
+
+
+def test_stall_for_duration(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(stall_after=10, stall_seconds=0.05))
+    assert get(server).content == data
+    assert server.requests[0].fault == "stall"
+
+
+def test_stall_ends_when_client_disconnects(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(stall_after=1000, stall_times=1))
+    with raw_request(server, PDF) as sock:
+        _, body = read_head(sock)
+        assert read_exactly(sock, 1000, body) == data[:1000]
+    eventually(lambda: server.active_connections == 0)
+    (record,) = server.requests
+    assert not record.completed and record.body_bytes_sent == 1000
+    assert get(server).content == data  # stall_times=1: the next request is fine
+
+
+def test_stop_ends_stalled_and_idle_handlers_promptly(data: bytes) -> None:
+    server = CourseServer().start()
+    server.add(PDF, data, faults=Fault(stall_after=100))  # stalls until client/server leave
+    session = requests.Session()
+    session.get(server.url_for("/idle-keepalive"), timeout=TIMEOUT)  # idle pooled connection
+    sock = raw_request(server, PDF)
+    try:
+        server.wait_for_bytes(PDF, 100, timeout=TIMEOUT)
+        assert server.active_connections == 2
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 2.0
+        assert server.active_connections == 0
+        assert read_until_eof(sock).endswith(data[:100])  # socket was closed by the server
+    finally:
+        sock.close()
+        session.close()
+    assert not server.errors
+
+
+def test_stop_unblocks_a_handler_whose_client_does_not_read() -> None:
+    server = CourseServer().start()
+    server.add("/huge.bin", bytes(32 * 1024 * 1024))  # far more than the socket buffers
+    sock = raw_request(server, "/huge.bin")
+    try:
+        server.wait_for_bytes("/huge.bin", 1, timeout=TIMEOUT)
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 2.0
+    finally:
+        sock.close()
+    assert server.bytes_sent() < 32 * 1024 * 1024
+    assert not server.errors
+
+
+# --------------------------------------------------------------------------- trickle
+
+
+def test_trickle_and_wait_for_bytes(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(trickle=(500, 0.002)))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(get, server)
+        assert server.wait_for_bytes(PDF, 5000, timeout=TIMEOUT) >= 5000
+        assert future.result(timeout=TIMEOUT).content == data
+    assert server.requests[0].completed
+
+
+def test_trickle_with_cut(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(trickle=(1000, 0.001), cut_after=2500))
+    with raw_request(server, PDF) as sock:
+        raw = read_until_eof(sock)
+    assert raw.partition(b"\r\n\r\n")[2] == data[:2500]
+
+
+def test_trickle_stops_when_client_disconnects(server: CourseServer) -> None:
+    server.set_faults(PDF, Fault(trickle=(100, 0.005)))
+    with raw_request(server, PDF) as sock:
+        read_head(sock)
+        server.wait_for_bytes(PDF, 300, timeout=TIMEOUT)
+    eventually(lambda: server.active_connections == 0)
+    (record,) = server.requests
+    assert not record.completed and record.body_bytes_sent < SIZE
+
+
+SUBPROCESS_CLIENT = """
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1]) as resp, open(sys.argv[2], "wb") as out:
+    while chunk := resp.read(256):
+        out.write(chunk)
+        out.flush()
+"""
+
+
+def test_sigkill_client_mid_transfer(server: CourseServer, tmp_path: Path) -> None:
+    server.set_faults(PDF, Fault(trickle=(256, 0.01)))  # ~25 KiB/s: 10 kB take ~0.4 s
+    target = tmp_path / "partial.pdf"
+    cmd = [sys.executable, "-c", SUBPROCESS_CLIENT, server.url_for(PDF), str(target)]
+    proc = subprocess.Popen(cmd)
+    try:
+        server.wait_for_bytes(PDF, 2048, timeout=TIMEOUT)
+    finally:
+        proc.kill()
+        proc.wait(timeout=TIMEOUT)
+    eventually(lambda: server.active_connections == 0)
+    (record,) = server.requests
+    assert not record.completed
+    assert 2048 <= record.body_bytes_sent < SIZE
+    written = target.stat().st_size if target.exists() else 0
+    assert written <= record.body_bytes_sent
+
+
+def test_wait_timeouts(server: CourseServer) -> None:
+    with pytest.raises(TimeoutError):
+        server.wait_for_bytes(PDF, 1, timeout=0.02)
+    get(server)
+    assert server.wait_for_requests(PDF, 1, timeout=0.02) == 1
+    with pytest.raises(TimeoutError):
+        server.wait_for_requests(PDF, 2, timeout=0.02)
+
+
+# --------------------------------------------------------------------------- redirects
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect_statuses(server: CourseServer, data: bytes, status: int) -> None:
+    server.set_faults("/old.pdf", Fault(redirect_to=PDF, redirect_status=status))
+    resp = get(server, "/old.pdf")
+    assert resp.status_code == status
+    assert resp.headers["Location"] == PDF
+    followed = requests.get(server.url_for("/old.pdf"), timeout=TIMEOUT)
+    assert followed.content == data
+    assert [r.status_code for r in followed.history] == [status]
+    assert server.requests[0].fault == "redirect"
+
+
+def test_redirect_chain(server: CourseServer, data: bytes) -> None:
+    server.set_faults("/start", Fault(redirect_to=PDF, redirect_chain=3))
+    resp = requests.get(server.url_for("/start"), timeout=TIMEOUT)
+    assert resp.content == data
+    assert len(resp.history) == 3
+    assert [r.status for r in server.requests] == [302, 302, 302, 200]
+    assert server.count("/start") == 1 and server.count(PDF) == 1
+
+
+def test_redirect_limit(server: CourseServer) -> None:
+    server.set_faults("/loop", Fault(redirect_to=PDF, redirect_chain=5))
+    with requests.Session() as session:
+        session.max_redirects = 3
+        with pytest.raises(requests.exceptions.TooManyRedirects):
+            session.get(server.url_for("/loop"), timeout=TIMEOUT)
+
+
+def test_cross_host_redirect_and_credentials(http_server: CourseServer) -> None:
+    http_server.add("/secret.pdf", b"secret", faults=Fault(require_header={"Authorization": "t"}))
+    target = http_server.url_for("/secret.pdf", host="localhost")
+    assert target.startswith(http_server.localhost_url)
+    http_server.set_faults("/go", Fault(redirect_to=target, redirect_status=307))
+    same_host = requests.get(
+        http_server.url_for("/secret.pdf"), headers={"Authorization": "t"}, timeout=TIMEOUT
+    )
+    assert same_host.content == b"secret"
+    cross = requests.get(
+        http_server.url_for("/go"), headers={"Authorization": "t"}, timeout=TIMEOUT
+    )
+    assert cross.url == target
+    assert cross.status_code == 401  # requests drops Authorization on a host change
+    assert "Authorization" not in http_server.requests[-1].headers
+    assert http_server.requests[-1].headers["Host"].startswith("localhost:")
+
+
+# --------------------------------------------------------------------------- statuses
+
+
+def test_statuses_sequence_with_retry_after(server: CourseServer, data: bytes) -> None:
+    retry_date = http_date(datetime(2030, 1, 1, tzinfo=UTC))
+    server.set_faults(
+        PDF,
+        Fault(statuses=[(503, {"Retry-After": "2"}), (429, {"Retry-After": retry_date}), 200]),
+    )
+    first, second, third, fourth = (get(server) for _ in range(4))
+    assert (first.status_code, first.headers["Retry-After"]) == (503, "2")
+    assert (second.status_code, second.headers["Retry-After"]) == (429, retry_date)
+    assert third.status_code == 200 and third.content == data  # 200 step = normal serving
+    assert fourth.status_code == 200 and fourth.content == data
+    assert [r.fault for r in server.requests] == ["status", "status", None, None]
+
+
+def test_status_step_with_body_on_contentless_route(http_server: CourseServer) -> None:
+    http_server.set_faults("/busy", Fault(statuses=[StatusStep(500, {"X-A": "1"}, b"boom")]))
+    first = get(http_server, "/busy")
+    assert (first.status_code, first.content, first.headers["X-A"]) == (500, b"boom", "1")
+    assert get(http_server, "/busy").status_code == 404
+
+
+def test_status_step_without_body(server: CourseServer) -> None:
+    server.set_faults(PDF, Fault(statuses=[204, 304]))
+    with requests.Session() as session:  # keep-alive must survive body-less responses
+        statuses = [session.get(server.url_for(PDF), timeout=TIMEOUT) for _ in range(3)]
+    assert [r.status_code for r in statuses] == [204, 304, 200]
+    assert "Content-Length" not in statuses[0].headers
+    assert len({r.connection_id for r in server.requests}) == 1
+
+
+def test_set_faults_resets_counters(server: CourseServer) -> None:
+    fault = Fault(statuses=[503])
+    server.set_faults(PDF, fault)
+    assert get(server).status_code == 503
+    assert get(server).status_code == 200
+    server.set_faults(PDF, fault)
+    assert get(server).status_code == 503
+    server.set_faults(PDF, None)
+    assert get(server).status_code == 200
+
+
+# --------------------------------------------------------------------------- content faults
+
+
+def test_body_override(server: CourseServer) -> None:
+    page = b"<html><body>Quota exceeded</body></html>"
+    server.set_faults(PDF, Fault(body_override=page))
+    resp = get(server, Range="bytes=100-")
+    assert resp.status_code == 200
+    assert resp.content == page
+    assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "ETag" not in resp.headers
+    assert server.requests[0].fault == "override"
+
+
+def test_gzip_content_encoding(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(content_encoding="gzip"))
+    encoded = requests.get(server.url_for(PDF), stream=True, timeout=TIMEOUT)
+    raw = encoded.raw.read(decode_content=False)
+    assert encoded.headers["Content-Encoding"] == "gzip"
+    assert encoded.headers["ETag"].startswith("W/")
+    assert "Accept-Ranges" not in encoded.headers
+    assert gzip.decompress(raw) == data
+    assert requests.get(server.url_for(PDF), timeout=TIMEOUT).content == data  # auto-decoded
+    ranged = get(server, Range="bytes=100-")  # requests sends Accept-Encoding: gzip
+    assert ranged.status_code == 200 and ranged.content == data
+
+
+@pytest.mark.parametrize("accept", ["identity", "gzip;q=0, identity", "deflate"])
+def test_gzip_not_used_without_acceptance(server: CourseServer, data: bytes, accept: str) -> None:
+    server.set_faults(PDF, Fault(content_encoding="gzip"))
+    resp = get(server, Accept_Encoding=accept, Range="bytes=100-")
+    assert "Content-Encoding" not in resp.headers
+    assert resp.status_code == 206 and resp.content == data[100:]
+
+
+def test_require_header(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(require_header={"Authorization": "Bearer good"}))
+    missing = get(server)
+    assert missing.status_code == 401 and "WWW-Authenticate" in missing.headers
+    assert get(server, Authorization="Bearer bad").status_code == 403
+    assert get(server, Authorization="Bearer good").content == data
+    assert [r.fault for r in server.requests] == ["auth", "auth", None]
