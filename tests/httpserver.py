@@ -50,6 +50,7 @@ import re
 import select
 import socket
 import socketserver
+import sys
 import threading
 import time
 import traceback
@@ -943,7 +944,13 @@ class _HTTPServer(ThreadingHTTPServer):
         thread.start()
 
     def handle_error(self, request: socket.socket, client_address: tuple[str, int]) -> None:
-        """Record unexpected handler exceptions instead of printing them."""
+        """Record unexpected handler exceptions instead of printing them.
+
+        A client that drops its connection (e.g. after aborting a response with body bytes
+        unread) is a normal disconnect, not a server error.
+        """
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            return
         self.owner._record_error(traceback.format_exc())
 
 

@@ -1,0 +1,102 @@
+"""HTTP plumbing shared by every transfer: sessions, timeouts, retry policy, redirect safety.
+
+A session from :func:`new_session` verifies TLS, asks for unencoded bodies (the bytes hashed must
+be the bytes stored), follows at most 10 redirects and refuses any redirect from ``https`` to
+``http``. Sessions are not thread-safe: create one per worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from lhymirror import __version__
+
+MAX_REDIRECTS = 10
+USER_AGENT = f"lhymirror/{__version__} (+https://pypi.org/project/lhymirror/)"
+RETRYABLE_STATUSES = frozenset({408, 429})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard one source is tried before the next one is used."""
+
+    attempts: int = 5  # per source
+    backoff_base: float = 0.5  # seconds; exponential with full jitter
+    backoff_cap: float = 30.0
+    retry_after_cap: float = 120.0  # never sleep longer than this for a Retry-After
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    stall_window: float = 30.0  # seconds; fewer than stall_min_bytes in a window = stalled
+    stall_min_bytes: int = 1024
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """The ``(connect, read)`` timeout pair for ``requests``."""
+        return (self.connect_timeout, self.read_timeout)
+
+    def backoff(self, failures: int, rng: random.Random) -> float:
+        """Delay before the next attempt after *failures* failed ones ("full jitter")."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** max(failures - 1, 0))
+        return rng.uniform(0.0, ceiling)
+
+
+def is_retryable_status(status: int) -> bool:
+    """True for answers worth asking again: 408, 429 and every 5xx."""
+    return status in RETRYABLE_STATUSES or 500 <= status <= 599
+
+
+class InsecureRedirectError(requests.exceptions.InvalidURL):
+    """A redirect would have downgraded an ``https`` transfer to plain ``http``."""
+
+
+class SafeSession(requests.Session):
+    """A ``requests.Session`` that refuses redirects from ``https`` to ``http``."""
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """The redirect's target; raise :class:`InsecureRedirectError` for a downgrade."""
+        target = super().get_redirect_target(resp)
+        if target is None:
+            return None
+        absolute = urljoin(resp.url, target)
+        if urlsplit(resp.url).scheme == "https" and urlsplit(absolute).scheme == "http":
+            resp.close()
+            raise InsecureRedirectError(
+                f"refused redirect from https to http ({resp.url} -> {absolute})", response=resp
+            )
+        return target
+
+
+def new_session(user_agent: str | None = None) -> requests.Session:
+    """A session for one worker thread: TLS verified, identity encoding, safe redirects."""
+    session = SafeSession()
+    session.verify = True
+    session.max_redirects = MAX_REDIRECTS
+    session.headers["User-Agent"] = user_agent or USER_AGENT
+    session.headers["Accept-Encoding"] = "identity"
+    return session
+
+
+def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date), or None.
+
+    A date in the past means "now" (0.0); an unreadable value is ignored (None).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    reference = now if now.tzinfo is not None else now.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - reference).total_seconds())
