@@ -134,6 +134,10 @@ class MirrorStore:
         """Where the unfinished bytes of *key* (an entry id, or ``id.partNN``) are kept."""
         return self.meta_dir / "partial" / f"{key}.part"
 
+    def done_part_path(self, key: str) -> Path:
+        """Where a verified part of a split file waits until all parts can be joined."""
+        return self.meta_dir / "partial" / f"{key}.done"
+
     def partial_state_path(self, key: str) -> Path:
         """Sidecar of a partial download."""
         return self.meta_dir / "partial" / f"{key}.json"
@@ -225,9 +229,12 @@ class MirrorStore:
         return Expected(entry.size, None, "none")
 
     def is_unchanged_since_verified(self, entry: FileEntry) -> bool:
-        """True when the file's size and mtime are those recorded when it was last verified."""
+        """True when the file was verified against what it is held to now (a record of other
+        bytes, e.g. from an older pin, does not count) and its size and mtime are unchanged."""
         record = self.record(entry.id)
         if record is None or record.path != entry.path:
+            return False
+        if record.sha256 != self.expected(entry).sha256:
             return False
         try:
             st = self.file_path(entry.path).stat()
@@ -257,12 +264,16 @@ class MirrorStore:
             expected,
         )
 
+    def held_bytes(self, entry: FileEntry) -> int:
+        """Bytes of the entry's unfinished downloads (and finished parts) already on disk."""
+        paths = [self.partial_path(entry.id)]
+        for index in range(len(entry.parts or ())):
+            key = part_key(entry.id, index)
+            paths += [self.partial_path(key), self.done_part_path(key)]
+        return sum(_size_or_zero(path) for path in paths)
+
     def _absent_state(self, entry: FileEntry, expected: Expected) -> LocalState:
-        held = sum(
-            self.partial_path(key).stat().st_size
-            for key in self._partial_keys(entry)
-            if self.partial_path(key).is_file()
-        )
+        held = self.held_bytes(entry)
         if held:
             total = expected.size or entry.size
             percent = f" {100 * held // total}%" if total else ""
@@ -270,13 +281,6 @@ class MirrorStore:
         if entry.is_manual_only:
             return LocalState(entry.id, "manual", entry.manual or "", None, expected)
         return LocalState(entry.id, "missing", "", None, expected)
-
-    @staticmethod
-    def _partial_keys(entry: FileEntry) -> list[str]:
-        keys = [entry.id]
-        if entry.parts:
-            keys += [part_key(entry.id, i) for i in range(len(entry.parts))]
-        return keys
 
     def verify_file(self, entry: FileEntry) -> tuple[int, str]:
         """Re-hash a file and check it; ``IntegrityError`` naming the file when it differs."""
@@ -365,6 +369,13 @@ def _lock_owner(path: Path) -> str:
     except OSError:
         return "held by another process"
     return f"held by {text}" if text else "held by another process"
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -21,6 +21,10 @@ from lhymirror.errors import LhymirrorError, ManifestError
 COMMAND_MODULES = (
     "list_cmd",
     "manifest_cmd",
+    "sync_cmd",
+    "status_cmd",
+    "add_cmd",
+    "pin_cmd",
 )
 
 DESCRIPTION = """\

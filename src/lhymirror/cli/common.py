@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -11,6 +12,23 @@ from typing import Any
 
 from lhymirror.errors import UsageError
 from lhymirror.manifest import Manifest, load_manifest, shipped_manifest_path
+from lhymirror.store import MirrorStore
+from lhymirror.units import format_size
+
+__all__ = [
+    "HelpFormatter",
+    "add_command",
+    "add_manifest_arguments",
+    "add_root_argument",
+    "format_size",
+    "mirror_root",
+    "print_json",
+    "selected_manifest",
+    "selected_store",
+]
+
+ROOT_ENV = "LHYMIRROR_ROOT"
+DEFAULT_ROOT = Path("mirror")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -44,6 +62,28 @@ def add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_root_argument(parser: argparse.ArgumentParser, *, help_prefix: str = "") -> None:
+    """``--root DIR``: the mirror folder (default ``$LHYMIRROR_ROOT``, else ``./mirror``)."""
+    parser.add_argument(
+        "--root",
+        type=Path,
+        metavar="DIR",
+        help=f"{help_prefix}the mirror folder (default: ${ROOT_ENV}, else ./{DEFAULT_ROOT})",
+    )
+
+
+def mirror_root(root: Path | None) -> Path:
+    """The mirror folder: ``--root``, else ``$LHYMIRROR_ROOT``, else ``./mirror``."""
+    if root is None:
+        root = Path(os.environ.get(ROOT_ENV, "").strip() or DEFAULT_ROOT)
+    return root.expanduser()
+
+
+def selected_store(args: argparse.Namespace, manifest: Manifest) -> MirrorStore:
+    """The mirror of the manifest's year under the chosen root."""
+    return MirrorStore(mirror_root(args.root), manifest.year)
+
+
 def selected_manifest(args: argparse.Namespace) -> tuple[Manifest, Path]:
     """Load the manifest chosen by ``YEAR`` / ``--year`` / ``--manifest``."""
     year = _selected_year(args)
@@ -71,18 +111,6 @@ def _selected_year(args: argparse.Namespace) -> int | None:
             hint="Give the year once.",
         )
     return args.year_pos if args.year_pos is not None else args.year_opt
-
-
-def format_size(size: int | None) -> str:
-    """Human-readable size in decimal units (as file managers show): ``1.6 MB``."""
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
 
 
 def print_json(data: Any) -> None:

@@ -1,0 +1,68 @@
+"""``lhymirror add``: import a file downloaded by hand into the mirror, verified."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from lhymirror.cli.common import (
+    add_command,
+    add_manifest_arguments,
+    add_root_argument,
+    format_size,
+    selected_manifest,
+    selected_store,
+)
+from lhymirror.errors import UsageError
+from lhymirror.sync import import_file
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``add`` command."""
+    parser = add_command(
+        subparsers,
+        "add",
+        summary="import a file you downloaded by hand (checked, then recorded)",
+        description="""
+            Copy a file you downloaded yourself (a manual step, a blocked download) to its
+            place in the mirror. Its size and sha256 are checked first when the manifest or an
+            earlier download knows them; on a mismatch nothing is placed (exit status 5).
+            Works for any file of the manifest.
+        """,
+        example="""
+            lhymirror add 2022 hw04-dataset ~/Downloads/Dataset.tar.gz
+            lhymirror add --manifest my-course.toml hw04-dataset Dataset.tar.gz
+        """,
+    )
+    add_manifest_arguments(parser)
+    parser.add_argument("entry_id", metavar="ID", help="the file's id (see `lhymirror list`)")
+    parser.add_argument("file", type=Path, metavar="FILE", help="the file you downloaded")
+    add_root_argument(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Import the file; raise ``IntegrityError`` (exit 5) when it is not the expected one."""
+    manifest, _ = selected_manifest(args)
+    try:
+        entry = manifest.file(args.entry_id)
+    except KeyError:
+        raise UsageError(
+            "no such file in the manifest",
+            where=args.entry_id,
+            hint=f"Run `lhymirror list {manifest.year}` to see the ids.",
+        ) from None
+    store = selected_store(args, manifest)
+    expected = store.expected(entry)
+    record = import_file(store, entry, args.file)
+    note = (
+        f"matches the {expected.origin} sha256"
+        if expected.sha256
+        else "no checksum was known: recorded as the reference"
+    )
+    print(
+        f"added {entry.id}: {store.file_path(entry.path)} ({format_size(record.size)}, "
+        f"sha256 {record.sha256[:12]}…, {note})"
+    )
+    return 0

@@ -1,0 +1,244 @@
+"""``lhymirror sync``: download a year's files into the local mirror, verified and resumable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from typing import Any
+
+from lhymirror.cli.common import (
+    add_command,
+    add_manifest_arguments,
+    add_root_argument,
+    format_size,
+    print_json,
+    selected_manifest,
+    selected_store,
+)
+from lhymirror.cli.exitcodes import ExitStatus
+from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
+from lhymirror.download import Downloader, TransferEvents
+from lhymirror.kaggle import KaggleCredentials, load_credentials
+from lhymirror.manifest import FILE_KINDS, Manifest
+from lhymirror.plan import PlanItem, SyncPlan, plan_sync
+from lhymirror.store import MirrorStore
+from lhymirror.sync import Fetcher, SyncReport, run_sync
+
+MIRROR_ENV = "LHYMIRROR_MIRROR"
+DEFAULT_JOBS = 4
+PER_HOST = 2  # concurrent transfers to one host: polite to course servers, still parallel
+LOCK_WAIT = 5.0  # seconds a second sync waits for the first before giving up
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``sync`` command."""
+    parser = add_command(
+        subparsers,
+        "sync",
+        summary="download a year's files into the local mirror (resumable, verified)",
+        description=f"""
+            Download every file of a year's manifest into ROOT/<year>/<path>, verify each
+            against its size and sha256 and remember it. Interrupted downloads resume; files
+            already verified are skipped without any network access. Files the manifest does
+            not list are never touched. Where the manifest gives no checksum, the first
+            verified download is recorded and later runs hold the file to it.
+
+            Sources are tried in order: --from bases, --mirror copies, then the manifest's own.
+            Exit status: 0 all files present and verified, 4 downloads failed, 5 integrity
+            (e.g. upstream changed), 6 storage, 7 manual steps pending.
+            Environment: $LHYMIRROR_ROOT (default --root), ${MIRROR_ENV} (default --mirror).
+        """,
+        example="""
+            lhymirror sync 2022
+            lhymirror sync 2022 --only 'hw0*' --kind dataset --jobs 8
+            lhymirror sync 2022 --from /media/usb/lhymirror --offline
+        """,
+    )
+    add_manifest_arguments(parser)
+    add_root_argument(parser)
+    parser.add_argument(
+        "--jobs", "-j", type=_positive, default=DEFAULT_JOBS, metavar="N",
+        help=f"parallel transfers (default {DEFAULT_JOBS}; at most {PER_HOST} per host)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--only", action="extend", nargs="+", default=[], metavar="ID_OR_GLOB",
+        help="only these files: ids or globs on ids or paths ('hw0*', 'data/*')",
+    )  # fmt: skip
+    parser.add_argument(
+        "--kind", action="extend", nargs="+", default=[], choices=FILE_KINDS, metavar="KIND",
+        help=f"only files of these kinds ({', '.join(FILE_KINDS)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mirror", action="append", default=None, metavar="BASE",
+        help="try a `wget --mirror` copy first: BASE/HOST/PATH of each URL (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--from", dest="from_bases", action="append", default=[], metavar="BASE",
+        help="try another lhymirror mirror first: BASE/<year>/<path>; a URL or folder",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show what would be done; touch nothing"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print only problems")
+    parser.add_argument(
+        "--offline", action="store_true",
+        help="never use the network; report what would need it",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rehash", action="store_true", help="re-hash files even when unchanged since verified"
+    )
+    parser.add_argument(
+        "--accept-upstream", action="extend", nargs="+", default=[], metavar="ID",
+        help="take these files as upstream serves them now, although they differ from the "
+        "manifest's checksum (recorded; `lhymirror pin` writes them back)",
+    )  # fmt: skip
+    parser.set_defaults(handler=run)
+
+
+def import_command(args: argparse.Namespace, manifest: Manifest, entry_id: str) -> str:
+    """The ``lhymirror add`` command that imports a hand-downloaded file for this selection."""
+    selection = f"--manifest {args.manifest}" if args.manifest else str(manifest.year)
+    root = f" --root {args.root}" if args.root else ""
+    return f"lhymirror add {selection} {entry_id} FILE{root}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan, then (unless --dry-run) download; print the summary; return the exit status."""
+    manifest, _ = selected_manifest(args)
+    store = selected_store(args, manifest)
+    plan = plan_sync(
+        manifest,
+        store,
+        only=args.only,
+        kinds=args.kind,
+        mirrors=mirror_bases(args.mirror),
+        from_bases=args.from_bases,
+        rehash=args.rehash,
+        accept_upstream=args.accept_upstream,
+        offline=args.offline,
+    )
+    if args.dry_run:
+        if args.json:
+            print_json(plan.to_json())
+        else:
+            print("\n".join(plan_lines(plan)))
+        return ExitStatus.OK
+    show_bar = not args.quiet and sys.stdout.isatty()
+    credentials = kaggle_credentials_for(plan)
+    with TransferProgress(plan, enabled=show_bar, quiet=args.quiet) as progress:
+        report = run_sync(
+            plan,
+            store,
+            lambda events: build_downloader(
+                store, events=events, offline=args.offline, kaggle_credentials=credentials
+            ),
+            jobs=args.jobs,
+            per_host=PER_HOST,
+            events=progress,
+            lock_wait=LOCK_WAIT,
+        )
+    print_report(args, manifest, report)
+    return exit_status(report)
+
+
+def build_downloader(
+    store: MirrorStore,
+    *,
+    events: TransferEvents,
+    offline: bool,
+    kaggle_credentials: KaggleCredentials | None,
+) -> Fetcher:
+    """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
+    return Downloader(store, events=events, offline=offline, kaggle_credentials=kaggle_credentials)
+
+
+def kaggle_credentials_for(plan: SyncPlan) -> KaggleCredentials | None:
+    """Kaggle credentials, read only when a planned transfer may need them."""
+    uses_kaggle = any(
+        source.startswith("kaggle:")
+        for item in plan.items
+        if item.needs_transfer
+        for source in (*item.sources, *(s for part in item.parts for s in part.sources))
+    )
+    return load_credentials() if uses_kaggle else None
+
+
+def mirror_bases(given: list[str] | None) -> list[str]:
+    """``--mirror`` values, else ``$LHYMIRROR_MIRROR`` split at spaces or commas."""
+    if given is not None:
+        return given
+    return [base for base in re.split(r"[\s,]+", os.environ.get(MIRROR_ENV, "")) if base]
+
+
+def exit_status(report: SyncReport) -> ExitStatus:
+    """0 only when every file is verified; failures outrank manual steps.
+
+    Among failures, integrity outranks storage, which outranks download: the most serious
+    finding decides.
+    """
+    if report.failures_of("integrity"):
+        return ExitStatus.INTEGRITY
+    if report.failures_of("storage"):
+        return ExitStatus.STORAGE
+    if report.with_outcome("failed"):
+        return ExitStatus.DOWNLOAD_FAILED
+    if report.with_outcome("manual"):
+        return ExitStatus.INCOMPLETE
+    return ExitStatus.OK
+
+
+def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncReport) -> None:
+    """The JSON report on stdout, or the summary (problems on stderr)."""
+    if args.json:
+        print_json(report.to_json())
+        return
+    lines = problem_lines(
+        report,
+        lambda entry_id: import_command(args, manifest, entry_id),
+        resume_hint=not args.offline,
+    )
+    for line in lines:
+        print(line, file=sys.stderr)
+    if not args.quiet:
+        print(summary_counts(report))
+
+
+# ---------------------------------------------------------------------------------------------
+# --dry-run
+
+
+def plan_lines(plan: SyncPlan) -> list[str]:
+    """The plan as text: one line per file with work to do, then the totals."""
+    lines = [_plan_line(item) for item in plan.items if item.action != "up-to-date"]
+    counts = plan.counts
+    unknown = sum(1 for item in plan.with_action("fetch") if item.size is None)
+    sizes = f"{format_size(plan.bytes_still_needed())} still needed" + (
+        f", {unknown} of unknown size" if unknown else ""
+    )
+    lines.append(
+        f"{counts.get('up-to-date', 0)} up to date, {counts.get('fetch', 0)} to fetch "
+        f"({sizes}), "
+        f"{counts.get('verify', 0)} to re-hash, {counts.get('manual', 0)} manual, "
+        f"{counts.get('needs-network', 0)} need the network; nothing was changed (--dry-run)"
+    )
+    return lines
+
+
+def _plan_line(item: PlanItem) -> str:
+    first = item.sources[:1] or next((p.sources[:1] for p in item.parts if p.sources), ())
+    origin = f" from {first[0]}" if first else ""
+    if item.action == "needs-network":
+        origin = f" from {', '.join(item.withheld)}"
+    parts = f" in {len(item.parts)} parts" if item.parts else ""
+    size = format_size(item.size)
+    return f"{item.action:<13} {item.id}  {item.entry.path} ({size}){parts}{origin}: {item.reason}"
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

@@ -1,0 +1,608 @@
+"""Carry out a sync plan: lock the year, fetch in parallel, join split files, record, report.
+
+:func:`run_sync` takes the year's lock, checks free space, then runs the plan's transfers on a
+thread pool. Each worker thread has its own ``requests`` session and downloader. At most
+``per_host`` transfers go to one host at a time (the host of a file's first source): a course
+server or a mirror is not hammered by ``--jobs`` connections at once, while transfers to
+different hosts still run in parallel. Every verified file gets a :class:`FileRecord`; bytes
+reach a final path only once verified. The result is a :class:`SyncReport`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, Protocol, get_args
+
+from lhymirror.download import FetchResult, ManualStepRequired, Target, TransferEvents
+from lhymirror.errors import (
+    DownloadError,
+    IntegrityError,
+    LhymirrorError,
+    StorageError,
+    UsageError,
+)
+from lhymirror.fsutil import CHUNK_SIZE, atomic_writer, hash_file
+from lhymirror.http import new_session
+from lhymirror.manifest import FileEntry
+from lhymirror.plan import (
+    PartPlan,
+    PlanItem,
+    SyncPlan,
+    first_host,
+)
+from lhymirror.store import FileRecord, MirrorStore, part_key, storage_errors, utc_now
+from lhymirror.units import format_size
+
+Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
+Failure = Literal["download", "integrity", "storage"]
+VERIFIED_OUTCOMES = ("downloaded", "resumed", "up-to-date")
+
+
+class Fetcher(Protocol):
+    """What :func:`run_sync` needs from a downloader (``lhymirror.download.Downloader``)."""
+
+    def fetch(self, target: Target, sources: Sequence[str], session: Any) -> FetchResult:
+        """Fetch *target* from the first source that works; bytes land only when verified."""
+        ...
+
+
+class SyncEvents(TransferEvents, Protocol):
+    """Transfer events plus one call per finished file (for progress displays)."""
+
+    def file_finished(self, outcome: FileOutcome) -> None:
+        """A file is done (whatever the outcome)."""
+        ...
+
+
+DownloaderFactory = Callable[[TransferEvents], Fetcher]
+
+
+class SyncCancelled(BaseException):
+    """Raised inside a worker's transfer events to stop it once the run is interrupted.
+
+    A ``BaseException`` so that no retry loop mistakes it for a network failure.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one file."""
+
+    id: str
+    path: str
+    outcome: Outcome
+    size: int | None = None
+    sha256: str | None = None
+    source: str | None = None  # where the bytes came from
+    bytes_received: int = 0
+    reason: str | None = None  # why it failed, or the manual step to take
+    failure: Failure | None = None
+
+    @property
+    def verified(self) -> bool:
+        """True when the file is present and verified."""
+        return self.outcome in VERIFIED_OUTCOMES
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """Result of a sync: one outcome per selected file, in manifest order."""
+
+    year: int
+    root: str
+    files: tuple[FileOutcome, ...]
+
+    @property
+    def complete(self) -> bool:
+        """True when every selected file is present and verified."""
+        return all(f.verified for f in self.files)
+
+    def with_outcome(self, outcome: Outcome) -> list[FileOutcome]:
+        """The files that ended with *outcome*."""
+        return [f for f in self.files if f.outcome == outcome]
+
+    def counts(self) -> dict[str, int]:
+        """How many files ended with each outcome (every outcome listed)."""
+        counter = Counter(f.outcome for f in self.files)
+        return {name: counter.get(name, 0) for name in get_args(Outcome)}
+
+    def failures_of(self, kind: Failure) -> list[FileOutcome]:
+        """Failed files of one kind (download, integrity, storage)."""
+        return [f for f in self.files if f.failure == kind]
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes transferred in this run."""
+        return sum(f.bytes_received for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON-ready data."""
+        return {
+            "year": self.year,
+            "root": self.root,
+            "complete": self.complete,
+            "totals": {**self.counts(), "bytes_received": self.bytes_received},
+            "files": [asdict(f) for f in self.files],
+        }
+
+
+def _outcome(item: PlanItem, outcome: Outcome, **fields: Any) -> FileOutcome:
+    return FileOutcome(item.id, item.entry.path, outcome, **fields)
+
+
+def _failed(item: PlanItem, error: LhymirrorError, failure: Failure) -> FileOutcome:
+    return _outcome(item, "failed", size=item.size, reason=error.message, failure=failure)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a plan
+
+
+def run_sync(
+    plan: SyncPlan,
+    store: MirrorStore,
+    downloader_factory: DownloaderFactory,
+    *,
+    jobs: int = 4,
+    per_host: int = 2,
+    events: SyncEvents | None = None,
+    session_factory: Callable[[], Any] = new_session,
+    disk_usage: Callable[[Path], Any] = shutil.disk_usage,
+    lock_wait: float = 5.0,
+) -> SyncReport:
+    """Run *plan* under the year's lock and report what happened to each file.
+
+    ``downloader_factory(events)`` builds one downloader per worker thread; sleeps and clocks are
+    injected there. Raises ``StorageError`` when the lock is held elsewhere or space is short.
+    """
+    with store.lock(wait=lock_wait):
+        check_free_space(plan, store, disk_usage)
+        runner = _Runner(store, downloader_factory, session_factory, events, per_host)
+        try:
+            outcomes = runner.run(plan.items, jobs=max(1, jobs))
+        finally:
+            runner.close()
+    return SyncReport(plan.year, plan.root, outcomes)
+
+
+def check_free_space(
+    plan: SyncPlan, store: MirrorStore, disk_usage: Callable[[Path], Any] = shutil.disk_usage
+) -> None:
+    """``StorageError`` when the fetches of known size need more room than the disk has."""
+    needed = plan.bytes_still_needed()
+    if not needed:
+        return
+    folder = _existing_ancestor(store.year_dir)
+    with storage_errors(folder):
+        free = int(disk_usage(folder).free)
+    if needed > free:
+        raise StorageError(
+            "not enough free space",
+            where=str(store.year_dir),
+            detail=f"{format_size(needed)} still to download, {format_size(free)} free",
+            hint="Free some space or choose another --root; nothing was downloaded.",
+        )
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd()
+
+
+class _Worker(NamedTuple):
+    downloader: Fetcher
+    session: Any
+
+
+class _Runner:
+    """Runs plan items on a thread pool; one instance per ``run_sync`` call."""
+
+    def __init__(
+        self,
+        store: MirrorStore,
+        downloader_factory: DownloaderFactory,
+        session_factory: Callable[[], Any],
+        events: SyncEvents | None,
+        per_host: int,
+    ) -> None:
+        self.store = store
+        self.cancelled = threading.Event()
+        self.events = _Events(events, self.cancelled)
+        self._downloader_factory = downloader_factory
+        self._session_factory = session_factory
+        self._per_host = max(1, per_host)
+        self._host_slots: dict[str, threading.BoundedSemaphore] = {}
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._sessions: list[Any] = []
+
+    # -- orchestration -------------------------------------------------------------------
+
+    def run(self, items: Sequence[PlanItem], *, jobs: int) -> tuple[FileOutcome, ...]:
+        outcomes: dict[str, FileOutcome] = {}
+        for item in items:
+            if not item.needs_transfer:
+                outcomes[item.id] = self._finish(_settled_outcome(item))
+        work = [item for item in items if item.needs_transfer]
+        if work:
+            outcomes.update(self._run_pool(work, jobs))
+        return tuple(outcomes[item.id] for item in items)
+
+    def _run_pool(self, work: list[PlanItem], jobs: int) -> dict[str, FileOutcome]:
+        executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lhymirror-sync")
+        results: dict[str, FileOutcome] = {}
+        futures: dict[Future[FileOutcome], PlanItem] = {
+            executor.submit(self.process, item): item for item in work
+        }
+        try:
+            for future in as_completed(futures):
+                results[futures[future].id] = self._finish(future.result())
+        except BaseException:
+            # Ctrl-C or a bug: stop the running transfers at their next event; partials stay.
+            self.cancelled.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise
+        executor.shutdown(wait=True)
+        return results
+
+    def _finish(self, outcome: FileOutcome) -> FileOutcome:
+        self.events.file_finished(outcome)
+        return outcome
+
+    def close(self) -> None:
+        for session in self._sessions:
+            with contextlib.suppress(Exception):
+                session.close()
+
+    def _worker(self) -> _Worker:
+        worker: _Worker | None = getattr(self._local, "worker", None)
+        if worker is None:
+            session = self._session_factory()
+            with self._lock:
+                self._sessions.append(session)
+            worker = _Worker(self._downloader_factory(self.events), session)
+            self._local.worker = worker
+        return worker
+
+    @contextlib.contextmanager
+    def _host_slot(self, item: PlanItem) -> Iterator[None]:
+        host = first_host(item)
+        if host == "local":
+            yield
+            return
+        with self._lock:
+            slot = self._host_slots.setdefault(host, threading.BoundedSemaphore(self._per_host))
+        with slot:
+            yield
+
+    # -- one file ------------------------------------------------------------------------
+
+    def process(self, item: PlanItem) -> FileOutcome:
+        """Bring one file up to date; expected failures become a failed outcome."""
+        try:
+            return self._process(item)
+        except ManualStepRequired as error:
+            return _outcome(item, "manual", size=item.size, reason=error.instructions)
+        except IntegrityError as error:
+            return _failed(item, error, "integrity")
+        except StorageError as error:
+            return _failed(item, error, "storage")
+        except LhymirrorError as error:
+            return _failed(item, error, "download")
+
+    def _process(self, item: PlanItem) -> FileOutcome:
+        if self.cancelled.is_set():
+            raise SyncCancelled
+        if item.action == "verify":
+            reverified = self._reverify(item)
+            if reverified is not None:
+                return reverified
+            if item.entry.is_manual_only:
+                return _outcome(item, "manual", size=item.size, reason=item.entry.manual)
+        elif _verified_meanwhile(self.store, item):
+            return _outcome(item, "up-to-date", size=item.size, reason="verified by another run")
+        with self._host_slot(item):
+            return self._fetch(item)
+
+    def _reverify(self, item: PlanItem) -> FileOutcome | None:
+        """Re-hash a present file; refresh its record if it matches, else put it aside."""
+        entry, expected = item.entry, item.expected
+        target = self.store.file_path(entry.path)
+        with storage_errors(target):
+            size, sha = hash_file(target)
+        if sha == expected.sha256 and (expected.size is None or size == expected.size):
+            old = self.store.record(entry.id)
+            record = _record_for(entry, target, size, sha, source=old.source if old else None)
+            if old is not None and (old.path, old.size, old.sha256) == (entry.path, size, sha):
+                record = replace(old, mtime_ns=record.mtime_ns, verified_at=record.verified_at)
+            self.store.save_record(record)
+            return _outcome(item, "up-to-date", size=size, sha256=sha, source=record.source)
+        reject(self.store, entry.id, target, sha)
+        return None
+
+    def _fetch(self, item: PlanItem) -> FileOutcome:
+        entry = item.entry
+        target = self.store.file_path(entry.path)
+        with storage_errors(target.parent):
+            target.parent.mkdir(parents=True, exist_ok=True)
+        if not item.sources and not item.parts:
+            raise DownloadError(
+                "needs the network",
+                where=entry.path,
+                detail="offline, and no local source has it: "
+                + (", ".join(item.withheld) or "no source"),
+                hint="Run without --offline, or give --from a folder that has it.",
+            )
+        if item.sources:
+            try:
+                return self._fetch_whole(item, target)
+            except (DownloadError, IntegrityError):
+                if not item.parts:
+                    raise  # otherwise fall back to fetching the parts
+        return self._fetch_parts(item, target)
+
+    def _expected_for_target(self, item: PlanItem) -> tuple[int | None, str | None]:
+        if item.accept_upstream:
+            return None, None
+        return item.size, item.expected.sha256
+
+    def _fetch_whole(self, item: PlanItem, target: Path) -> FileOutcome:
+        size, sha = self._expected_for_target(item)
+        worker = self._worker()
+        result = worker.downloader.fetch(
+            Target(item.id, target, size, sha, item.entry.path), item.sources, worker.session
+        )
+        record = _record_for(
+            item.entry,
+            target,
+            result.size,
+            result.sha256,
+            source=result.source,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            accepted=item.accept_upstream,
+        )
+        self.store.save_record(record)
+        return _outcome(
+            item,
+            "resumed" if result.resumed_from else "downloaded",
+            size=result.size,
+            sha256=result.sha256,
+            source=result.source,
+            bytes_received=result.bytes_received,
+        )
+
+    def _fetch_parts(self, item: PlanItem, target: Path) -> FileOutcome:
+        """Fetch each missing part, join them in order, verify the whole, then drop the parts."""
+        worker = self._worker()
+        results = [
+            worker.downloader.fetch(self._part_target(item, part), part.sources, worker.session)
+            for part in item.parts
+            if not _part_done(self.store, part)
+        ]
+        size, sha = self._expected_for_target(item)
+        part_files = [self.store.done_part_path(part.key) for part in item.parts]
+        try:
+            size, sha = write_verified(target, part_files, size=size, sha256=sha, what="joined")
+        except IntegrityError:
+            for path in part_files:  # one of them is bad; fetch them all again next time
+                path.unlink(missing_ok=True)
+            raise
+        for part in item.parts:
+            self.store.done_part_path(part.key).unlink(missing_ok=True)
+            self.store.discard_partial(part.key)
+        first_source = results[0].source if results else None
+        self.store.save_record(
+            _record_for(
+                item.entry, target, size, sha, source=first_source, accepted=item.accept_upstream
+            )
+        )
+        resumed = any(r.resumed_from for r in results)
+        return _outcome(
+            item,
+            "resumed" if resumed else "downloaded",
+            size=size,
+            sha256=sha,
+            source=first_source,
+            bytes_received=sum(r.bytes_received for r in results),
+        )
+
+    def _part_target(self, item: PlanItem, part: PartPlan) -> Target:
+        name = f"{item.entry.path} (part {part.index + 1} of {len(item.parts)})"
+        path = self.store.done_part_path(part.key)
+        return Target(part.key, path, part.size, part.sha256, name)
+
+
+def _settled_outcome(item: PlanItem) -> FileOutcome:
+    """The outcome of an item that needs no transfer (up to date, manual, needs network)."""
+    if item.action == "up-to-date":
+        return _outcome(item, "up-to-date", size=item.size, sha256=item.expected.sha256)
+    if item.action == "manual":
+        return _outcome(item, "manual", size=item.size, reason=item.reason)
+    needs = ", ".join(item.withheld) or "a network source"
+    return _outcome(
+        item,
+        "failed",
+        size=item.size,
+        reason=f"offline: would download from {needs}",
+        failure="download",
+    )
+
+
+def _verified_meanwhile(store: MirrorStore, item: PlanItem) -> bool:
+    """True when another run verified the file between planning and taking the lock."""
+    expected = store.expected(item.entry)
+    return (
+        item.action == "fetch"
+        and item.reason == "missing"
+        and expected.sha256 is not None
+        and store.is_unchanged_since_verified(item.entry)
+    )
+
+
+def _part_done(store: MirrorStore, part: PartPlan) -> bool:
+    path = store.done_part_path(part.key)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    return part.size is None or size == part.size
+
+
+def _record_for(
+    entry: FileEntry,
+    target: Path,
+    size: int,
+    sha256: str,
+    *,
+    source: str | None,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    accepted: bool = False,
+) -> FileRecord:
+    with storage_errors(target):
+        mtime_ns = target.stat().st_mtime_ns
+    return FileRecord(
+        id=entry.id,
+        path=entry.path,
+        size=size,
+        sha256=sha256,
+        mtime_ns=mtime_ns,
+        verified_at=utc_now(),
+        source=source,
+        etag=etag,
+        last_modified=last_modified,
+        accepted_upstream=accepted and entry.sha256 is not None and sha256 != entry.sha256,
+    )
+
+
+def reject(store: MirrorStore, key: str, path: Path, sha256: str) -> Path:
+    """Move bytes that failed verification out of the way, into ``.lhymirror/rejected``."""
+    destination = store.rejected_path(key, sha256)
+    with storage_errors(destination):
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(destination)
+    return destination
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing verified files from local bytes (joining parts, importing a hand-downloaded file)
+
+
+def write_verified(
+    target: Path,
+    inputs: Iterable[Path],
+    *,
+    size: int | None,
+    sha256: str | None,
+    what: str = "copied",
+) -> tuple[int, str]:
+    """Concatenate *inputs* into *target* while hashing; place it only if size/sha256 match.
+
+    The bytes go to a temporary file next to *target*, are fsynced and renamed into place
+    atomically; on a mismatch nothing is placed and ``IntegrityError`` names both checksums.
+    """
+    digest = hashlib.sha256()
+    total = 0
+    with storage_errors(target), atomic_writer(target) as out:
+        for path in inputs:
+            with path.open("rb") as stream:
+                while chunk := stream.read(CHUNK_SIZE):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    total += len(chunk)
+        actual = digest.hexdigest()
+        _check_verified(target, what, total, actual, size=size, sha256=sha256)
+    return total, actual
+
+
+def _check_verified(
+    target: Path, what: str, total: int, actual: str, *, size: int | None, sha256: str | None
+) -> None:
+    if sha256 is not None and actual != sha256:
+        raise IntegrityError(
+            f"{what} file does not match its checksum",
+            where=str(target),
+            detail=f"expected sha256 {sha256}, got {actual}",
+            hint="Nothing was placed; check that it is the right file.",
+        )
+    if size is not None and total != size:
+        raise IntegrityError(
+            f"{what} file has the wrong size",
+            where=str(target),
+            detail=f"expected {size} bytes, got {total}",
+            hint="Nothing was placed; check that it is the right file.",
+        )
+
+
+def import_file(store: MirrorStore, entry: FileEntry, source: Path) -> FileRecord:
+    """Copy a file the user downloaded by hand into the mirror, verified, and record it.
+
+    Checks size and sha256 when known (pinned or recorded); a file of unknown checksum is
+    trusted and recorded as the reference. Leftover partial downloads of the entry are removed.
+    """
+    expected = store.expected(entry)
+    source = source.expanduser().absolute()
+    if not source.is_file():
+        raise UsageError("no such file", where=str(source), hint="Check the path and try again.")
+    target = store.file_path(entry.path)
+    with store.lock():
+        size, sha = write_verified(
+            target, [source], size=expected.size, sha256=expected.sha256, what="imported"
+        )
+        record = _record_for(entry, target, size, sha, source=f"file:{source}")
+        store.save_record(record)
+        for key in [entry.id, *(part_key(entry.id, i) for i in range(len(entry.parts or ())))]:
+            store.discard_partial(key)
+            store.done_part_path(key).unlink(missing_ok=True)
+    return record
+
+
+class _Events:
+    """Forwards transfer events to the display, and stops a transfer once cancelled."""
+
+    def __init__(self, target: SyncEvents | None, cancelled: threading.Event) -> None:
+        self._target = target
+        self._cancelled = cancelled
+
+    def _check(self) -> None:
+        if self._cancelled.is_set():
+            raise SyncCancelled
+
+    def started(self, key: str, total: int | None, offset: int) -> None:
+        self._check()
+        if self._target is not None:
+            self._target.started(key, total, offset)
+
+    def advanced(self, key: str, nbytes: int) -> None:
+        self._check()
+        if self._target is not None:
+            self._target.advanced(key, nbytes)
+
+    def restarted(self, key: str, offset: int) -> None:
+        self._check()
+        if self._target is not None:
+            self._target.restarted(key, offset)
+
+    def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
+        self._check()
+        if self._target is not None:
+            self._target.retrying(key, source, reason, delay)
+
+    def file_finished(self, outcome: FileOutcome) -> None:
+        if self._target is not None:
+            self._target.file_finished(outcome)

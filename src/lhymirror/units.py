@@ -1,0 +1,17 @@
+"""Human-readable units, shared by listings, progress lines and index pages."""
+
+from __future__ import annotations
+
+
+def format_size(size: int | None) -> str:
+    """Size in decimal units, as file managers show it: ``1.6 MB`` (``?`` when unknown)."""
+    if size is None:
+        return "?"
+    if size < 1000:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if round(value, 1) < 1000 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"

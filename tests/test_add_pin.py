@@ -1,0 +1,238 @@
+"""``lhymirror add`` (import a file downloaded by hand) and ``lhymirror pin`` (pin checksums)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from lhymirror.cli import common, main
+from lhymirror.manifest import load_manifest
+from lhymirror.store import FileRecord, MirrorStore, part_key
+
+YEAR = 2022
+UNREACHABLE = "https://127.0.0.1:1/ml"  # nothing here may need the network
+
+
+def blob(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def entry(entry_id: str, data: bytes | None = None, **extra: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "id": entry_id,
+        "kind": "dataset",
+        "path": f"data/{entry_id}.zip",
+        "urls": [f"{UNREACHABLE}/{entry_id}.zip"],
+    }
+    if data is not None:
+        fields.update(size=len(data), sha256=sha(data))
+    fields.update(extra)
+    return fields
+
+
+def write_manifest(path: Path, *files: dict[str, Any]) -> Path:
+    data = {"schema": 1, "course": "ML", "year": YEAR, "version": "1", "files": list(files)}
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MirrorStore:
+    return MirrorStore(tmp_path / "mirror", YEAR)
+
+
+def downloaded(tmp_path: Path, data: bytes, name: str = "Downloaded File.zip") -> Path:
+    path = tmp_path / "downloads" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def add(manifest: Path, store: MirrorStore, entry_id: str, file: Path) -> int:
+    return main(
+        ["add", "--manifest", str(manifest), entry_id, str(file), "--root", str(store.root)]
+    )
+
+
+def sync(manifest: Path, store: MirrorStore) -> int:
+    return main(["sync", "--manifest", str(manifest), "--root", str(store.root), "--offline"])
+
+
+# -- add -----------------------------------------------------------------------------------
+
+
+def test_add_places_a_matching_file_and_records_it(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = blob(3 * 1024 * 1024 + 7, 1)
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw04", data))
+    source = downloaded(tmp_path, data)
+    assert add(manifest, store, "hw04", source) == 0
+    assert "matches the manifest sha256" in capsys.readouterr().out
+    assert store.file_path("data/hw04.zip").read_bytes() == data
+    record = store.record("hw04")
+    assert record is not None
+    assert record.source == f"file:{source}"
+    assert record.sha256 == sha(data)
+    assert sync(manifest, store) == 0  # now up to date, offline
+
+
+def test_add_refuses_a_different_file(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, bad = blob(1000, 2), blob(1000, 3)
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw04", good))
+    assert add(manifest, store, "hw04", downloaded(tmp_path, bad)) == 5
+    err = capsys.readouterr().err
+    assert sha(good) in err
+    assert sha(bad) in err
+    target = store.file_path("data/hw04.zip")
+    assert not target.exists()
+    assert not list(target.parent.iterdir())  # no temporary file left behind
+    assert store.record("hw04") is None
+
+
+def test_add_refuses_a_file_of_the_wrong_size(tmp_path: Path, store: MirrorStore) -> None:
+    data = blob(1000, 4)
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw04", size=999))
+    assert add(manifest, store, "hw04", downloaded(tmp_path, data)) == 5
+    assert not store.file_path("data/hw04.zip").exists()
+
+
+def test_add_without_known_checksum_records_it_as_the_reference(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = blob(1000, 5)
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw04"))
+    assert add(manifest, store, "hw04", downloaded(tmp_path, data)) == 0
+    assert "recorded as the reference" in capsys.readouterr().out
+    assert sync(manifest, store) == 0
+    # From now on the file is held to it: another file is refused.
+    assert add(manifest, store, "hw04", downloaded(tmp_path, blob(1000, 6), "other.zip")) == 5
+
+
+def test_add_completes_a_manual_step_and_clears_partials(
+    tmp_path: Path, store: MirrorStore
+) -> None:
+    data = blob(2000, 7)
+    manual = {"id": "hw05", "kind": "dataset", "path": "data/hw05.zip", "manual": "Log in."}
+    split = entry("hw06", data, parts=[f"{UNREACHABLE}/a", f"{UNREACHABLE}/b"])
+    del split["urls"]
+    manifest = write_manifest(tmp_path / "m.toml", manual, split)
+    assert sync(manifest, store) == 4  # hw06 needs the network, hw05 is manual
+    store.ensure_dirs()
+    store.done_part_path(part_key("hw06", 0)).write_bytes(data[:1000])
+    store.partial_path(part_key("hw06", 1)).write_bytes(data[1000:1500])
+    assert add(manifest, store, "hw05", downloaded(tmp_path, blob(10, 8))) == 0
+    assert add(manifest, store, "hw06", downloaded(tmp_path, data, "hw06.zip")) == 0
+    assert not any((store.meta_dir / "partial").iterdir())
+    assert sync(manifest, store) == 0
+
+
+def test_add_unknown_id_is_a_usage_error(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw04"))
+    assert add(manifest, store, "hw99", downloaded(tmp_path, b"x")) == 2
+    assert "hw99" in capsys.readouterr().err
+    assert add(manifest, store, "hw04", tmp_path / "missing.zip") == 2
+
+
+def test_add_takes_a_year_before_the_id(
+    tmp_path: Path, store: MirrorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = blob(100, 9)
+    manifest = write_manifest(tmp_path / "2022.toml", entry("hw04", data))
+    monkeypatch.setattr(common, "shipped_manifest_path", lambda year: manifest)
+    source = downloaded(tmp_path, data)
+    assert main(["add", "2022", "hw04", str(source), "--root", str(store.root)]) == 0
+    assert store.file_path("data/hw04.zip").is_file()
+
+
+# -- pin -----------------------------------------------------------------------------------
+
+
+def record(store: MirrorStore, entry_id: str, data: bytes, **extra: Any) -> None:
+    store.save_record(
+        FileRecord(
+            entry_id, f"data/{entry_id}.zip", len(data), sha(data), 0, "2024-01-01T00:00:00Z",
+            **extra,
+        )
+    )  # fmt: skip
+
+
+def pin(manifest: Path, store: MirrorStore, *extra: str) -> int:
+    return main(["pin", "--manifest", str(manifest), "--root", str(store.root), *extra])
+
+
+def test_pin_fills_in_recorded_checksums_only_where_missing(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pinned, new, other = blob(100, 10), blob(200, 11), blob(300, 12)
+    manifest = write_manifest(
+        tmp_path / "m.toml", entry("a", pinned), entry("b"), entry("c"), entry("d")
+    )
+    record(store, "a", other)  # differs from the pin, but not accepted: ignored
+    record(store, "b", new)
+    store.save_record(
+        FileRecord("c", "elsewhere/c.zip", 1, "f" * 64, 0, "2024-01-01T00:00:00Z")
+    )  # recorded under another path: ignored
+    assert pin(manifest, store) == 0
+    out = capsys.readouterr().out
+    assert f"pinned b: size 200, sha256 {sha(new)}" in out
+    assert "pinned a" not in out and "pinned c" not in out
+    result = load_manifest(manifest)
+    assert [f.id for f in result.files] == ["a", "b", "c", "d"]
+    assert (result.file("a").size, result.file("a").sha256) == (100, sha(pinned))
+    assert (result.file("b").size, result.file("b").sha256) == (200, sha(new))
+    assert result.file("c").sha256 is None
+    assert pin(manifest, store) == 0
+    assert "nothing to pin" in capsys.readouterr().out
+
+
+def test_pin_writes_accepted_upstream_content(tmp_path: Path, store: MirrorStore) -> None:
+    old, new = blob(100, 13), blob(150, 14)
+    manifest = write_manifest(tmp_path / "m.toml", entry("a", old))
+    record(store, "a", new, accepted_upstream=True)
+    assert pin(manifest, store) == 0
+    assert load_manifest(manifest).file("a").sha256 == sha(new)
+
+
+def test_pin_dry_run_writes_nothing(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_manifest(tmp_path / "m.toml", entry("b"))
+    before = manifest.read_text()
+    record(store, "b", blob(10, 15))
+    assert pin(manifest, store, "--dry-run") == 0
+    assert "would change" in capsys.readouterr().out
+    assert manifest.read_text() == before
+
+
+def test_pin_refuses_a_manifest_inside_the_installed_package(
+    tmp_path: Path,
+    store: MirrorStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shipped = tmp_path / "site-packages" / "lhymirror" / "manifests" / "2022.toml"
+    shipped.parent.mkdir(parents=True)
+    write_manifest(shipped, entry("b"))
+    before = shipped.read_text()
+    record(store, "b", blob(10, 16))
+    monkeypatch.setattr(common, "shipped_manifest_path", lambda year: shipped)
+    assert main(["pin", "2022", "--root", str(store.root)]) == 2
+    err = capsys.readouterr().err
+    assert "installed package" in err and "--manifest" in err
+    assert shipped.read_text() == before
+    assert pin(shipped, store) == 0  # named explicitly: the maintainer means it
+    assert load_manifest(shipped).file("b").sha256 is not None
