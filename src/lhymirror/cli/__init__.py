@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "status_cmd",
     "add_cmd",
     "pin_cmd",
+    "pack_cmd",
 )
 
 DESCRIPTION = """\

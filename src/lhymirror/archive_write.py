@@ -1,0 +1,342 @@
+"""Reproducible archive writers: zip, tar and tar.gz with every varying field pinned.
+
+The same members give byte-identical archives on any machine and at any time:
+
+* members must be added in strictly increasing name order (the writer refuses anything else);
+* every member gets the same timestamp (for zip clamped to 1980-01-01 .. 2107-12-31, the range
+  its DOS date can hold), files mode 0644 and folders 0755, uid/gid 0 and no user/group names;
+* tar uses the POSIX pax format (pax headers only where ustar cannot hold a name or size);
+  tar.gz has no file name and a zero time in its gzip header;
+* compression levels are fixed. (Deflated bytes also depend on the zlib build: a platform whose
+  Python links another deflate implementation, e.g. zlib-ng, gives different but equally valid
+  zip/tar.gz bytes. Plain tar and stored zip members do not depend on it.)
+
+In a zip, data that is already compressed (see :data:`STORED_EXTENSIONS`) is stored as is:
+deflating it again costs time and gains nothing. Everything else (text, notebooks, CSV, code,
+unknown binaries) is deflated.
+
+Payload is streamed from a file object in :data:`~lhymirror.fsutil.CHUNK_SIZE` pieces and hashed
+on the way, so memory stays constant whatever the file size.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import gzip
+import hashlib
+import io
+import tarfile
+import time
+import zipfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from lhymirror.fsutil import CHUNK_SIZE
+
+FORMATS = ("zip", "tar", "tar.gz")
+FORMAT_EXTENSIONS = {"zip": ".zip", "tar": ".tar", "tar.gz": ".tar.gz"}
+COMPRESS_LEVEL = 6  # zlib's default: the usual speed/size balance, pinned so it never drifts
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+ZIP_MIN_EPOCH = calendar.timegm((1980, 1, 1, 0, 0, 0))
+ZIP_MAX_EPOCH = calendar.timegm((2107, 12, 31, 23, 59, 58))
+
+# Formats whose bytes are already compressed (archives, PDF, office documents with a zip inside,
+# images, audio, video) or are dense numeric data that deflate barely shrinks (model weights,
+# NumPy arrays). Deflating them would cost much time for a gain of a few percent at best.
+STORED_EXTENSIONS = frozenset(
+    {
+        # archives and compressed streams
+        ".zip", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".lz", ".lzma", ".zst", ".7z",
+        ".rar", ".jar", ".whl", ".npz",
+        # documents that are compressed containers
+        ".pdf", ".pptx", ".docx", ".xlsx", ".odp", ".odt", ".ods", ".epub",
+        # images
+        ".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".avif",
+        # audio and video
+        ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".flac", ".mp4", ".m4v", ".mkv", ".webm", ".mov",
+        ".avi",
+        # model weights and arrays
+        ".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".h5", ".npy",
+    }
+)  # fmt: skip
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Copied:
+    """What a streamed member turned out to hold.
+
+    ``size`` is the number of bytes read from the source (at most the size announced);
+    ``trailing`` is true when the source still had bytes after that: the file grew.
+    """
+
+    size: int
+    sha256: str
+    trailing: bool = False
+
+
+def archive_extension(fmt: str) -> str:
+    """File name extension of an archive format: ``.zip``, ``.tar``, ``.tar.gz``."""
+    try:
+        return FORMAT_EXTENSIONS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown archive format {fmt!r}") from None
+
+
+def is_stored_in_zip(name: str) -> bool:
+    """True when a member of this name is stored (not deflated) in a zip: already compressed."""
+    base = name.rsplit("/", 1)[-1].lower()
+    return any(base.endswith(ext) for ext in STORED_EXTENSIONS)
+
+
+def zip_date_time(epoch: int) -> tuple[int, int, int, int, int, int]:
+    """A zip member's date and time (UTC) for *epoch*, clamped to what zip can store."""
+    clamped = min(max(epoch, ZIP_MIN_EPOCH), ZIP_MAX_EPOCH)
+    return time.gmtime(clamped)[:6]
+
+
+class ArchiveWriter(ABC):
+    """Writes members, in strictly increasing name order, to one archive stream."""
+
+    def __init__(self, mtime: int) -> None:
+        self.mtime = int(mtime)
+        self._last_name: str | None = None
+
+    def add_directory(self, name: str) -> None:
+        """Add a folder entry (``name`` without a trailing slash)."""
+        self._check_order(name + "/")
+        self._write_directory(name)
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        """Add a small member held in memory (a tag file)."""
+        self._check_order(name)
+        self._write_stream(name, io.BytesIO(data), len(data))
+
+    def add_stream(
+        self,
+        name: str,
+        stream: BinaryIO,
+        size: int,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> Copied:
+        """Copy *size* bytes of *stream* into a member, hashing them as they pass.
+
+        If *stream* ends early the member is completed with zero bytes (so the archive stays
+        well-formed) and ``Copied.size`` tells how much was really read; the caller must then
+        discard the archive.
+        """
+        self._check_order(name)
+        reader = HashingReader(stream, size, progress=progress)
+        self._write_stream(name, reader, size)
+        return reader.result()
+
+    @abstractmethod
+    def _write_directory(self, name: str) -> None: ...
+
+    @abstractmethod
+    def _write_stream(self, name: str, stream: BinaryIO | HashingReader, size: int) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Finish the archive (end records); the target stream is left open."""
+
+    def _check_order(self, name: str) -> None:
+        if self._last_name is not None and name <= self._last_name:
+            raise ValueError(f"archive members out of order: {name!r} after {self._last_name!r}")
+        self._last_name = name
+
+
+class HashingReader:
+    """Reads at most *limit* bytes from *stream*, hashing them; pads with zeros if it ends early."""
+
+    def __init__(
+        self, stream: BinaryIO, limit: int, *, progress: ProgressCallback | None = None
+    ) -> None:
+        self._stream = stream
+        self._remaining = limit
+        self._digest = hashlib.sha256()
+        self._read = 0
+        self._short = False
+        self._progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to *size* bytes (never more than one chunk, whatever is asked)."""
+        want = CHUNK_SIZE if size is None or size < 0 else min(size, CHUNK_SIZE)
+        want = min(want, self._remaining)
+        if want <= 0:
+            return b""
+        pieces = []
+        got = 0
+        while got < want and not self._short:
+            piece = self._stream.read(want - got)
+            if not piece:
+                self._short = True
+                break
+            self._digest.update(piece)
+            pieces.append(piece)
+            got += len(piece)
+        self._read += got
+        if self._progress is not None and got:
+            self._progress(got)
+        if got < want:
+            # The source ended early: keep the member's announced size so the archive stays
+            # well-formed; the caller sees the short size in result() and discards the archive.
+            pieces.append(bytes(want - got))
+        self._remaining -= want
+        return b"".join(pieces) if len(pieces) != 1 else pieces[0]
+
+    def result(self) -> Copied:
+        """Size and sha256 of the bytes really read, and whether the source had more."""
+        trailing = not self._short and bool(self._stream.read(1))
+        return Copied(self._read, self._digest.hexdigest(), trailing)
+
+
+class ZipArchiveWriter(ArchiveWriter):
+    """A zip with Unix modes, fixed times, stored or deflated members by type."""
+
+    def __init__(self, target: BinaryIO, mtime: int) -> None:
+        super().__init__(mtime)
+        self._zip = zipfile.ZipFile(target, mode="w", allowZip64=True)
+        self._date_time = zip_date_time(self.mtime)
+
+    def _info(self, name: str, mode: int, *, compress: bool) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name, date_time=self._date_time)
+        info.create_system = 3  # Unix, whatever the machine: unzip then applies the modes below
+        info.external_attr = mode << 16
+        info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        # Private before Python 3.13, an alias of the public compress_level since: works in both.
+        info._compresslevel = COMPRESS_LEVEL if compress else None  # type: ignore[attr-defined]
+        return info
+
+    def _write_directory(self, name: str) -> None:
+        info = self._info(name + "/", 0o040000 | DIR_MODE, compress=False)
+        info.external_attr |= 0x10  # MS-DOS directory flag, for Windows tools
+        self._zip.writestr(info, b"")
+
+    def _write_stream(self, name: str, stream: BinaryIO | HashingReader, size: int) -> None:
+        info = self._info(name, 0o100000 | FILE_MODE, compress=not is_stored_in_zip(name))
+        info.file_size = size  # lets zipfile choose zip64 headers from the size, deterministically
+        with self._zip.open(info, mode="w") as member:
+            while chunk := stream.read(CHUNK_SIZE):
+                member.write(chunk)
+
+    def close(self) -> None:
+        """Write the central directory."""
+        self._zip.close()
+
+
+class TarArchiveWriter(ArchiveWriter):
+    """A pax-format tar (optionally gzip-compressed) with normalised owners, modes and times."""
+
+    def __init__(self, target: BinaryIO, mtime: int, *, gzip_level: int | None = None) -> None:
+        super().__init__(mtime)
+        self._gzip: gzip.GzipFile | None = None
+        if gzip_level is not None:
+            self._gzip = gzip.GzipFile(
+                filename="", mode="wb", fileobj=target, compresslevel=gzip_level, mtime=0
+            )
+        self._tar = tarfile.TarFile(
+            fileobj=self._gzip or target,  # type: ignore[arg-type]
+            mode="w",
+            format=tarfile.PAX_FORMAT,
+            encoding="utf-8",
+            copybufsize=CHUNK_SIZE,
+        )
+
+    def _info(self, name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.mode = mode
+        info.size = size
+        info.mtime = self.mtime
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    def _write_directory(self, name: str) -> None:
+        self._tar.addfile(self._info(name, tarfile.DIRTYPE, DIR_MODE))
+
+    def _write_stream(self, name: str, stream: BinaryIO | HashingReader, size: int) -> None:
+        self._tar.addfile(self._info(name, tarfile.REGTYPE, FILE_MODE, size), stream)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Write the end-of-archive blocks (and the gzip trailer)."""
+        self._tar.close()
+        if self._gzip is not None:
+            self._gzip.close()
+
+
+@contextlib.contextmanager
+def archive_writer(target: BinaryIO, fmt: str, *, mtime: int) -> Iterator[ArchiveWriter]:
+    """An :class:`ArchiveWriter` of format *fmt* on *target*, finished when the block ends.
+
+    *target* must be seekable for zip (member headers are completed in place). On an exception
+    the archive is left unfinished: the caller discards it.
+    """
+    writer: ArchiveWriter
+    if fmt == "zip":
+        writer = ZipArchiveWriter(target, mtime)
+    elif fmt == "tar":
+        writer = TarArchiveWriter(target, mtime)
+    elif fmt == "tar.gz":
+        writer = TarArchiveWriter(target, mtime, gzip_level=COMPRESS_LEVEL)
+    else:
+        raise ValueError(f"unknown archive format {fmt!r} (use one of {', '.join(FORMATS)})")
+    yield writer
+    writer.close()
+
+
+class FollowingHasher:
+    """sha256 of a file being written, computed by a helper thread close behind the writer.
+
+    The writer calls :meth:`advance` with an offset below which the file's bytes are final (a zip
+    rewrites only the header of the member being written). The helper reads those bytes back
+    (still in the page cache) and hashes them while the writer goes on, so the archive's checksum
+    costs no second pass at the end. Only offsets are queued, never data: memory stays constant.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._stream = path.open("rb", buffering=0)
+        self._digest = hashlib.sha256()
+        self._scheduled = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-sha256")
+        self._tasks: list[Future[None]] = []
+
+    def advance(self, final: int) -> None:
+        """Hash (in the background) everything up to offset *final*, which will not change."""
+        if final > self._scheduled:
+            self._tasks.append(self._pool.submit(self._hash_range, self._scheduled, final))
+            self._scheduled = final
+
+    def hexdigest(self, end: int) -> str:
+        """The sha256 of the first *end* bytes (the whole file, once it is finished)."""
+        self.advance(end)
+        self._pool.shutdown(wait=True)
+        for task in self._tasks:
+            task.result()  # re-raises an OSError met by the helper
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        """Stop the helper and close the read-back handle."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._stream.close()
+
+    def _hash_range(self, start: int, end: int) -> None:
+        self._stream.seek(start)
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        position = start
+        while position < end:
+            n = self._stream.readinto(view[: min(CHUNK_SIZE, end - position)])
+            if not n:
+                raise OSError(f"archive ended at byte {position} while hashing up to {end}")
+            self._digest.update(view[:n])
+            position += n

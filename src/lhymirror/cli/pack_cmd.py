@@ -1,0 +1,130 @@
+"""``lhymirror pack``: a year's mirror as one reproducible, verified BagIt archive."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from lhymirror.archive_write import FORMATS
+from lhymirror.cli.common import (
+    add_command,
+    add_manifest_arguments,
+    add_root_argument,
+    format_size,
+    selected_manifest,
+    selected_store,
+)
+from lhymirror.pack import IncompleteMirrorError, PackResult, collect_payload, pack_year
+
+DEFAULT_OUT = Path("dist")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``pack`` command."""
+    parser = add_command(
+        subparsers,
+        "pack",
+        summary="pack a year's mirror into a verified, reproducible archive",
+        description="""
+            Pack every file of a year's manifest from the local mirror into
+            OUT/<slug>-<year>-v<version>.zip (or .tar, .tar.gz), laid out as a BagIt bag with
+            an offline index.html, and write <archive>.sha256 next to it. Every byte is checked
+            against its sha256 while it is packed. Packing the same files again gives the same
+            bytes. Prints the archive's path on stdout.
+
+            Refuses (exit 5) when a file is missing or damaged, listing them all, unless
+            --partial; refuses to replace an existing archive of the same version with
+            different content unless --force. Works offline.
+        """,
+        example="""
+            lhymirror pack 2022 --root ~/lhy-mirror --out ~/usb
+            lhymirror pack 2022 --format tar.gz --partial
+        """,
+    )
+    add_manifest_arguments(parser)
+    add_root_argument(parser)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"folder for the archive (default: ./{DEFAULT_OUT})",
+    )
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        choices=FORMATS,
+        default="zip",
+        help="archive format (default: zip, which opens natively everywhere)",
+    )
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="pack what is verified; record missing files in bag-info.txt and index.html",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing archive of this version even if its content differs",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Pack the year and print the archive's path."""
+    manifest, _ = selected_manifest(args)
+    store = selected_store(args, manifest)
+    total = sum(item.size for item in collect_payload(manifest, store)[0])
+    with progress_bar(total, quiet=args.quiet) as progress:
+        try:
+            result = pack_year(
+                manifest,
+                store,
+                args.out,
+                fmt=args.fmt,
+                partial=args.partial,
+                force=args.force,
+                progress=progress,
+            )
+        except IncompleteMirrorError as error:
+            for item in error.missing:
+                print(f"  missing: {item.describe()}", file=sys.stderr)
+            raise
+    if not args.quiet:
+        print_summary(result)
+    print(result.archive)
+    return 0
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, *, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A byte progress bar on stderr (only on a terminal, never with --quiet)."""
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc="packing",
+        file=sys.stderr,
+        disable=True if quiet else None,
+        leave=False,
+    ) as bar:
+        yield bar.update
+
+
+def print_summary(result: PackResult) -> None:
+    """What was packed, on stderr (stdout carries only the archive's path)."""
+    for item in result.missing:
+        print(f"  missing: {item.describe()}", file=sys.stderr)
+    packed = f"{result.files} files, {format_size(result.payload_bytes)}"
+    if result.missing:
+        packed += f"; {len(result.missing)} missing (recorded in bag-info.txt and index.html)"
+    state = "unchanged, identical archive already there" if result.unchanged else "written"
+    print(f"{result.archive.name}: {state} ({packed})", file=sys.stderr)
+    print(f"sha256 {result.sha256}  ({result.checksum_file.name})", file=sys.stderr)

@@ -1,0 +1,543 @@
+"""Pack one year of the local mirror into a reproducible, versioned BagIt archive.
+
+Flow: collect the manifest's files from the mirror (each must be present and held to a known
+sha256) → plan the bag (tag files are computed up front from the known checksums) → write every
+member in sorted order into a temporary archive next to the target, re-hashing each payload file
+while it is copied → on success rename the archive into place and write its ``.sha256`` sidecar.
+
+Every byte is hashed exactly once in the normal case. When a file turns out damaged (or changes
+while it is read), packing stops writing but keeps hashing the remaining files so that *all*
+problems are reported together. Without ``partial`` it then refuses; with ``partial`` it packs
+again without the damaged files (a rare path that reads the files before them a second time,
+because ``bag-info.txt``, which lists missing files, sorts before ``data/``).
+
+The archive depends only on the manifest, the file contents and the bagging date (from
+``SOURCE_DATE_EPOCH``, else the manifest's ``released`` date, else 1980-01-01; never the clock),
+so packing the same files twice, on any machine, gives the same bytes.
+
+Packing only reads the mirror; it takes no lock. A ``sync`` running at the same time can make
+a pack fail (a file changes under it) but never produce an archive with unverified bytes.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from lhymirror import __version__
+from lhymirror.archive_write import (
+    FORMATS,
+    ZIP_MIN_EPOCH,
+    ArchiveWriter,
+    Copied,
+    FollowingHasher,
+    HashingReader,
+    archive_extension,
+    archive_writer,
+)
+from lhymirror.bag import (
+    BAG_DECLARATION,
+    MISSING_FILE_LABEL,
+    PAYLOAD_DIR,
+    PAYLOAD_MANIFEST,
+    TAG_MANIFEST,
+    bag_folder_name,
+    format_bag_info,
+    format_checksum_manifest,
+    payload_oxum,
+)
+from lhymirror.errors import IntegrityError, StorageError, UsageError
+from lhymirror.fsutil import CHUNK_SIZE, atomic_write_text, hash_file, replace_durably
+from lhymirror.index_page import IndexFile, render_index
+from lhymirror.manifest import FileEntry, Manifest, dump_manifest
+from lhymirror.store import MirrorStore, storage_errors
+
+SOURCE_DATE_EPOCH_ENV = "SOURCE_DATE_EPOCH"
+SOURCE_ORGANIZATION = "National Taiwan University (Prof. Hung-yi Lee)"
+_MAX_ATTEMPTS = 3  # partial packs restarted because files failed (or changed) while being read
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class MissingFile:
+    """A manifest file left out of the bag, and why (``reason`` names no local path)."""
+
+    id: str
+    path: str
+    reason: str
+
+    def describe(self) -> str:
+        """``<path> (<reason>)``: one line for listings and ``bag-info.txt``."""
+        return f"{self.path} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class PackResult:
+    """What ``pack`` produced."""
+
+    archive: Path
+    checksum_file: Path
+    sha256: str
+    files: int
+    payload_bytes: int
+    missing: tuple[MissingFile, ...]
+    unchanged: bool  # an identical archive of this name already existed
+
+
+class IncompleteMirrorError(IntegrityError):
+    """The mirror lacks files of the manifest or holds damaged ones; ``missing`` lists them all."""
+
+    def __init__(self, store: MirrorStore, missing: Sequence[MissingFile], total: int) -> None:
+        self.missing = tuple(missing)
+        super().__init__(
+            "cannot pack an incomplete mirror",
+            where=str(store.year_dir),
+            detail=f"{len(self.missing)} of {total} files missing or damaged",
+            hint=(
+                f"Run `lhymirror sync {store.year}` (and `lhymirror add` for manual files), "
+                "or pass --partial to pack only what is verified."
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class PayloadFile:
+    """A mirror file to pack: where it is and what it must hash to (size from ``stat``)."""
+
+    entry: FileEntry
+    source: Path
+    size: int
+    sha256: str
+    origin: str
+
+    @property
+    def bag_path(self) -> str:
+        """Its path inside the bag: ``data/<manifest path>``."""
+        return f"{PAYLOAD_DIR}/{self.entry.path}"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything needed to write one bag, decided before any payload byte is read."""
+
+    top: str
+    payload: tuple[PayloadFile, ...]
+    tag_files: Mapping[str, bytes]
+    epoch: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def archive_name(manifest: Manifest, fmt: str) -> str:
+    """File name of a year's archive: ``<slug>-<year>-v<version>.zip|.tar|.tar.gz``."""
+    _check_format(fmt)
+    return bag_folder_name(manifest) + archive_extension(fmt)
+
+
+def bagging_epoch(
+    manifest: Manifest,
+    source_date_epoch: int | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> int:
+    """The one instant a bag is dated with (never the clock, so packs are reproducible).
+
+    ``source_date_epoch`` if given, else ``$SOURCE_DATE_EPOCH``, else the manifest's ``released``
+    date (midnight UTC), else 1980-01-01.
+    """
+    if source_date_epoch is not None:
+        return int(source_date_epoch)
+    text = environ.get(SOURCE_DATE_EPOCH_ENV, "").strip()
+    if text:
+        if not text.isdigit():
+            raise UsageError(
+                f"invalid {SOURCE_DATE_EPOCH_ENV}",
+                detail=f"{text[:40]!r} is not a whole number of seconds since 1970",
+                hint=f"Set it to an integer such as 1700000000, or unset {SOURCE_DATE_EPOCH_ENV}.",
+            )
+        return int(text)
+    if manifest.released is not None:
+        return calendar.timegm(manifest.released.timetuple())
+    return ZIP_MIN_EPOCH
+
+
+def pack_year(
+    manifest: Manifest,
+    store: MirrorStore,
+    out_dir: Path,
+    *,
+    fmt: str = "zip",
+    partial: bool = False,
+    force: bool = False,
+    source_date_epoch: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> PackResult:
+    """Write ``out_dir/<slug>-<year>-v<version>.<ext>`` and its ``.sha256`` sidecar.
+
+    Refuses (``IncompleteMirrorError``, listing every file) when a file is missing or damaged,
+    unless *partial*; refuses (``IntegrityError``) to replace an existing archive of the same
+    name whose bytes differ, unless *force*. *progress* receives the number of payload bytes
+    read, chunk by chunk.
+    """
+    target = Path(out_dir) / archive_name(manifest, fmt)
+    epoch = bagging_epoch(manifest, source_date_epoch)
+    if manifest.files and not store.year_dir.is_dir():
+        raise UsageError(
+            "no mirror of this year here",
+            where=str(store.year_dir),
+            hint=f"Run `lhymirror sync {manifest.year}` first, or point --root at your mirror.",
+        )
+    payload, missing = collect_payload(manifest, store)
+    missing = _by_path(missing)
+    if missing and not partial:
+        damaged = _verify_payload(payload, progress)
+        raise IncompleteMirrorError(store, _by_path(missing + damaged), len(manifest.files))
+    with storage_errors(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    for _attempt in range(_MAX_ATTEMPTS):
+        if manifest.files and not payload:  # --partial, but nothing at all is verified
+            raise IncompleteMirrorError(store, missing, len(manifest.files))
+        plan = plan_bag(manifest, store, payload, missing, epoch)
+        temp, sha256, damaged = _write_temp_archive(plan, target, fmt, progress)
+        if not damaged:
+            return _install(temp, sha256, target, plan, missing, force=force)
+        temp.unlink(missing_ok=True)
+        if not partial:
+            raise IncompleteMirrorError(store, _by_path(damaged), len(manifest.files))
+        failed = {item.id for item in damaged}
+        payload = [item for item in payload if item.entry.id not in failed]
+        missing = _by_path(missing + damaged)
+    raise IntegrityError(
+        "mirror files keep changing while being packed",
+        where=str(store.year_dir),
+        hint="Let other lhymirror commands (sync) finish, then run pack again.",
+    )
+
+
+def collect_payload(
+    manifest: Manifest, store: MirrorStore
+) -> tuple[list[PayloadFile], list[MissingFile]]:
+    """Split the manifest's files into packable ones and missing ones (no file is read)."""
+    payload: list[PayloadFile] = []
+    missing: list[MissingFile] = []
+    for entry in manifest.files:
+        found = _check_entry(entry, store)
+        if isinstance(found, PayloadFile):
+            payload.append(found)
+        else:
+            missing.append(found)
+    return payload, missing
+
+
+def plan_bag(
+    manifest: Manifest,
+    store: MirrorStore,
+    payload: Sequence[PayloadFile],
+    missing: Sequence[MissingFile],
+    epoch: int,
+) -> _Plan:
+    """Decide the bag's members and compute its tag files from the known checksums."""
+    top = bag_folder_name(manifest)
+    filled = _filled_manifest(manifest, store, payload)
+    present = {item.entry.id for item in payload}
+    index_files = [
+        IndexFile(entry, entry.size if entry.id in present else None, entry.id in present)
+        for entry in filled.files
+    ]
+    tags = {
+        "bagit.txt": BAG_DECLARATION,
+        "bag-info.txt": format_bag_info(_bag_info_fields(manifest, payload, missing, top, epoch)),
+        PAYLOAD_MANIFEST: format_checksum_manifest(
+            (item.bag_path, item.sha256) for item in payload
+        ),
+        "lhymirror.toml": dump_manifest(filled),
+        "index.html": render_index(filled, index_files),
+    }
+    tag_files = {name: text.encode("utf-8") for name, text in tags.items()}
+    tag_files[TAG_MANIFEST] = format_checksum_manifest(
+        (name, hashlib.sha256(data).hexdigest()) for name, data in tag_files.items()
+    ).encode("utf-8")
+    ordered = tuple(sorted(payload, key=lambda item: item.bag_path))
+    return _Plan(top=top, payload=ordered, tag_files=tag_files, epoch=epoch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Collecting
+
+
+def _check_entry(entry: FileEntry, store: MirrorStore) -> PayloadFile | MissingFile:
+    """The payload for one entry, or why it cannot be packed (checked by ``stat`` only)."""
+
+    def missing(reason: str) -> MissingFile:
+        return MissingFile(entry.id, entry.path, reason)
+
+    try:
+        source = store.file_path(entry.path)
+    except StorageError as error:
+        return missing(f"unsafe path in the mirror: {error.what}")
+    expected = store.expected(entry)
+    try:
+        stat = source.stat()
+    except OSError:
+        return missing("manual download not imported" if entry.is_manual_only else "not in mirror")
+    if not source.is_file():
+        return missing("not a regular file in the mirror")
+    if expected.sha256 is None:
+        return missing("not verified: no checksum known")
+    if expected.size is not None and stat.st_size != expected.size:
+        return missing(f"size {stat.st_size} differs from the expected {expected.size}")
+    return PayloadFile(entry, source, stat.st_size, expected.sha256, expected.origin)
+
+
+def _by_path(missing: Sequence[MissingFile]) -> list[MissingFile]:
+    return sorted(missing, key=lambda item: item.path)
+
+
+def _filled_manifest(
+    manifest: Manifest, store: MirrorStore, payload: Sequence[PayloadFile]
+) -> Manifest:
+    """The manifest with every size and sha256 known for the packed files filled in."""
+    by_id = {item.entry.id: item for item in payload}
+    files = tuple(_filled_entry(entry, by_id.get(entry.id), store) for entry in manifest.files)
+    return manifest.model_copy(update={"files": files})
+
+
+def _filled_entry(entry: FileEntry, item: PayloadFile | None, store: MirrorStore) -> FileEntry:
+    if item is not None:
+        return entry.model_copy(update={"size": item.size, "sha256": item.sha256})
+    expected = store.expected(entry)
+    if expected.sha256 is None:
+        return entry
+    return entry.model_copy(update={"size": expected.size, "sha256": expected.sha256})
+
+
+def _bag_info_fields(
+    manifest: Manifest,
+    payload: Sequence[PayloadFile],
+    missing: Sequence[MissingFile],
+    top: str,
+    epoch: int,
+) -> list[tuple[str, str]]:
+    description = f"{manifest.course} ({manifest.year}): course files for offline use"
+    if manifest.homepage:
+        description += f", from {manifest.homepage}"
+    fields = [
+        ("Source-Organization", SOURCE_ORGANIZATION),
+        ("External-Description", description + "."),
+        ("External-Identifier", top),
+        ("Bagging-Date", time.strftime("%Y-%m-%d", time.gmtime(epoch))),
+        ("Payload-Oxum", payload_oxum(sum(item.size for item in payload), len(payload))),
+        ("Bag-Software-Agent", f"lhymirror {__version__}"),
+        ("Manifest-Version", manifest.version),
+    ]
+    fields += [(MISSING_FILE_LABEL, f"{PAYLOAD_DIR}/{item.describe()}") for item in missing]
+    return fields
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _write_temp_archive(
+    plan: _Plan, target: Path, fmt: str, progress: ProgressCallback | None
+) -> tuple[Path, str, list[MissingFile]]:
+    """Write the bag into a temporary file next to *target*.
+
+    Returns the file, its sha256 (hashed by a helper thread following the writer; empty when
+    files were damaged, as the archive is then discarded) and the damaged files.
+    """
+    with storage_errors(target.parent):
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    temp = Path(name)
+    try:
+        with storage_errors(temp), os.fdopen(fd, "w+b") as stream:
+            hasher = FollowingHasher(temp)
+            try:
+                damaged = _write_archive(stream, hasher, plan, fmt, progress)
+                stream.flush()
+                os.fsync(stream.fileno())
+                size = os.fstat(stream.fileno()).st_size
+                sha256 = "" if damaged else hasher.hexdigest(size)
+            finally:
+                hasher.close()
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp, sha256, damaged
+
+
+def _write_archive(
+    stream: BinaryIO,
+    hasher: FollowingHasher,
+    plan: _Plan,
+    fmt: str,
+    progress: ProgressCallback | None,
+) -> list[MissingFile]:
+    def member_done() -> None:
+        stream.flush()  # the helper thread reads the file back through its own handle
+        hasher.advance(stream.tell())
+
+    with archive_writer(stream, fmt, mtime=plan.epoch) as writer:
+        return _write_members(writer, plan, progress, member_done)
+
+
+def _write_members(
+    writer: ArchiveWriter,
+    plan: _Plan,
+    progress: ProgressCallback | None,
+    member_done: Callable[[], None],
+) -> list[MissingFile]:
+    """Add every member in sorted order; after a damaged file, only hash the rest."""
+    damaged: list[MissingFile] = []
+    for _key, name, member in _members(plan):
+        out = None if damaged else writer
+        if isinstance(member, PayloadFile):
+            problem = _copy_payload(out, name, member, progress)
+            if problem is not None:
+                damaged.append(problem)
+        elif out is None:
+            continue
+        elif member is None:
+            out.add_directory(name)
+        else:
+            out.add_bytes(name, member)
+        if not damaged:
+            member_done()
+    return damaged
+
+
+def _members(plan: _Plan) -> list[tuple[str, str, PayloadFile | bytes | None]]:
+    """``(sort key, archive name, content)`` of every member, sorted; ``None`` is a folder."""
+    top = plan.top
+    folders = {top, f"{top}/{PAYLOAD_DIR}"}
+    members: list[tuple[str, str, PayloadFile | bytes | None]] = []
+    for item in plan.payload:
+        name = f"{top}/{item.bag_path}"
+        members.append((name, name, item))
+        folders.update(_parents(name, stop=top))
+    members += [(f"{top}/{tag}", f"{top}/{tag}", data) for tag, data in plan.tag_files.items()]
+    members += [(folder + "/", folder, None) for folder in folders]
+    return sorted(members, key=lambda member: member[0])
+
+
+def _parents(name: str, *, stop: str) -> Iterator[str]:
+    parent = name.rsplit("/", 1)[0]
+    while parent != stop and "/" in parent:
+        yield parent
+        parent = parent.rsplit("/", 1)[0]
+
+
+def _copy_payload(
+    writer: ArchiveWriter | None, name: str, item: PayloadFile, progress: ProgressCallback | None
+) -> MissingFile | None:
+    """Copy (or, without a writer, only hash) one payload file; the problem found, if any."""
+    try:
+        with item.source.open("rb") as stream:
+            if writer is None:
+                copied = _hash_only(stream, item.size, progress)
+            else:
+                copied = writer.add_stream(name, stream, item.size, progress=progress)
+    except OSError as error:
+        return MissingFile(item.entry.id, item.entry.path, f"cannot read: {error.strerror}")
+    return _copy_problem(item, copied)
+
+
+def _hash_only(stream: object, size: int, progress: ProgressCallback | None) -> Copied:
+    reader = HashingReader(stream, size, progress=progress)  # type: ignore[arg-type]
+    while reader.read(CHUNK_SIZE):
+        pass
+    return reader.result()
+
+
+def _copy_problem(item: PayloadFile, copied: Copied) -> MissingFile | None:
+    def problem(reason: str) -> MissingFile:
+        return MissingFile(item.entry.id, item.entry.path, reason)
+
+    if copied.size < item.size:
+        return problem(f"file shrank to {copied.size} bytes while being packed")
+    if copied.trailing:
+        return problem("file grew while being packed")
+    if copied.sha256 != item.sha256:
+        return problem(f"sha256 {copied.sha256} differs from the {item.origin} {item.sha256}")
+    return None
+
+
+def _verify_payload(
+    payload: Sequence[PayloadFile], progress: ProgressCallback | None
+) -> list[MissingFile]:
+    """Hash every payload file without writing anything; the damaged ones."""
+    found = (_copy_payload(None, item.bag_path, item, progress) for item in payload)
+    return [problem for problem in found if problem is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Installing
+
+
+def _install(
+    temp: Path,
+    sha256: str,
+    target: Path,
+    plan: _Plan,
+    missing: Sequence[MissingFile],
+    *,
+    force: bool,
+) -> PackResult:
+    """Move the finished archive into place unless an identical one is there already."""
+    try:
+        unchanged = _same_as_existing(target, sha256, force=force)
+        with storage_errors(target):
+            if unchanged:
+                temp.unlink()
+            else:
+                temp.chmod(0o644)
+                replace_durably(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    checksum_file = target.with_name(target.name + ".sha256")
+    with storage_errors(checksum_file):
+        atomic_write_text(checksum_file, f"{sha256}  {target.name}\n")
+    return PackResult(
+        archive=target,
+        checksum_file=checksum_file,
+        sha256=sha256,
+        files=len(plan.payload),
+        payload_bytes=sum(item.size for item in plan.payload),
+        missing=tuple(missing),
+        unchanged=unchanged,
+    )
+
+
+def _same_as_existing(target: Path, sha256: str, *, force: bool) -> bool:
+    """True when *target* already holds these bytes; refuses a different one unless *force*."""
+    if not target.exists():
+        return False
+    with storage_errors(target):
+        _, existing = hash_file(target)  # a re-pack of the same version: rare, worth the read
+    if existing == sha256:
+        return True
+    if not force:
+        raise IntegrityError(
+            "an archive of this version already exists with different content",
+            where=str(target),
+            hint="Bump `version` in the manifest (or pass --force to replace it).",
+        )
+    return False
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise UsageError(
+            "unknown archive format",
+            where=fmt,
+            hint=f"Use one of: {', '.join(FORMATS)}.",
+        )
