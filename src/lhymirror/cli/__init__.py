@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "add_cmd",
     "pin_cmd",
     "pack_cmd",
+    "verify_cmd",
+    "unpack_cmd",
 )
 
 DESCRIPTION = """\

@@ -1,0 +1,52 @@
+"""``lhymirror unpack``: extract an archive safely, verifying every byte on the way."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from lhymirror.cli.common import add_command
+from lhymirror.cli.exitcodes import ExitStatus
+from lhymirror.unpack import UnpackError, unpack_archive
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``unpack`` command."""
+    parser = add_command(
+        subparsers,
+        "unpack",
+        summary="extract an archive safely, verifying it on the way",
+        description="""
+            Extract the bag folder of an archive written by `lhymirror pack` to DEST
+            (default: ./<slug>-<year>-v<version>), for people without a good unarchiver.
+            Every file is checked against the bag's checksums while it is written into a
+            temporary folder next to DEST; only when the whole archive is intact is the
+            folder renamed to DEST. Unsafe members (.., absolute paths, links, devices,
+            duplicates, bombs) are refused. Prints DEST's path on stdout.
+
+            Exit status: 0 extracted; 5 the archive is damaged (every problem is listed and
+            nothing is left at DEST); 2 DEST already exists or ARCHIVE does not.
+        """,
+        example="""
+            lhymirror unpack dist/ml2022-2022-v1.zip ~/courses/ml2022
+        """,
+    )
+    parser.add_argument("archive", type=Path, metavar="ARCHIVE", help="the .zip/.tar/.tar.gz")
+    parser.add_argument(
+        "dest", nargs="?", type=Path, metavar="DEST", help="folder to create (must not exist)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Unpack and print where."""
+    try:
+        target = unpack_archive(args.archive, args.dest)
+    except UnpackError as error:
+        for problem in error.report.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise
+    print(target)
+    return ExitStatus.OK

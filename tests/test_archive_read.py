@@ -1,0 +1,466 @@
+"""Streaming, hostile-input-proof reading of zip / tar / tar.gz members (lhymirror.archive_read).
+
+Also home of the hand-built archive helpers (``Spec``, ``write_archive``) that the verify and
+unpack tests reuse: hostile archives cannot be made with a well-behaved writer.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import random
+import stat
+import struct
+import tarfile
+import tracemalloc
+import warnings
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lhymirror.archive_read import (
+    ArchiveFormatError,
+    ArchiveLimits,
+    ArchiveReader,
+    ArchiveReadError,
+    detect_format,
+)
+
+FORMATS = ("zip", "tar", "tar.gz")
+MiB = 1024 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: archives built member by member, hostile ones included
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One member to write: kind is file, dir, symlink, hardlink, fifo or device."""
+
+    name: str
+    data: bytes = b""
+    kind: str = "file"
+    mode: int = 0o644
+    link: str = "target"
+
+
+_ZIP_TYPES = {
+    "file": stat.S_IFREG,
+    "dir": stat.S_IFDIR,
+    "symlink": stat.S_IFLNK,
+    "fifo": stat.S_IFIFO,
+    "device": stat.S_IFCHR,
+}
+_TAR_TYPES = {
+    "file": tarfile.REGTYPE,
+    "dir": tarfile.DIRTYPE,
+    "symlink": tarfile.SYMTYPE,
+    "hardlink": tarfile.LNKTYPE,
+    "fifo": tarfile.FIFOTYPE,
+    "device": tarfile.CHRTYPE,
+}
+
+
+def seeded_bytes(size: int, seed: int = 0) -> bytes:
+    """Deterministic incompressible bytes."""
+    return random.Random(seed).randbytes(size)
+
+
+def write_archive(
+    path: Path, fmt: str, members: Iterable[Spec | tuple[str, bytes]], **zip_options: int
+) -> Path:
+    """Write *members* as given (order, duplicates and bad names kept) in format *fmt*."""
+    specs = [m if isinstance(m, Spec) else Spec(*m) for m in members]
+    if fmt == "zip":
+        _write_zip(path, specs, **zip_options)
+    else:
+        _write_tar(path, specs, gzip_it=fmt == "tar.gz")
+    return path
+
+
+def _write_zip(path: Path, specs: list[Spec], compression: int = zipfile.ZIP_DEFLATED) -> None:
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as archive:
+        warnings.simplefilter("ignore")  # duplicate names are the point of some tests
+        for spec in specs:
+            name = spec.name + "/" if spec.kind == "dir" else spec.name
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.create_system = 3
+            info.external_attr = (_ZIP_TYPES[spec.kind] | spec.mode) << 16
+            info.compress_type = compression
+            data = spec.link.encode() if spec.kind == "symlink" else spec.data
+            archive.writestr(info, data)
+
+
+def _write_tar(path: Path, specs: list[Spec], *, gzip_it: bool) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for spec in specs:
+            info = tarfile.TarInfo(spec.name)
+            info.type = _TAR_TYPES[spec.kind]
+            info.mode = spec.mode
+            info.linkname = spec.link if spec.kind in ("symlink", "hardlink") else ""
+            info.size = len(spec.data) if spec.kind == "file" else 0
+            archive.addfile(info, io.BytesIO(spec.data) if spec.kind == "file" else None)
+    data = buffer.getvalue()
+    path.write_bytes(gzip.compress(data, mtime=0) if gzip_it else data)
+
+
+def read_all(path: Path, **options: object) -> dict[str, object]:
+    """name -> sha256 of every safe file, or the tuple of reasons it is unsafe."""
+    found: dict[str, object] = {}
+    with ArchiveReader(path, **options) as reader:  # type: ignore[arg-type]
+        for member in reader:
+            if member.is_safe_file:
+                with member.open() as stream:
+                    found[member.name] = hashlib.sha256(stream.read()).hexdigest()
+            elif member.unsafe:
+                found[member.name] = member.unsafe
+        reader.drain()
+    return found
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Well-formed archives
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_reads_every_member_with_kind_size_and_bytes(tmp_path: Path, fmt: str) -> None:
+    big = seeded_bytes(3 * MiB + 17, seed=1)
+    path = write_archive(
+        tmp_path / f"a.{fmt}",
+        fmt,
+        [
+            Spec("top", kind="dir", mode=0o755),
+            Spec("top/bagit.txt", b"BagIt-Version: 1.0\n"),
+            Spec("top/data/big.bin", big),
+            Spec("top/data/run.sh", b"#!/bin/sh\n", mode=0o755),
+            Spec("top/data/empty", b""),
+        ],
+    )
+    seen = []
+    with ArchiveReader(path) as reader:
+        for member in reader:
+            digest = None
+            if member.is_safe_file:
+                with member.open() as stream:
+                    digest = sha(stream.read())
+            seen.append((member.name, member.kind, member.size, member.mode, digest))
+    assert seen == [
+        ("top", "dir", 0, 0o755, None),
+        ("top/bagit.txt", "file", 19, 0o644, sha(b"BagIt-Version: 1.0\n")),
+        ("top/data/big.bin", "file", len(big), 0o644, sha(big)),
+        ("top/data/run.sh", "file", 10, 0o755, sha(b"#!/bin/sh\n")),
+        ("top/data/empty", "file", 0, 0o644, sha(b"")),
+    ]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("read_data", [True, False])
+def test_archive_sha256_is_computed_on_the_way(tmp_path: Path, fmt: str, read_data: bool) -> None:
+    members = [Spec(f"top/data/f{i}", seeded_bytes(300_000, seed=i)) for i in range(4)]
+    path = write_archive(tmp_path / f"a.{fmt}", fmt, members)
+    with ArchiveReader(path, hash_archive=True) as reader:
+        for member in reader:
+            if read_data:
+                with member.open() as stream:
+                    stream.read()
+        reader.drain()
+        assert reader.archive_sha256() == sha(path.read_bytes())
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_format_is_detected_from_content_not_name(tmp_path: Path, fmt: str) -> None:
+    path = write_archive(tmp_path / "no-extension", fmt, [("top/a", b"x")])
+    assert detect_format(path) == fmt
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not an archive\n" * 40])
+def test_not_an_archive_is_a_clean_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "junk.zip"
+    path.write_bytes(content)
+    with pytest.raises(ArchiveFormatError, match="not an archive"):
+        ArchiveReader(path)
+
+
+def test_memory_stays_bounded_while_reading_a_large_member(tmp_path: Path) -> None:
+    payload = seeded_bytes(12 * MiB, seed=5)
+    path = write_archive(tmp_path / "big.tar.gz", "tar.gz", [("top/data/big", payload)])
+    del payload
+    tracemalloc.start()
+    try:
+        with ArchiveReader(path, hash_archive=True) as reader:
+            for member in reader:
+                digest = hashlib.sha256()
+                with member.open() as stream:
+                    while chunk := stream.read(MiB):
+                        digest.update(chunk)
+            reader.drain()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MiB
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile names and kinds
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("../evil.txt", "'..' segment"),
+        ("top/../../evil.txt", "'..' segment"),
+        ("/etc/evil.txt", "absolute"),
+        ("C:/evil.txt", "drive letter"),
+        ("top\\..\\evil.txt", "backslash"),
+        ("top/a\x01b", "control character"),
+    ],
+)
+def test_unsafe_names_are_flagged_and_cannot_be_opened(
+    tmp_path: Path, fmt: str, name: str, reason: str
+) -> None:
+    path = write_archive(tmp_path / f"a.{fmt}", fmt, [("top/ok", b"ok"), (name, b"evil")])
+    with ArchiveReader(path) as reader:
+        members = {member.name: member for member in reader}
+        bad = members[name]
+        assert not bad.is_safe_file
+        assert any(reason in problem for problem in bad.unsafe)
+        with pytest.raises(ValueError, match="cannot be opened"):
+            bad.open()
+    assert members["top/ok"].is_safe_file
+
+
+@pytest.mark.parametrize("fmt", ["tar", "tar.gz"])
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("symlink", "symbolic link"),
+        ("hardlink", "hard link"),
+        ("fifo", "special file (fifo)"),
+        ("device", "special file (device)"),
+    ],
+)
+def test_tar_links_and_special_files_are_unsafe(
+    tmp_path: Path, fmt: str, kind: str, reason: str
+) -> None:
+    path = write_archive(tmp_path / f"a.{fmt}", fmt, [Spec("top/data/x", kind=kind, link="/etc")])
+    assert read_all(path) == {"top/data/x": (f"is a {reason}",)}
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"), [("symlink", "symbolic link"), ("fifo", "special file (fifo)")]
+)
+def test_zip_links_and_special_files_are_unsafe(tmp_path: Path, kind: str, reason: str) -> None:
+    path = write_archive(tmp_path / "a.zip", "zip", [Spec("top/data/x", kind=kind, link="/etc")])
+    assert read_all(path) == {"top/data/x": (f"is a {reason}",)}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_duplicates_and_case_collisions_are_unsafe(tmp_path: Path, fmt: str) -> None:
+    path = write_archive(
+        tmp_path / f"a.{fmt}",
+        fmt,
+        [("top/a.txt", b"first"), ("top/a.txt", b"second"), ("top/A.TXT", b"third")],
+    )
+    with ArchiveReader(path) as reader:
+        verdicts = [(member.name, member.unsafe) for member in reader]
+    assert verdicts[0] == ("top/a.txt", ())
+    assert "duplicate member" in verdicts[1][1][0]
+    assert "collides with 'top/a.txt'" in verdicts[2][1][0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Damage: truncation and corruption
+
+
+def test_truncated_zip_is_a_clean_error(tmp_path: Path) -> None:
+    path = write_archive(tmp_path / "a.zip", "zip", [("top/data/a", seeded_bytes(50_000))])
+    path.write_bytes(path.read_bytes()[:30_000])
+    with pytest.raises(ArchiveReadError, match="not a readable zip"):
+        read_all(path)
+
+
+@pytest.mark.parametrize("fmt", ["tar", "tar.gz"])
+def test_truncated_tar_names_the_member_being_read(tmp_path: Path, fmt: str) -> None:
+    data = seeded_bytes(400_000, seed=2)
+    path = write_archive(tmp_path / f"a.{fmt}", fmt, [("top/data/a", b"a"), ("top/data/b", data)])
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ArchiveReadError) as caught:
+        read_all(path)
+    assert caught.value.member == "top/data/b"
+    assert caught.value.kind == "malformed"
+
+
+def test_tar_without_end_marker_is_truncated(tmp_path: Path) -> None:
+    path = write_archive(tmp_path / "a.tar", "tar", [("top/data/a", b"a" * 512)])
+    path.write_bytes(path.read_bytes()[: 2 * 512])  # header and data; no end-of-archive blocks
+    with pytest.raises(ArchiveReadError, match="end-of-archive marker is missing"):
+        read_all(path)
+
+
+def test_corrupt_tar_header_is_not_a_quiet_end(tmp_path: Path) -> None:
+    path = write_archive(tmp_path / "a.tar", "tar", [("top/a", b"a"), ("top/b", b"b")])
+    data = bytearray(path.read_bytes())
+    second = data.index(b"top/b", 1024)  # the second member's ustar header
+    data[second + 100] ^= 0xFF  # its mode field: the header checksum no longer matches
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveReadError, match="damaged header") as caught:
+        read_all(path)
+    assert caught.value.member == "after top/a"
+
+
+def test_corrupt_gzip_is_a_clean_error(tmp_path: Path) -> None:
+    path = write_archive(
+        tmp_path / "a.tar.gz", "tar.gz", [("top/data/a", seeded_bytes(200_000, seed=3))]
+    )
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveReadError) as caught:
+        read_all(path)
+    assert caught.value.kind == "malformed"
+
+
+def test_gzip_trailer_crc_is_checked(tmp_path: Path) -> None:
+    path = write_archive(tmp_path / "a.tar.gz", "tar.gz", [("top/a", b"abc")])
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF  # the CRC32 of the uncompressed data
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveReadError, match="CRC"):
+        read_all(path)
+
+
+def test_zip_member_with_bad_crc_names_the_member(tmp_path: Path) -> None:
+    path = write_archive(
+        tmp_path / "a.zip",
+        "zip",
+        [("top/a", b"A" * 1000), ("top/b", b"B" * 1000)],
+        compression=zipfile.ZIP_STORED,
+    )
+    data = bytearray(path.read_bytes())
+    data[data.index(b"B" * 100)] ^= 0x01
+    path.write_bytes(bytes(data))
+    with ArchiveReader(path) as reader:
+        members = iter(reader)
+        with next(members).open() as stream:
+            assert stream.read() == b"A" * 1000
+        with pytest.raises(ArchiveReadError, match="CRC") as caught, next(members).open() as stream:
+            stream.read()
+    assert caught.value.member == "top/b"
+
+
+def test_data_after_the_tar_end_marker_is_reported(tmp_path: Path) -> None:
+    path = write_archive(tmp_path / "a.tar", "tar", [("top/a", b"a")])
+    path.write_bytes(path.read_bytes() + b"smuggled")
+    with pytest.raises(ArchiveReadError, match="after the end-of-archive marker"):
+        read_all(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bombs and impossible claims
+
+
+def test_zip_bomb_by_compression_ratio_is_refused_unread(tmp_path: Path) -> None:
+    path = write_archive(
+        tmp_path / "bomb.zip",
+        "zip",
+        [("top/data/zeros", bytes(4 * MiB))],
+        compression=zipfile.ZIP_LZMA,  # zeros compress far beyond the 2000:1 limit
+    )
+    found = read_all(path)
+    assert "zip bomb" in found["top/data/zeros"][0]  # type: ignore[index]
+
+
+def test_ratio_limit_is_configurable(tmp_path: Path) -> None:
+    path = write_archive(tmp_path / "z.zip", "zip", [("top/data/zeros", bytes(2 * MiB))])
+    assert read_all(path)["top/data/zeros"] == sha(bytes(2 * MiB))
+    strict = ArchiveLimits(max_ratio=50)
+    assert "zip bomb" in read_all(path, limits=strict)["top/data/zeros"][0]  # type: ignore[index]
+
+
+def _patch_zip_sizes(path: Path, name: bytes, size: int) -> None:
+    """Make the central directory claim *size* uncompressed bytes for member *name*."""
+    data = bytearray(path.read_bytes())
+    record = data.index(b"PK\x01\x02")
+    while data[record + 46 : record + 46 + len(name)] != name:
+        record = data.index(b"PK\x01\x02", record + 4)
+    struct.pack_into("<I", data, record + 24, size)
+    path.write_bytes(bytes(data))
+
+
+def test_zip_member_claiming_far_more_than_the_archive_is_unsafe(tmp_path: Path) -> None:
+    path = write_archive(
+        tmp_path / "liar.zip", "zip", [("top/data/a", b"x" * 100)], compression=zipfile.ZIP_STORED
+    )
+    _patch_zip_sizes(path, b"top/data/a", 4_000_000_000)
+    found = read_all(path)
+    assert "claims 4000000000 bytes" in found["top/data/a"][0]  # type: ignore[index]
+
+
+def test_overlapping_zip_members_are_unsafe(tmp_path: Path) -> None:
+    path = write_archive(
+        tmp_path / "overlap.zip",
+        "zip",
+        [("top/a", b"a" * 5000), ("top/b", b"b" * 5000)],
+        compression=zipfile.ZIP_STORED,
+    )
+    data = bytearray(path.read_bytes())
+    second = data.index(b"PK\x01\x02", data.index(b"PK\x01\x02") + 4)
+    struct.pack_into("<I", data, second + 42, 0)  # top/b's local header offset -> top/a's
+    path.write_bytes(bytes(data))
+    with ArchiveReader(path) as reader:
+        verdicts = {member.name: member.unsafe for member in reader}
+    assert any("overlaps member 'top/b'" in p for p in verdicts["top/a"])
+
+
+def test_plain_tar_member_claiming_more_than_the_archive_is_refused(tmp_path: Path) -> None:
+    header = tarfile.TarInfo("top/data/huge")
+    header.size = 50 * 1024**3
+    path = tmp_path / "liar.tar"
+    path.write_bytes(header.tobuf(format=tarfile.GNU_FORMAT) + bytes(4096))
+    with pytest.raises(ArchiveReadError, match="more than the whole") as caught:
+        read_all(path)
+    assert (caught.value.member, caught.value.kind) == ("top/data/huge", "malformed")
+
+
+def test_gzip_tar_member_claiming_far_beyond_the_archive_is_refused(tmp_path: Path) -> None:
+    header = tarfile.TarInfo("top/data/huge")
+    header.size = 50 * 1024**3
+    path = tmp_path / "liar.tar.gz"
+    path.write_bytes(gzip.compress(header.tobuf(format=tarfile.GNU_FORMAT) + bytes(65536)))
+    with pytest.raises(ArchiveReadError, match="possible bomb") as caught:
+        read_all(path)
+    assert caught.value.member == "top/data/huge"
+
+
+@pytest.mark.parametrize("fmt", ["tar", "tar.gz"])
+def test_oversized_tar_extension_header_is_refused(tmp_path: Path, fmt: str) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo("top/a")
+        info.pax_headers = {"comment": "x" * (2 * MiB)}
+        archive.addfile(info, io.BytesIO(b""))
+    data = buffer.getvalue()
+    path = tmp_path / f"a.{fmt}"
+    path.write_bytes(gzip.compress(data) if fmt == "tar.gz" else data)
+    with pytest.raises(ArchiveReadError, match="extended header claims") as caught:
+        read_all(path)
+    assert caught.value.kind == "unsafe"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_member_count_is_capped(tmp_path: Path, fmt: str) -> None:
+    path = write_archive(tmp_path / f"a.{fmt}", fmt, [(f"top/{i}", b"") for i in range(6)])
+    with pytest.raises(ArchiveReadError, match="members"):
+        read_all(path, limits=ArchiveLimits(max_members=4))
