@@ -28,10 +28,10 @@ from lhymirror.download import (
     ManualStepRequired,
     Target,
     UpstreamChangedError,
-    _Partial,
 )
 from lhymirror.errors import DownloadError, StorageError
 from lhymirror.http import RetryPolicy, new_session
+from lhymirror.partial import PartialDownload
 from lhymirror.store import MirrorStore, PartialState, storage_errors
 
 try:
@@ -371,9 +371,9 @@ def test_resumed_bytes_that_fail_verification_are_fetched_again_from_zero(env: E
 def test_sidecar_is_updated_while_streaming(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run killed mid-transfer leaves a sidecar that says how much is held."""
     target = env.target(data_of(10))
-    partial = _Partial(env.store, target)
+    partial = PartialDownload(env.store, target)
     partial.begin(URL, ETAG, None, 0)
-    monkeypatch.setattr("lhymirror.download.STATE_EVERY", 4)
+    monkeypatch.setattr("lhymirror.partial.STATE_EVERY", 4)
     with partial.appending() as handle:
         partial.append(handle, b"12345")
         state = env.store.partial_state("a")
@@ -381,7 +381,7 @@ def test_sidecar_is_updated_while_streaming(env: Env, monkeypatch: pytest.Monkey
 
 
 def test_weak_etag_is_not_used_as_proof(env: Env) -> None:
-    partial = _Partial(env.store, env.target(data_of(10)))
+    partial = PartialDownload(env.store, env.target(data_of(10)))
     partial.begin(URL, 'W/"weak"', LAST_MODIFIED, 0)
     assert partial.validator == LAST_MODIFIED
 
@@ -658,11 +658,11 @@ def test_disk_full_stops_at_once_and_keeps_the_partial(
     responses.add_callback(responses.GET, URL, callback=ranged(data))
     responses.get(URL_B, body=data)
 
-    def no_space(self: _Partial, handle: Any, chunk: bytes) -> None:
+    def no_space(self: PartialDownload, handle: Any, chunk: bytes) -> None:
         with storage_errors(self.path):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_Partial, "append", no_space)
+    monkeypatch.setattr(PartialDownload, "append", no_space)
     target = env.target(data)
     with pytest.raises(StorageError, match="cannot write to disk"):
         env.fetch(target, [URL, URL_B])

@@ -13,14 +13,12 @@ from its status where writing starts (:meth:`Downloader._accepted_offset`) → s
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import hashlib
 import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
@@ -31,18 +29,18 @@ import requests
 import urllib3
 
 from lhymirror import gdrive, kaggle
-from lhymirror.errors import DownloadError, IncompleteError, IntegrityError, StorageError
-from lhymirror.fsutil import CHUNK_SIZE, replace_durably
+from lhymirror.errors import DownloadError, IncompleteError, IntegrityError
+from lhymirror.fsutil import CHUNK_SIZE
 from lhymirror.http import (
     InsecureRedirectError,
     RetryPolicy,
     is_retryable_status,
     parse_retry_after,
 )
+from lhymirror.partial import PartialDownload
 from lhymirror.sources import GDriveSource, KaggleSource, parse_source
-from lhymirror.store import MirrorStore, PartialState, storage_errors
+from lhymirror.store import MirrorStore
 
-STATE_EVERY = 4 * CHUNK_SIZE  # bytes between sidecar updates: a killed run loses little
 SNIFF_BYTES = 1024  # looked at before the first byte is kept (HTML pages, PDF magic)
 RESUME_HINT = "Run the same command again to resume."
 
@@ -195,161 +193,6 @@ class _Remote:
     kaggle: KaggleSource | None = None
 
 
-# -- the partial file ------------------------------------------------------------------------
-
-
-class _Partial:
-    """The unfinished bytes of one target, hashed as they grow, and their sidecar."""
-
-    def __init__(self, store: MirrorStore, target: Target) -> None:
-        self.store = store
-        self.target = target
-        self.path = store.partial_path(target.key)
-        self.url: str | None = None
-        self.etag: str | None = None
-        self.last_modified: str | None = None
-        self.held = 0
-        self.received = 0  # network bytes received for this target during this fetch
-        self._digest: hashlib._Hash | None = None
-        self._saved_held = 0
-
-    @property
-    def validator(self) -> str | None:
-        """What proves the held bytes are still the server's: ETag, else Last-Modified."""
-        return self.etag or self.last_modified
-
-    def load(self) -> None:
-        """Adopt the partial left by an earlier run when its sidecar fits this target."""
-        state = self.store.partial_state(self.target.key)
-        if state is None or not self.path.is_file():
-            return
-        size = self.path.stat().st_size
-        expected_size = self.target.expected_size
-        if state.expected_sha256 != self.target.expected_sha256:
-            return
-        if expected_size is not None and (
-            state.expected_size not in (None, expected_size) or size > expected_size
-        ):
-            return
-        self.url, self.etag, self.last_modified = state.url, state.etag, state.last_modified
-        self.held = size
-
-    def resume_offset(self, url: str) -> int:
-        """Where a request to *url* may resume: the bytes held, if they came from it with proof."""
-        if self.held and self.url == url and self.validator:
-            return self.held
-        return 0
-
-    def begin(self, url: str, etag: str | None, last_modified: str | None, offset: int) -> None:
-        """Start keeping bytes from *url* at *offset* (0 truncates what is held)."""
-        if offset == 0:
-            with storage_errors(self.path):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.write_bytes(b"")
-            self.held, self._digest = 0, hashlib.sha256()
-        else:
-            self._hash_held_prefix()
-        self.url = url
-        if offset == 0 or etag or last_modified:
-            self.etag, self.last_modified = _strong_etag(etag), last_modified
-        self.save_state()
-
-    def _hash_held_prefix(self) -> None:
-        """Hash the bytes already held, once per fetch."""
-        if self._digest is not None:
-            return
-        digest = hashlib.sha256()
-        with storage_errors(self.path), self.path.open("rb") as stream:
-            while chunk := stream.read(CHUNK_SIZE):
-                digest.update(chunk)
-        self._digest = digest
-
-    @contextlib.contextmanager
-    def appending(self) -> Iterator[BinaryIO]:
-        """The partial file open for appending; closed and its sidecar saved on any exit."""
-        with storage_errors(self.path):
-            handle = self.path.open("ab")
-        try:
-            yield handle
-        except BaseException:
-            with contextlib.suppress(OSError, StorageError):
-                handle.close()
-                self.save_state()
-            raise
-        with storage_errors(self.path):
-            handle.close()
-        self.save_state()
-
-    def append(self, handle: BinaryIO, chunk: bytes) -> None:
-        """Keep *chunk*; update the sidecar every few MiB so a killed run can resume."""
-        assert self._digest is not None, "begin() first"
-        with storage_errors(self.path):
-            handle.write(chunk)
-        self._digest.update(chunk)
-        self.held += len(chunk)
-        if self.held - self._saved_held >= STATE_EVERY:
-            with storage_errors(self.path):
-                handle.flush()
-            self.save_state()
-
-    def save_state(self) -> None:
-        """Write the sidecar describing the bytes held."""
-        if self.url is None:
-            return
-        self.store.save_partial_state(
-            self.target.key,
-            PartialState(
-                url=self.url,
-                etag=self.etag,
-                last_modified=self.last_modified,
-                expected_size=self.target.expected_size,
-                expected_sha256=self.target.expected_sha256,
-                bytes_held=self.held,
-            ),
-        )
-        self._saved_held = self.held
-
-    def count_received(self, nbytes: int) -> None:
-        """Account for *nbytes* received over the network (kept or not)."""
-        self.received += nbytes
-
-    def sha256(self) -> str:
-        """sha256 of the bytes held."""
-        self._hash_held_prefix()
-        assert self._digest is not None
-        return self._digest.hexdigest()
-
-    def commit(self) -> None:
-        """Move the verified bytes to the final path (atomically) and forget the partial."""
-        final_path = self.target.final_path
-        with storage_errors(self.path):
-            _fsync_file(self.path)
-        with storage_errors(final_path):
-            final_path.parent.mkdir(parents=True, exist_ok=True)
-            replace_durably(self.path, final_path)
-        self.store.discard_partial(self.target.key)
-        self._forget()
-
-    def quarantine(self, sha256: str) -> Path:
-        """Put bytes that failed verification aside; return where."""
-        rejected = self.store.rejected_path(self.target.key, sha256)
-        with storage_errors(rejected):
-            rejected.parent.mkdir(parents=True, exist_ok=True)
-            replace_durably(self.path, rejected)
-        self.discard()
-        return rejected
-
-    def discard(self) -> None:
-        """Drop the bytes held and their sidecar."""
-        with storage_errors(self.path):
-            self.store.discard_partial(self.target.key)
-        self._forget()
-
-    def _forget(self) -> None:
-        self.url = self.etag = self.last_modified = None
-        self.held, self._digest, self._saved_held = 0, None, 0
-
-
 # -- reading a body --------------------------------------------------------------------------
 
 
@@ -443,7 +286,7 @@ class Downloader:
         ``ManualStepRequired`` (only a human step can get the file) or ``StorageError`` (at once;
         the partial is kept for a later resume).
         """
-        partial = _Partial(self.store, target)
+        partial = PartialDownload(self.store, target)
         partial.load()
         failures: list[tuple[str, _SourceFailed]] = []
         needs_network: list[str] = []
@@ -458,7 +301,7 @@ class Downloader:
         raise _all_failed(target, failures, needs_network)
 
     def _fetch_from(
-        self, target: Target, source: str, partial: _Partial, session: requests.Session
+        self, target: Target, source: str, partial: PartialDownload, session: requests.Session
     ) -> FetchResult:
         if _is_local(source):
             return self._copy_local(target, source, partial)
@@ -490,7 +333,7 @@ class Downloader:
     # -- one network source, with retries ------------------------------------------------
 
     def _fetch_remote(
-        self, remote: _Remote, partial: _Partial, session: requests.Session
+        self, remote: _Remote, partial: PartialDownload, session: requests.Session
     ) -> FetchResult:
         key = partial.target.key
         failed_attempts = 0
@@ -516,7 +359,7 @@ class Downloader:
                 self._events.restarted(key, 0)
 
     def _attempt(
-        self, remote: _Remote, partial: _Partial, session: requests.Session
+        self, remote: _Remote, partial: PartialDownload, session: requests.Session
     ) -> FetchResult:
         offset = partial.resume_offset(remote.url)
         headers = {"Accept-Encoding": "identity"}
@@ -535,7 +378,7 @@ class Downloader:
     def _open(
         self,
         remote: _Remote,
-        partial: _Partial,
+        partial: PartialDownload,
         session: requests.Session,
         headers: dict[str, str],
     ) -> requests.Response:
@@ -581,7 +424,7 @@ class Downloader:
     # -- what the answer means -----------------------------------------------------------
 
     def _accepted_offset(
-        self, remote: _Remote, partial: _Partial, response: requests.Response, offset: int
+        self, remote: _Remote, partial: PartialDownload, response: requests.Response, offset: int
     ) -> int | None:
         """Where this response's body goes in the file; None when the bytes held are complete."""
         status = response.status_code
@@ -606,7 +449,7 @@ class Downloader:
         return 0
 
     def _after_partial_content(
-        self, partial: _Partial, response: requests.Response, offset: int
+        self, partial: PartialDownload, response: requests.Response, offset: int
     ) -> int:
         """Accept a 206 only when it continues exactly where the bytes held end."""
         header = response.headers.get("Content-Range", "")
@@ -620,7 +463,7 @@ class Downloader:
         return offset
 
     def _after_unsatisfiable_range(
-        self, partial: _Partial, response: requests.Response, offset: int
+        self, partial: PartialDownload, response: requests.Response, offset: int
     ) -> None:
         """A 416 means "complete" only when the bytes held are exactly the whole file."""
         match = _UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
@@ -630,7 +473,7 @@ class Downloader:
         self._restart(partial)
         raise _Retry("server refused the range (HTTP 416)", delay=0)
 
-    def _restart(self, partial: _Partial) -> None:
+    def _restart(self, partial: PartialDownload) -> None:
         """Drop the bytes held: the next attempt starts from zero."""
         if partial.held:
             self._events.restarted(partial.target.key, 0)
@@ -650,7 +493,7 @@ class Downloader:
     # -- moving bytes ----------------------------------------------------------------------
 
     def _stream(
-        self, remote: _Remote, partial: _Partial, response: requests.Response, start: int
+        self, remote: _Remote, partial: PartialDownload, response: requests.Response, start: int
     ) -> None:
         """Stream the body into the partial file from *start*, checking its first bytes."""
         target = partial.target
@@ -671,7 +514,7 @@ class Downloader:
             while chunk := reader.read():
                 self._keep(partial, handle, chunk)
 
-    def _keep(self, partial: _Partial, handle: BinaryIO, chunk: bytes) -> None:
+    def _keep(self, partial: PartialDownload, handle: BinaryIO, chunk: bytes) -> None:
         expected = partial.target.expected_size
         if expected is not None and partial.held + len(chunk) > expected:
             raise _SourceFailed(
@@ -681,7 +524,7 @@ class Downloader:
         partial.append(handle, chunk)
         self._events.advanced(partial.target.key, len(chunk))
 
-    def _copy_local(self, target: Target, source: str, partial: _Partial) -> FetchResult:
+    def _copy_local(self, target: Target, source: str, partial: PartialDownload) -> FetchResult:
         """Copy a file from another local mirror (``file://``) with the same verification."""
         path = _local_path(source)
         try:
@@ -698,7 +541,7 @@ class Downloader:
                     self._keep(partial, handle, chunk)
         return self._commit(partial, source, 0)
 
-    def _commit(self, partial: _Partial, source: str, resumed_from: int) -> FetchResult:
+    def _commit(self, partial: PartialDownload, source: str, resumed_from: int) -> FetchResult:
         """Verify the bytes held; put them in place, or aside when they are wrong."""
         target = partial.target
         size, sha = partial.held, partial.sha256()
@@ -797,7 +640,7 @@ def _total_size(target: Target, response: requests.Response, start: int) -> int 
     return None if length is None else start + length
 
 
-def _read_drive_page(response: requests.Response, partial: _Partial) -> gdrive.DrivePage:
+def _read_drive_page(response: requests.Response, partial: PartialDownload) -> gdrive.DrivePage:
     """Read (a bounded amount of) an HTML page Drive sent, and say what it means."""
     with response:
         try:
@@ -816,15 +659,6 @@ def _drive_failure(page: gdrive.DrivePage) -> _SourceFailed:
     return _SourceFailed(page.reason)
 
 
-def _fsync_file(path: Path) -> None:
-    """Make a file's bytes durable before it is renamed into place."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _is_local(source: str) -> bool:
     return source[:5].lower() == "file:"
 
@@ -841,13 +675,6 @@ def _read_local(stream: BinaryIO, path: Path) -> bytes:
         return stream.read(CHUNK_SIZE)
     except OSError as exc:
         raise _SourceFailed(f"cannot read {path} ({exc.strerror or exc})") from exc
-
-
-def _strong_etag(value: str | None) -> str | None:
-    """An ETag usable in If-Range (weak ones are not), else None."""
-    if value is None or value.strip().startswith("W/"):
-        return None
-    return value.strip()
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -1,0 +1,193 @@
+"""The unfinished bytes of one download and their sidecar: what makes a resume provable.
+
+A partial download lives at ``store.partial_path(key)``; its sidecar (``PartialState``) records the
+original URL, the validator (strong ETag, else Last-Modified) and the bytes held, and is rewritten
+every few MiB so that a process killed with SIGKILL loses little. The bytes are hashed as they grow,
+so verifying a finished download needs no second read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from lhymirror.errors import StorageError
+from lhymirror.fsutil import CHUNK_SIZE, replace_durably
+from lhymirror.store import MirrorStore, PartialState, storage_errors
+
+if TYPE_CHECKING:
+    from lhymirror.download import Target
+
+STATE_EVERY = 4 * CHUNK_SIZE  # bytes between sidecar updates: a killed run loses little
+
+
+class PartialDownload:
+    """The unfinished bytes of one target, hashed as they grow, and their sidecar."""
+
+    def __init__(self, store: MirrorStore, target: Target) -> None:
+        self.store = store
+        self.target = target
+        self.path = store.partial_path(target.key)
+        self.url: str | None = None
+        self.etag: str | None = None
+        self.last_modified: str | None = None
+        self.held = 0
+        self.received = 0  # network bytes received for this target during this fetch
+        self._digest: hashlib._Hash | None = None
+        self._saved_held = 0
+
+    @property
+    def validator(self) -> str | None:
+        """What proves the held bytes are still the server's: ETag, else Last-Modified."""
+        return self.etag or self.last_modified
+
+    def load(self) -> None:
+        """Adopt the partial left by an earlier run when its sidecar fits this target."""
+        state = self.store.partial_state(self.target.key)
+        if state is None or not self.path.is_file():
+            return
+        size = self.path.stat().st_size
+        expected_size = self.target.expected_size
+        if state.expected_sha256 != self.target.expected_sha256:
+            return
+        if expected_size is not None and (
+            state.expected_size not in (None, expected_size) or size > expected_size
+        ):
+            return
+        self.url, self.etag, self.last_modified = state.url, state.etag, state.last_modified
+        self.held = size
+
+    def resume_offset(self, url: str) -> int:
+        """Where a request to *url* may resume: the bytes held, if they came from it with proof."""
+        if self.held and self.url == url and self.validator:
+            return self.held
+        return 0
+
+    def begin(self, url: str, etag: str | None, last_modified: str | None, offset: int) -> None:
+        """Start keeping bytes from *url* at *offset* (0 truncates what is held)."""
+        if offset == 0:
+            with storage_errors(self.path):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.write_bytes(b"")
+            self.held, self._digest = 0, hashlib.sha256()
+        else:
+            self._hash_held_prefix()
+        self.url = url
+        if offset == 0 or etag or last_modified:
+            self.etag, self.last_modified = strong_etag(etag), last_modified
+        self.save_state()
+
+    def _hash_held_prefix(self) -> None:
+        """Hash the bytes already held, once per fetch."""
+        if self._digest is not None:
+            return
+        digest = hashlib.sha256()
+        with storage_errors(self.path), self.path.open("rb") as stream:
+            while chunk := stream.read(CHUNK_SIZE):
+                digest.update(chunk)
+        self._digest = digest
+
+    @contextlib.contextmanager
+    def appending(self) -> Iterator[BinaryIO]:
+        """The partial file open for appending; closed and its sidecar saved on any exit."""
+        with storage_errors(self.path):
+            handle = self.path.open("ab")
+        try:
+            yield handle
+        except BaseException:
+            with contextlib.suppress(OSError, StorageError):
+                handle.close()
+                self.save_state()
+            raise
+        with storage_errors(self.path):
+            handle.close()
+        self.save_state()
+
+    def append(self, handle: BinaryIO, chunk: bytes) -> None:
+        """Keep *chunk*; update the sidecar every few MiB so a killed run can resume."""
+        assert self._digest is not None, "begin() first"
+        with storage_errors(self.path):
+            handle.write(chunk)
+        self._digest.update(chunk)
+        self.held += len(chunk)
+        if self.held - self._saved_held >= STATE_EVERY:
+            with storage_errors(self.path):
+                handle.flush()
+            self.save_state()
+
+    def save_state(self) -> None:
+        """Write the sidecar describing the bytes held."""
+        if self.url is None:
+            return
+        self.store.save_partial_state(
+            self.target.key,
+            PartialState(
+                url=self.url,
+                etag=self.etag,
+                last_modified=self.last_modified,
+                expected_size=self.target.expected_size,
+                expected_sha256=self.target.expected_sha256,
+                bytes_held=self.held,
+            ),
+        )
+        self._saved_held = self.held
+
+    def count_received(self, nbytes: int) -> None:
+        """Account for *nbytes* received over the network (kept or not)."""
+        self.received += nbytes
+
+    def sha256(self) -> str:
+        """sha256 of the bytes held."""
+        self._hash_held_prefix()
+        assert self._digest is not None
+        return self._digest.hexdigest()
+
+    def commit(self) -> None:
+        """Move the verified bytes to the final path (atomically) and forget the partial."""
+        final_path = self.target.final_path
+        with storage_errors(self.path):
+            _fsync_file(self.path)
+        with storage_errors(final_path):
+            final_path.parent.mkdir(parents=True, exist_ok=True)
+            replace_durably(self.path, final_path)
+        self.store.discard_partial(self.target.key)
+        self._forget()
+
+    def quarantine(self, sha256: str) -> Path:
+        """Put bytes that failed verification aside; return where."""
+        rejected = self.store.rejected_path(self.target.key, sha256)
+        with storage_errors(rejected):
+            rejected.parent.mkdir(parents=True, exist_ok=True)
+            replace_durably(self.path, rejected)
+        self.discard()
+        return rejected
+
+    def discard(self) -> None:
+        """Drop the bytes held and their sidecar."""
+        with storage_errors(self.path):
+            self.store.discard_partial(self.target.key)
+        self._forget()
+
+    def _forget(self) -> None:
+        self.url = self.etag = self.last_modified = None
+        self.held, self._digest, self._saved_held = 0, None, 0
+
+
+def strong_etag(value: str | None) -> str | None:
+    """An ETag usable in If-Range (weak ones are not), else None."""
+    if value is None or value.strip().startswith("W/"):
+        return None
+    return value.strip()
+
+
+def _fsync_file(path: Path) -> None:
+    """Make a file's bytes durable before it is renamed into place."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
