@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomli_w
 
+from factories import blob, sha
 from lhymirror.cli import common, main
 from lhymirror.manifest import load_manifest
 from lhymirror.store import FileRecord, MirrorStore, part_key
 
 YEAR = 2022
 UNREACHABLE = "https://127.0.0.1:1/ml"  # nothing here may need the network
-
-
-def blob(n: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def entry(entry_id: str, data: bytes | None = None, **extra: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from factories import sha
 from lhymirror.archive_read import (
     ArchiveFormatError,
     ArchiveLimits,
@@ -122,10 +123,6 @@ def read_all(path: Path, **options: object) -> dict[str, object]:
                 found[member.name] = member.unsafe
         reader.drain()
     return found
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------

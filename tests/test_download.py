@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import hashlib
 import json
 import random
 import re
@@ -21,6 +20,7 @@ import pytest
 import requests
 import responses
 
+from factories import sha
 from lhymirror.download import (
     HTML_REASON,
     Downloader,
@@ -47,10 +47,6 @@ LAST_MODIFIED = "Mon, 15 Jan 2024 12:00:00 GMT"
 
 def data_of(n: int, seed: int = 1) -> bytes:
     return random.Random(seed).randbytes(n)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from factories import blob, sha
 from lhymirror.errors import UsageError
 from lhymirror.manifest import Manifest
 from lhymirror.plan import (
@@ -24,14 +23,6 @@ from lhymirror.store import FileRecord, MirrorStore, part_key
 
 YEAR = 2022
 UPSTREAM = "https://speech.example.edu/~hylee/ml/2022/rule%20(v2).pdf?dl=1"
-
-
-def blob(n: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def make_manifest(*files: dict[str, Any]) -> Manifest:

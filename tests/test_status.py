@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomli_w
 
+from factories import blob, sha
 from lhymirror.cli import main
 from lhymirror.store import FileRecord, MirrorStore
 
 YEAR = 2022
 UNREACHABLE = "https://127.0.0.1:1/ml"  # status must never try it
-
-
-def blob(n: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def slide(entry_id: str, data: bytes | None = None, **extra: Any) -> dict[str, Any]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from factories import blob, sha
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
 from lhymirror.download import FetchResult, ManualStepRequired, Target, UpstreamChangedError
 from lhymirror.errors import DownloadError, IntegrityError, StorageError
@@ -32,14 +31,6 @@ from lhymirror.sync import (
 )
 
 YEAR = 2022
-
-
-def blob(n: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def url(name: str, host: str = "course.example.edu") -> str:

@@ -7,7 +7,6 @@ run ``python -m lhymirror`` with PYTHONPATH pointing at the package actually imp
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -22,6 +21,7 @@ import pytest
 import tomli_w
 
 import lhymirror
+from factories import sha
 from lhymirror.cli import main, sync_cmd
 from lhymirror.download import Downloader
 from lhymirror.http import RetryPolicy
@@ -35,10 +35,6 @@ except ModuleNotFoundError:  # only tests/ on sys.path
 YEAR = 2022
 MiB = 1024 * 1024
 FAST_POLICY = RetryPolicy(attempts=2, backoff_base=0.0, connect_timeout=2.0, read_timeout=2.0)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture(autouse=True)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from lhymirror.errors import UsageError
 from lhymirror.manifest import Manifest, load_manifest, shipped_manifest_path
@@ -20,6 +24,7 @@ __all__ = [
     "add_command",
     "add_manifest_arguments",
     "add_root_argument",
+    "byte_progress",
     "format_size",
     "mirror_root",
     "print_json",
@@ -117,3 +122,20 @@ def print_json(data: Any) -> None:
     """Write *data* as indented JSON to stdout."""
     json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
     sys.stdout.write("\n")
+
+
+@contextlib.contextmanager
+def byte_progress(
+    desc: str, *, total: int | None = None, quiet: bool = False
+) -> Iterator[Callable[[int], None]]:
+    """A byte progress bar on stderr, shown only on a terminal and never when *quiet*."""
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=desc,
+        file=sys.stderr,
+        disable=True if quiet else None,
+        leave=False,
+    ) as bar:
+        yield bar.update

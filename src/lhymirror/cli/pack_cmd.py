@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from lhymirror.archive_write import FORMATS
 from lhymirror.cli.common import (
     add_command,
     add_manifest_arguments,
     add_root_argument,
+    byte_progress,
     format_size,
     selected_manifest,
     selected_store,
@@ -82,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
     total = sum(item.size for item in collect_payload(manifest, store)[0])
-    with progress_bar(total, quiet=args.quiet) as progress:
+    with byte_progress("packing", total=total, quiet=args.quiet) as progress:
         try:
             result = pack_year(
                 manifest,
@@ -101,21 +98,6 @@ def run(args: argparse.Namespace) -> int:
         print_summary(result)
     print(result.archive)
     return 0
-
-
-@contextlib.contextmanager
-def progress_bar(total: int, *, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A byte progress bar on stderr (only on a terminal, never with --quiet)."""
-    with tqdm(
-        total=total,
-        unit="B",
-        unit_scale=True,
-        desc="packing",
-        file=sys.stderr,
-        disable=True if quiet else None,
-        leave=False,
-    ) as bar:
-        yield bar.update
 
 
 def print_summary(result: PackResult) -> None:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from lhymirror.cli.common import (
     add_command,
     add_root_argument,
+    byte_progress,
     format_size,
     print_json,
     selected_manifest,
@@ -74,7 +71,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify what was asked; print the problems and a summary."""
-    with progress_bar(quiet=args.json) as progress:
+    with byte_progress("verifying", quiet=args.json) as progress:
         report = _verify(args, progress)
     if args.json:
         print_json(report.to_json())
@@ -125,17 +122,3 @@ def summary_line(report: VerifyReport) -> str:
     count = len(report.problems)
     plural = "s" if count != 1 else ""
     return f"NOT intact: {count} problem{plural} ({checked} checked{how}): {report.target}"
-
-
-@contextlib.contextmanager
-def progress_bar(*, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A byte counter on stderr (only on a terminal)."""
-    with tqdm(
-        unit="B",
-        unit_scale=True,
-        desc="verifying",
-        file=sys.stderr,
-        disable=True if quiet else None,
-        leave=False,
-    ) as bar:
-        yield bar.update
