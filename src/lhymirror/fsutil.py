@@ -56,8 +56,12 @@ def replace_durably(source: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(target: Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
-    """Write *target* through a temporary file in the same folder, renamed only on success."""
+def atomic_writer(target: Path, *, mode: int = 0o644, durable: bool = True) -> Iterator[BinaryIO]:
+    """Write *target* through a temporary file in the same folder, renamed only on success.
+
+    ``durable=False`` skips the fsyncs: readers still see the old or the new content, never a
+    mix, but a power cut may lose the update. Fit for hints that are rewritten often.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     tmp = Path(tmp_name)
@@ -65,20 +69,24 @@ def atomic_writer(target: Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as stream:
             yield stream
             stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                os.fsync(stream.fileno())
         tmp.chmod(mode)
-        replace_durably(tmp, target)
+        if durable:
+            replace_durably(tmp, target)
+        else:
+            tmp.replace(target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def atomic_write_bytes(target: Path, data: bytes) -> None:
-    """Replace *target* with *data* atomically and durably."""
-    with atomic_writer(target) as stream:
+def atomic_write_bytes(target: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace *target* with *data* atomically (and durably unless told otherwise)."""
+    with atomic_writer(target, durable=durable) as stream:
         stream.write(data)
 
 
-def atomic_write_text(target: Path, text: str) -> None:
-    """Replace *target* with UTF-8 *text* atomically and durably."""
-    atomic_write_bytes(target, text.encode("utf-8"))
+def atomic_write_text(target: Path, text: str, *, durable: bool = True) -> None:
+    """Replace *target* with UTF-8 *text* atomically (and durably unless told otherwise)."""
+    atomic_write_bytes(target, text.encode("utf-8"), durable=durable)

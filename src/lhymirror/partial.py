@@ -22,7 +22,7 @@ from lhymirror.store import MirrorStore, PartialState, storage_errors
 if TYPE_CHECKING:
     from lhymirror.download import Target
 
-STATE_EVERY = 4 * CHUNK_SIZE  # bytes between sidecar updates: a killed run loses little
+STATE_EVERY = 32 * CHUNK_SIZE  # bytes between sidecar updates (resume uses the file size)
 
 
 class PartialDownload:
