@@ -7,6 +7,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -90,3 +91,44 @@ def atomic_write_bytes(target: Path, data: bytes, *, durable: bool = True) -> No
 def atomic_write_text(target: Path, text: str, *, durable: bool = True) -> None:
     """Replace *target* with UTF-8 *text* atomically (and durably unless told otherwise)."""
     atomic_write_bytes(target, text.encode("utf-8"), durable=durable)
+
+
+class BackgroundWriteback:
+    """Pushes a growing file's written bytes to disk from a helper thread as it grows.
+
+    Every *every* bytes the stream is flushed and ``fdatasync`` runs in the background, so the
+    disk works while the caller goes on hashing and the final fsync (still needed before the
+    rename that publishes the file) has little left to do. Errors are left for that final fsync
+    to report. Use as a context manager around the writing.
+    """
+
+    def __init__(self, stream: BinaryIO, *, every: int = 64 * CHUNK_SIZE) -> None:
+        self._stream = stream
+        self._every = every
+        self._pending = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writeback")
+        self._inflight: Future[None] | None = None
+
+    def __enter__(self) -> BackgroundWriteback:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def written(self, nbytes: int) -> None:
+        """Account for *nbytes* just written; start a background flush when enough piled up."""
+        self._pending += nbytes
+        if self._pending < self._every or (self._inflight and not self._inflight.done()):
+            return
+        self._stream.flush()
+        self._pending = 0
+        self._inflight = self._pool.submit(_sync_data_quietly, self._stream.fileno())
+
+    def close(self) -> None:
+        """Wait for a flush in progress (the stream itself stays open)."""
+        self._pool.shutdown(wait=True)
+
+
+def _sync_data_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        getattr(os, "fdatasync", os.fsync)(fd)

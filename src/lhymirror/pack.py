@@ -54,7 +54,13 @@ from lhymirror.bag import (
     payload_oxum,
 )
 from lhymirror.errors import IntegrityError, StorageError, UsageError
-from lhymirror.fsutil import CHUNK_SIZE, atomic_write_text, hash_file, replace_durably
+from lhymirror.fsutil import (
+    CHUNK_SIZE,
+    BackgroundWriteback,
+    atomic_write_text,
+    hash_file,
+    replace_durably,
+)
 from lhymirror.index_page import IndexFile, render_index
 from lhymirror.manifest import FileEntry, Manifest, dump_manifest
 from lhymirror.store import MirrorStore, storage_errors
@@ -362,7 +368,10 @@ def _write_temp_archive(
         with storage_errors(temp), os.fdopen(fd, "w+b") as stream:
             hasher = FollowingHasher(temp)
             try:
-                damaged = _write_archive(stream, hasher, plan, fmt, progress)
+                with BackgroundWriteback(stream) as writeback:
+                    damaged = _write_archive(
+                        stream, hasher, plan, fmt, _also(writeback.written, progress)
+                    )
                 stream.flush()
                 os.fsync(stream.fileno())
                 size = os.fstat(stream.fileno()).st_size
@@ -373,6 +382,18 @@ def _write_temp_archive(
         temp.unlink(missing_ok=True)
         raise
     return temp, sha256, damaged
+
+
+def _also(first: ProgressCallback, then: ProgressCallback | None) -> ProgressCallback:
+    """One per-chunk callback that calls *first*, then *then* when there is one."""
+    if then is None:
+        return first
+
+    def both(nbytes: int) -> None:
+        first(nbytes)
+        then(nbytes)
+
+    return both
 
 
 def _write_archive(

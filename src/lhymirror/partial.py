@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from lhymirror.errors import StorageError
-from lhymirror.fsutil import CHUNK_SIZE, replace_durably
+from lhymirror.fsutil import CHUNK_SIZE, BackgroundWriteback, replace_durably
 from lhymirror.store import MirrorStore, PartialState, storage_errors
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ class PartialDownload:
         self.received = 0  # network bytes received for this target during this fetch
         self._digest: hashlib._Hash | None = None
         self._saved_held = 0
+        self._writeback: BackgroundWriteback | None = None
 
     @property
     def validator(self) -> str | None:
@@ -96,14 +97,17 @@ class PartialDownload:
         """The partial file open for appending; closed and its sidecar saved on any exit."""
         with storage_errors(self.path):
             handle = self.path.open("ab")
+        self._writeback = BackgroundWriteback(handle)
         try:
             yield handle
         except BaseException:
             with contextlib.suppress(OSError, StorageError):
+                self._writeback.close()
                 handle.close()
                 self.save_state()
             raise
         with storage_errors(self.path):
+            self._writeback.close()
             handle.close()
         self.save_state()
 
@@ -114,6 +118,8 @@ class PartialDownload:
             handle.write(chunk)
         self._digest.update(chunk)
         self.held += len(chunk)
+        if self._writeback is not None:
+            self._writeback.written(len(chunk))
         if self.held - self._saved_held >= STATE_EVERY:
             with storage_errors(self.path):
                 handle.flush()

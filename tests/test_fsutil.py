@@ -1,0 +1,70 @@
+"""Streaming hashes, atomic writes and background writeback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from factories import blob, sha
+from lhymirror import fsutil
+from lhymirror.fsutil import BackgroundWriteback, atomic_write_bytes, hash_file
+
+
+def test_hash_file_streams_in_chunks(tmp_path: Path) -> None:
+    data = blob(3 * fsutil.CHUNK_SIZE + 17, seed=1)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert hash_file(path) == (len(data), sha(data))
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path, durable: bool) -> None:
+    target = tmp_path / "sub" / "f.json"
+    atomic_write_bytes(target, b"one", durable=durable)
+    atomic_write_bytes(target, b"two", durable=durable)
+    assert target.read_bytes() == b"two"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["f.json"]
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+def test_background_writeback_syncs_every_so_many_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fdatasync", synced.append, raising=False)
+    with (tmp_path / "f").open("wb") as stream, BackgroundWriteback(stream, every=10) as wb:
+        for _ in range(5):
+            stream.write(b"x" * 6)
+            wb.written(6)
+    assert len(synced) >= 1  # at least once after the first 12 bytes; never per write
+    assert len(synced) <= 2
+    assert (tmp_path / "f").stat().st_size == 30
+
+
+def test_background_writeback_leaves_errors_to_the_final_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(fd: int) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(os, "fdatasync", failing, raising=False)
+    with (tmp_path / "f").open("wb") as stream, BackgroundWriteback(stream, every=1) as wb:
+        stream.write(b"abc")
+        wb.written(3)  # must not raise here
