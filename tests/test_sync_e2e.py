@@ -246,6 +246,10 @@ def test_unreachable_file_exits_4_with_a_resume_hint(
     assert len(lines) == 1
     assert "l01" in lines[0]
     assert "resume" in lines[0]
+    assert err.splitlines()[-1] == (
+        f"lhymirror: error: 1 file could not be downloaded ({course.root / str(YEAR)}). "
+        "Run the same command again to resume."
+    )
 
 
 def test_changed_upstream_exits_5_and_accept_upstream_takes_it(
@@ -257,6 +261,7 @@ def test_changed_upstream_exits_5_and_accept_upstream_takes_it(
     status, _, err = run_cli(course.args(), capsys)
     assert status == 5
     assert "upstream" in err
+    assert err.splitlines()[-1].startswith("lhymirror: error: 1 file did not verify (")
     assert not course.path("l01").exists()
     status, _, _ = run_cli(course.args("--accept-upstream", "l01"), capsys)
     assert status == 0
@@ -271,6 +276,7 @@ def test_manual_step_exits_7_with_the_import_command(
     status, _, err = run_cli(course.args(), capsys)
     assert status == 7
     assert "Log in at X." in err
+    assert err.splitlines()[-1].startswith("lhymirror: error: 1 manual step pending (")
     assert f"lhymirror add --manifest {course.manifest} hw-data FILE" in err
 
 

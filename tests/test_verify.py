@@ -577,6 +577,16 @@ def test_cli_lists_every_problem_and_exits_5(
     assert out[-1].startswith("NOT intact: 2 problems")
 
 
+def test_cli_ends_a_failed_verify_with_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    specs = replace_member(bag_specs(), "data/data/hw1/empty.txt", name="data/renamed.txt")
+    archive = archive_with(tmp_path, "tar", specs)
+    assert main(["verify", str(archive)]) == 5
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"lhymirror: error: not intact ({archive}): 2 problems. ")
+
+
 def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     archive = packed(tmp_path, "tar")
     assert main(["verify", str(archive), "--json", "--fast"]) == 0

@@ -20,6 +20,7 @@ from lhymirror.cli.common import (
 from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
 from lhymirror.download import Downloader, TransferEvents
+from lhymirror.errors import DownloadError, IncompleteError, IntegrityError, StorageError
 from lhymirror.kaggle import KaggleCredentials, load_credentials
 from lhymirror.manifest import FILE_KINDS, Manifest
 from lhymirror.plan import PlanItem, SyncPlan, plan_sync
@@ -141,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
             lock_wait=LOCK_WAIT,
         )
     print_report(args, manifest, report)
-    return exit_status(report)
+    raise_for_report(report, store)
+    return ExitStatus.OK
 
 
 def build_downloader(
@@ -173,21 +175,43 @@ def mirror_bases(given: list[str] | None) -> list[str]:
     return [base for base in re.split(r"[\s,]+", os.environ.get(MIRROR_ENV, "")) if base]
 
 
-def exit_status(report: SyncReport) -> ExitStatus:
-    """0 only when every file is verified; failures outrank manual steps.
+def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
+    """Raise the error that sums up an unfinished sync (the CLI maps it to the exit code).
 
-    Among failures, integrity outranks storage, which outranks download: the most serious
-    finding decides.
+    Failures outrank manual steps; among failures integrity outranks storage, which outranks
+    download: the most serious finding decides.
     """
+    where = str(store.year_dir)
+    failed = len(report.with_outcome("failed"))
     if report.failures_of("integrity"):
-        return ExitStatus.INTEGRITY
+        raise IntegrityError(
+            f"{_files(failed)} did not verify",
+            where=where,
+            hint="The bad bytes are kept under .lhymirror/rejected/; see the lines above.",
+        )
     if report.failures_of("storage"):
-        return ExitStatus.STORAGE
-    if report.with_outcome("failed"):
-        return ExitStatus.DOWNLOAD_FAILED
-    if report.with_outcome("manual"):
-        return ExitStatus.INCOMPLETE
-    return ExitStatus.OK
+        raise StorageError(
+            f"{_files(failed)} could not be stored",
+            where=where,
+            hint="Free some space or fix the permissions, then run the same command again.",
+        )
+    if failed:
+        raise DownloadError(
+            f"{_files(failed)} could not be downloaded",
+            where=where,
+            hint="Run the same command again to resume.",
+        )
+    manual = len(report.with_outcome("manual"))
+    if manual:
+        raise IncompleteError(
+            f"{manual} manual step{'s' if manual != 1 else ''} pending",
+            where=where,
+            hint="Download each file as listed above and import it with `lhymirror add`.",
+        )
+
+
+def _files(count: int) -> str:
+    return f"{count} file{'s' if count != 1 else ''}"
 
 
 def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncReport) -> None:

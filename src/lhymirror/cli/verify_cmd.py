@@ -17,7 +17,7 @@ from lhymirror.cli.common import (
     selected_store,
 )
 from lhymirror.cli.exitcodes import ExitStatus
-from lhymirror.errors import UsageError
+from lhymirror.errors import IntegrityError, UsageError
 from lhymirror.verify import VerifyReport, verify_mirror, verify_path
 
 
@@ -77,7 +77,15 @@ def run(args: argparse.Namespace) -> int:
         print_json(report.to_json())
     else:
         print("\n".join(report_lines(report)))
-    return ExitStatus.OK if report.ok else ExitStatus.INTEGRITY
+    if not report.ok:
+        count = len(report.problems)
+        raise IntegrityError(
+            "not intact",
+            where=report.target,
+            detail=f"{count} problem{'s' if count != 1 else ''}",
+            hint="Each is listed above; fetch the archive again or re-pack it from a good mirror.",
+        )
+    return ExitStatus.OK
 
 
 def _verify(args: argparse.Namespace, progress: Callable[[int], None]) -> VerifyReport:
