@@ -26,6 +26,7 @@ from lhymirror.sync import (
     SyncCancelled,
     SyncReport,
     check_free_space,
+    largest_first,
     run_sync,
     write_verified,
 )
@@ -568,3 +569,14 @@ def test_summary_lines() -> None:
         "manual step: c (c.zip): Log in at X.",
         "  then import it: lhymirror add 2022 c FILE",
     ]
+
+
+def test_largest_transfers_start_first_and_unknown_sizes_before_them(store: MirrorStore) -> None:
+    manifest = make_manifest(
+        entry("small", blob(10, 1)),
+        entry("unknown"),
+        entry("big", blob(1000, 2)),
+        entry("middle", blob(100, 3)),
+    )
+    plan = plan_sync(manifest, store)
+    assert [item.id for item in largest_first(plan.items)] == ["unknown", "big", "middle", "small"]

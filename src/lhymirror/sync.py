@@ -246,7 +246,7 @@ class _Runner:
         executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lhymirror-sync")
         results: dict[str, FileOutcome] = {}
         futures: dict[Future[FileOutcome], PlanItem] = {
-            executor.submit(self.process, item): item for item in work
+            executor.submit(self.process, item): item for item in largest_first(work)
         }
         try:
             for future in as_completed(futures):
@@ -425,6 +425,15 @@ class _Runner:
         name = f"{item.entry.path} (part {part.index + 1} of {len(item.parts)})"
         path = self.store.done_part_path(part.key)
         return Target(part.key, path, part.size, part.sha256, name)
+
+
+def largest_first(items: Iterable[PlanItem]) -> list[PlanItem]:
+    """Transfer order: unknown sizes (usually datasets) first, then by decreasing size.
+
+    Starting the long transfers first keeps one big file from finishing alone at the end while
+    the other workers sit idle; the report keeps the manifest's order regardless.
+    """
+    return sorted(items, key=lambda item: (item.size is not None, -(item.size or 0)))
 
 
 def _settled_outcome(item: PlanItem) -> FileOutcome:
