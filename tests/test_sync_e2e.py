@@ -377,3 +377,17 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_partial(
     partial = course.root / str(YEAR) / ".lhymirror" / "partial"
     assert (partial / "big.part").stat().st_size > 0
     assert (partial / "big.json").is_file()
+
+
+def test_a_symlink_inside_the_mirror_is_refused_and_nothing_is_written_through_it(
+    course: Course, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    course.slide("l01", pdf_payload(10_000, 17))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (course.root / str(YEAR)).mkdir(parents=True)
+    (course.root / str(YEAR) / "slides").symlink_to(outside)
+    status, _, err = run_cli(course.args(), capsys)
+    assert status == 6
+    assert "symlink inside the mirror" in err
+    assert list(outside.iterdir()) == []

@@ -1,0 +1,260 @@
+"""The local mirror layout: paths, records, what a file is held to, local state, the lock."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from factories import blob, sha
+from lhymirror.errors import StorageError
+from lhymirror.manifest import FileEntry, Manifest
+from lhymirror.store import (
+    FileRecord,
+    LockedError,
+    MirrorStore,
+    PartialState,
+    part_key,
+    storage_errors,
+)
+
+DATA = blob(5000, seed=7)
+OTHER = blob(5000, seed=8)
+
+
+def make_entry(**fields: Any) -> FileEntry:
+    data = {
+        "id": "l01",
+        "kind": "slide",
+        "path": "slides/l01.pdf",
+        "urls": ["https://example.org/l01.pdf"],
+        **fields,
+    }
+    return Manifest.model_validate(
+        {"schema": 1, "course": "ML", "year": 2022, "version": "1", "files": [data]}
+    ).files[0]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MirrorStore:
+    return MirrorStore(tmp_path / "mirror", 2022)
+
+
+def place(store: MirrorStore, entry: FileEntry, data: bytes, *, record: bytes | None) -> Path:
+    """Put *data* at the entry's path; record *record*'s checksum as verified (if given)."""
+    target = store.file_path(entry.path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    if record is not None:
+        store.save_record(
+            FileRecord(
+                id=entry.id,
+                path=entry.path,
+                size=len(record),
+                sha256=sha(record),
+                mtime_ns=target.stat().st_mtime_ns,
+                verified_at="2024-01-01T00:00:00Z",
+            )
+        )
+    return target
+
+
+# -- paths ------------------------------------------------------------------------------------
+
+
+def test_files_live_under_root_year_path(store: MirrorStore, tmp_path: Path) -> None:
+    assert store.file_path("slides/a b.pdf") == tmp_path / "mirror" / "2022" / "slides" / "a b.pdf"
+    assert store.partial_path("l01") == store.meta_dir / "partial" / "l01.part"
+    assert store.done_part_path(part_key("d", 2)) == store.meta_dir / "partial" / "d.part02.done"
+    assert store.meta_dir == tmp_path / "mirror" / "2022" / ".lhymirror"
+
+
+@pytest.mark.parametrize("path", ["../escape.pdf", "/etc/passwd", ".lhymirror/state/x.json"])
+def test_unsafe_or_reserved_paths_are_refused(store: MirrorStore, path: str) -> None:
+    with pytest.raises(StorageError, match="unsafe path"):
+        store.file_path(path)
+
+
+def test_a_symlinked_folder_inside_the_mirror_is_refused(
+    store: MirrorStore, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    store.year_dir.mkdir(parents=True)
+    (store.year_dir / "slides").symlink_to(outside)
+    with pytest.raises(StorageError, match="symlink inside the mirror"):
+        store.file_path("slides/l01.pdf")
+
+
+def test_a_symlinked_year_folder_is_refused(store: MirrorStore, tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    store.root.mkdir()
+    store.year_dir.symlink_to(real)
+    with pytest.raises(StorageError, match="symlinked folder"):
+        store.file_path("slides/l01.pdf")
+
+
+# -- records and partial sidecars -------------------------------------------------------------
+
+
+def test_records_round_trip_and_list(store: MirrorStore) -> None:
+    entry = make_entry()
+    place(store, entry, DATA, record=DATA)
+    record = store.record("l01")
+    assert record is not None
+    assert (record.size, record.sha256) == (len(DATA), sha(DATA))
+    assert store.records() == {"l01": record}
+    store.delete_record("l01")
+    assert store.record("l01") is None
+
+
+@pytest.mark.parametrize(
+    "content", ["not json", "[]", '{"record_version": 99, "id": "l01"}', '{"record_version": 1}']
+)
+def test_unreadable_records_count_as_absent(store: MirrorStore, content: str) -> None:
+    path = store.record_path("l01")
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    assert store.record("l01") is None
+
+
+def test_partial_state_round_trips(store: MirrorStore) -> None:
+    state = PartialState(url="https://x/y", etag='"e"', expected_size=10, bytes_held=4)
+    store.save_partial_state("l01", state)
+    assert store.partial_state("l01") == state
+    store.discard_partial("l01")
+    assert store.partial_state("l01") is None
+
+
+# -- what a file is held to ---------------------------------------------------------------------
+
+
+def test_expected_prefers_the_manifest_pin(store: MirrorStore) -> None:
+    entry = make_entry(size=len(DATA), sha256=sha(DATA))
+    place(store, entry, OTHER, record=OTHER)
+    expected = store.expected(entry)
+    assert (expected.sha256, expected.origin) == (sha(DATA), "manifest")
+
+
+def test_expected_uses_the_record_when_nothing_is_pinned(store: MirrorStore) -> None:
+    entry = make_entry()
+    assert store.expected(entry).origin == "none"
+    place(store, entry, DATA, record=DATA)
+    expected = store.expected(entry)
+    assert (expected.size, expected.sha256, expected.origin) == (len(DATA), sha(DATA), "recorded")
+
+
+def test_accepted_upstream_content_overrides_the_pin(store: MirrorStore) -> None:
+    entry = make_entry(sha256=sha(DATA))
+    target = place(store, entry, OTHER, record=None)
+    store.save_record(
+        FileRecord(
+            "l01",
+            entry.path,
+            len(OTHER),
+            sha(OTHER),
+            target.stat().st_mtime_ns,
+            "t",
+            accepted_upstream=True,
+        )
+    )
+    assert store.expected(entry).sha256 == sha(OTHER)
+
+
+def test_a_record_for_another_path_is_ignored(store: MirrorStore) -> None:
+    place(store, make_entry(), DATA, record=DATA)
+    moved = make_entry(path="slides/renamed.pdf")
+    assert store.expected(moved).origin == "none"
+    assert not store.is_unchanged_since_verified(moved)
+
+
+# -- local state ---------------------------------------------------------------------------------
+
+
+def test_state_ok_when_verified_and_unchanged(store: MirrorStore) -> None:
+    entry = make_entry()
+    place(store, entry, DATA, record=DATA)
+    assert store.is_unchanged_since_verified(entry)
+    assert store.local_state(entry).status == "ok"
+
+
+def test_state_changed_when_the_bytes_on_disk_differ(store: MirrorStore) -> None:
+    entry = make_entry()
+    target = place(store, entry, DATA, record=DATA)
+    target.write_bytes(OTHER)  # same size, new mtime: re-hashed, and it differs
+    os.utime(target, ns=(1, 1))
+    assert not store.is_unchanged_since_verified(entry)
+    state = store.local_state(entry)
+    assert state.status == "changed"
+    assert "differs from recorded" in state.detail
+
+
+def test_state_ok_after_a_touch_that_kept_the_bytes(store: MirrorStore) -> None:
+    entry = make_entry()
+    target = place(store, entry, DATA, record=DATA)
+    os.utime(target, ns=(1, 1))
+    assert store.local_state(entry).status == "ok"
+
+
+def test_rehash_finds_damage_that_kept_size_and_mtime(store: MirrorStore) -> None:
+    entry = make_entry()
+    target = place(store, entry, DATA, record=DATA)
+    stat = target.stat()
+    target.write_bytes(OTHER)
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert store.local_state(entry).status == "ok"  # the cheap check cannot see it
+    assert store.local_state(entry, rehash=True).status == "changed"
+
+
+def test_state_of_absent_files(store: MirrorStore) -> None:
+    entry = make_entry(size=1000)
+    assert store.local_state(entry).status == "missing"
+    store.partial_path("l01").parent.mkdir(parents=True)
+    store.partial_path("l01").write_bytes(b"x" * 250)
+    state = store.local_state(entry)
+    assert (state.status, state.detail) == ("partial", "250 bytes held 25%")
+    manual = make_entry(id="hw", urls=None, manual="Baidu pan, code sv1i")
+    assert store.local_state(manual).status == "manual"
+
+
+def test_state_unverified_when_no_checksum_is_known(store: MirrorStore) -> None:
+    entry = make_entry()
+    place(store, entry, DATA, record=None)
+    assert store.local_state(entry).status == "unverified"
+
+
+# -- lock ------------------------------------------------------------------------------------------
+
+
+def test_second_lock_gives_up_after_waiting_and_names_the_holder(store: MirrorStore) -> None:
+    clock = iter(range(100))
+    slept: list[float] = []
+    with store.lock(), pytest.raises(LockedError) as info:  # noqa: SIM117
+        with store.lock(wait=3, sleep=slept.append, clock=lambda: next(clock)):
+            pass
+    assert slept  # it waited (without really sleeping) before giving up
+    assert f"pid {os.getpid()}" in info.value.message
+    with store.lock(wait=0):  # released on exit
+        pass
+
+
+# -- storage errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "what", "hint"),
+    [
+        (errno.ENOSPC, "cannot write to disk", "Free some space"),
+        (errno.EACCES, "file system error", "permissions"),
+    ],
+)
+def test_os_errors_become_one_line_storage_errors(code: int, what: str, hint: str) -> None:
+    with pytest.raises(StorageError) as info, storage_errors(Path("/x/y")):
+        raise OSError(code, os.strerror(code))
+    assert info.value.what == what
+    assert info.value.where == "/x/y"
+    assert hint in (info.value.hint or "")
