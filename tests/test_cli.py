@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import lhymirror
 from lhymirror import __version__
-from lhymirror.cli import build_parser, main
+from lhymirror.cli import _command_in, build_parser, main
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
 from lhymirror.errors import (
     DownloadError,
@@ -263,3 +267,24 @@ def test_manifest_check_defaults_to_the_shipped_manifests(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["manifest", "check", "--quiet"]) == 0
+
+
+def test_only_the_command_being_run_is_imported() -> None:
+    """`lhymirror verify` must not pay for the HTTP stack at start-up."""
+    code = (
+        "import sys\n"
+        "from lhymirror.cli import build_parser, _command_in\n"
+        "build_parser(only=_command_in(['verify', 'x.zip']))\n"
+        "print('requests' in sys.modules, 'lhymirror.cli.sync_cmd' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(lhymirror.__file__).resolve().parents[1])}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_command_is_found_after_global_options() -> None:
+    assert _command_in(["--debug", "sync", "2022"]) == "sync"
+    assert _command_in(["--version"]) is None
+    assert _command_in(["nonsense"]) is None

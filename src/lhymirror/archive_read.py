@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import io
 import lzma
 import stat
 import tarfile
-import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -40,7 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from lhymirror.errors import IntegrityError
-from lhymirror.fsutil import CHUNK_SIZE
+from lhymirror.fsutil import CHUNK_SIZE, ThreadedDigest
 from lhymirror.safepath import collision_key, path_problems
 
 ArchiveFormat = Literal["zip", "tar", "tar.gz", "tar.compressed"]
@@ -169,9 +167,16 @@ class _MemberStream(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        want = min(len(view), self._left + 1)  # one byte more than declared reveals a liar
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to *size* bytes (``bytes``, no extra copy); b"" at the member's end."""
+        limit = self._left + 1  # one byte more than declared reveals a liar
+        want = limit if size is None or size < 0 else min(size, limit)
         if want == 0:
-            return 0
+            return b""
         with self._errors_named():
             data = self._inner.read(want)
         with self._errors_named():
@@ -183,9 +188,8 @@ class _MemberStream(io.RawIOBase):
                 raise ArchiveReadError(
                     self._name, f"truncated: {self._size - self._left} of {self._size} bytes"
                 )
-        view[: len(data)] = data
         self._left -= len(data)
-        return len(data)
+        return data
 
 
 def detect_format(path: Path) -> ArchiveFormat:
@@ -223,10 +227,11 @@ def _valid_tar_checksum(block: bytes) -> bool:
 class ArchiveReader:
     """Iterate over an archive's members (see the module docstring); use as a context manager.
 
-    With ``hash_archive`` the archive file's own sha256 is computed alongside, in a helper
-    thread (:meth:`archive_sha256`). ``check_crc=False`` skips zip's CRC-32 check, for callers
-    that compare every member's sha256 anyway. :meth:`drain` reads what follows the last member
-    (a gzip stream's CRC, a tar's padding) so that damage there is found too.
+    With ``hash_archive`` the archive file's own sha256 is computed on the way, from the same
+    reads, by a helper thread (:meth:`archive_sha256`). ``check_crc=False`` skips zip's CRC-32
+    check, for callers that compare every member's sha256 anyway. :meth:`drain` reads what
+    follows the last member (a gzip stream's CRC, a tar's padding) so that damage there is found
+    too.
     """
 
     def __init__(
@@ -242,9 +247,9 @@ class ArchiveReader:
         self.limits = limits
         self.archive_size = self.path.stat().st_size
         self._raw = self.path.open("rb")
-        self._hasher = _BackgroundHasher(self.path) if hash_archive else None
+        self._hasher = _SequentialHasher(self._raw) if hash_archive else None
         self._check_crc = check_crc
-        self._source: Any = self._raw
+        self._source: Any = self._hasher or self._raw
         self._names: dict[str, str] = {}  # collision key -> first name seen
         self._last = "(start of archive)"
         self._finished_tar: tarfile.TarFile | None = None
@@ -493,48 +498,68 @@ class _CheckedTarInfo(tarfile.TarInfo):
         return super()._proc_member(tarfile_)  # type: ignore[misc]
 
 
-class _BackgroundHasher:
-    """Hashes the whole archive file in a helper thread while the members are being read.
+class _SequentialHasher:
+    """File wrapper that hashes the file's bytes in order as the reader's reads pass over them.
 
-    hashlib and file reads release the GIL, so on two cores the archive's own checksum costs
-    little wall time beside the member checks (it reads the file a second time, from the cache).
+    The archive is thus read once for both its members and its own checksum; the hashing itself
+    runs in a helper thread (:class:`~lhymirror.fsutil.ThreadedDigest`). Reads that continue
+    where hashing stopped are hashed as they pass; small gaps are read once more; anything else
+    (a zip's central directory, read first) waits for :meth:`hexdigest`.
     """
 
-    def __init__(self, path: Path) -> None:
-        self._digest = hashlib.sha256()
-        self._error: OSError | None = None
-        self._complete = False
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(path,), name="archive-sha256", daemon=True
-        )
-        self._thread.start()
+    _MAX_GAP = CHUNK_SIZE
 
-    def _run(self, path: Path) -> None:
-        buffer = bytearray(CHUNK_SIZE)
-        view = memoryview(buffer)
-        try:
-            with path.open("rb", buffering=0) as stream:
-                while n := stream.readinto(view):
-                    if self._stopped.is_set():
-                        return
-                    self._digest.update(view[:n])
-            self._complete = True
-        except OSError as exc:
-            self._error = exc
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._pos = 0
+        self._hashed = 0
+        self._digest = ThreadedDigest()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset, whence = self._pos + offset, io.SEEK_SET
+        self._pos = self._raw.seek(offset, whence)
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        if 0 < self._pos - self._hashed <= self._MAX_GAP:
+            self._catch_up(self._pos)
+        self._raw.seek(self._pos)
+        data = self._raw.read(size)
+        start, self._pos = self._pos, self._pos + len(data)
+        if start <= self._hashed < self._pos:
+            self._digest.update(memoryview(data)[self._hashed - start :])
+            self._hashed = self._pos
+        return data
+
+    def _catch_up(self, target: int | None) -> None:
+        self._raw.seek(self._hashed)
+        while target is None or self._hashed < target:
+            want = CHUNK_SIZE if target is None else min(CHUNK_SIZE, target - self._hashed)
+            chunk = self._raw.read(want)
+            if not chunk:
+                break
+            self._digest.update(chunk)
+            self._hashed += len(chunk)
+        self._raw.seek(self._pos)
 
     def hexdigest(self) -> str:
-        """The archive's sha256, once the helper has read all of it."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        if not self._complete:
-            raise RuntimeError("archive hashing was stopped before it finished")
+        """sha256 of the whole file (reads whatever the reader skipped)."""
+        self._catch_up(None)
         return self._digest.hexdigest()
 
     def stop(self) -> None:
-        """Stop hashing early (the reader is closed before the result was asked for)."""
-        self._stopped.set()
+        """Drop the hashing (the reader was closed before the result was asked for)."""
+        self._digest.close()
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> MemberKind:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -132,3 +133,47 @@ class BackgroundWriteback:
 def _sync_data_quietly(fd: int) -> None:
     with contextlib.suppress(OSError):
         getattr(os, "fdatasync", os.fsync)(fd)
+
+
+class ThreadedDigest:
+    """A sha256 computed by a helper thread, in order, from bytes the caller hands over.
+
+    hashlib releases the GIL on large buffers, so the hashing overlaps with whatever the caller
+    does next. Small updates are batched into blocks of about *batch* bytes; at most *depth*
+    blocks wait for the helper, so memory stays bounded. Hand over only immutable data
+    (``bytes``, or views of ``bytes``), never a buffer that will be reused.
+    """
+
+    def __init__(self, *, batch: int = CHUNK_SIZE, depth: int = 4) -> None:
+        self._digest = hashlib.sha256()
+        self._batch = batch
+        self._pending: list[bytes | memoryview] = []
+        self._pending_size = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+        self._slots = threading.BoundedSemaphore(depth)
+
+    def update(self, data: bytes | memoryview) -> None:
+        """Queue *data* for hashing."""
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= self._batch:
+            self._hand_over()
+
+    def hexdigest(self) -> str:
+        """The digest of everything queued (waits for the helper to finish)."""
+        self._hand_over()
+        self._pool.shutdown(wait=True)
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        """Stop the helper without waiting for queued blocks."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _hand_over(self) -> None:
+        if not self._pending:
+            return
+        block = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        self._slots.acquire()
+        future = self._pool.submit(self._digest.update, block)
+        future.add_done_callback(lambda _: self._slots.release())

@@ -14,7 +14,6 @@ kept, so memory does not grow with the archive. ``fast`` checks counts and sizes
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -41,7 +40,7 @@ from lhymirror.bag import (
     parse_payload_oxum,
 )
 from lhymirror.errors import IntegrityError, LhymirrorError, UsageError
-from lhymirror.fsutil import CHUNK_SIZE
+from lhymirror.fsutil import CHUNK_SIZE, ThreadedDigest
 from lhymirror.manifest import FileEntry, Manifest, parse_manifest
 from lhymirror.safepath import path_problems
 from lhymirror.store import MirrorStore
@@ -249,21 +248,23 @@ def _digest(
 
     The content is None when *keep* is 0 or the stream is longer than *keep*.
     """
-    digest = hashlib.sha256()
-    size = 0
-    kept: bytearray | None = bytearray() if keep else None
-    buffer = bytearray(CHUNK_SIZE)
-    view = memoryview(buffer)
-    while n := stream.readinto(view):  # type: ignore[attr-defined]
-        chunk = view[:n]
-        digest.update(chunk)
-        size += n
-        if sink is not None:
-            sink.write(chunk)
-        if kept is not None:
-            kept = kept + chunk if len(kept) + n <= keep else None
-        if progress is not None:
-            progress(n)
+    digest = ThreadedDigest()  # hashing overlaps with reading (and inflating) the next chunk
+    try:
+        size = 0
+        kept: bytearray | None = bytearray() if keep else None
+        while chunk := stream.read(CHUNK_SIZE):
+            n = len(chunk)
+            digest.update(chunk)
+            size += n
+            if sink is not None:
+                sink.write(chunk)
+            if kept is not None:
+                kept = kept + chunk if len(kept) + n <= keep else None
+            if progress is not None:
+                progress(n)
+    except BaseException:
+        digest.close()
+        raise
     return size, digest.hexdigest(), bytes(kept) if kept is not None else None
 
 

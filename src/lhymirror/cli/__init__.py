@@ -1,7 +1,9 @@
 """The ``lhymirror`` command line: a thin layer over the library.
 
 Each command lives in its own module with a ``register(subparsers)`` function that adds its parser
-and sets ``handler``. This module builds the parser, runs the handler and maps errors to exit codes.
+and sets ``handler``; :mod:`lhymirror.cli.commands` lists them. This module builds the parser
+(importing only the module of the command being run), runs the handler and maps errors to exit
+codes.
 """
 
 from __future__ import annotations
@@ -13,22 +15,10 @@ import traceback
 from collections.abc import Sequence
 
 from lhymirror import __version__
+from lhymirror.cli.commands import COMMANDS
 from lhymirror.cli.common import HelpFormatter
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
 from lhymirror.errors import LhymirrorError, ManifestError
-
-# Command modules, in the order `lhymirror --help` lists them; each has register(subparsers).
-COMMAND_MODULES = (
-    "list_cmd",
-    "manifest_cmd",
-    "sync_cmd",
-    "status_cmd",
-    "add_cmd",
-    "pin_cmd",
-    "pack_cmd",
-    "verify_cmd",
-    "unpack_cmd",
-)
 
 DESCRIPTION = """\
 Keep complete, verified, offline copies of Hung-yi Lee's NTU Machine Learning course:
@@ -42,8 +32,8 @@ example:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, every sub-command included."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with *only*, other commands are placeholders (name and summary)."""
     parser = argparse.ArgumentParser(
         prog="lhymirror",
         description=DESCRIPTION,
@@ -55,15 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show tracebacks for errors (for bug reports)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"lhymirror.cli.{name}").register(subparsers)
+    for name, command in COMMANDS.items():
+        if only is None or only == name:
+            importlib.import_module(f"lhymirror.cli.{command.module}").register(subparsers)
+        else:
+            subparsers.add_parser(name, help=command.summary, add_help=False)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The sub-command named on the command line, if any (the first word not an option)."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_command_in(words))
+    args = parser.parse_args(words)
     if getattr(args, "handler", None) is None:
         parser.print_help(sys.stderr)
         return ExitStatus.USAGE

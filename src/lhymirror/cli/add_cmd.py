@@ -23,7 +23,6 @@ def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers,
         "add",
-        summary="import a file you downloaded by hand (checked, then recorded)",
         description="""
             Copy a file you downloaded yourself (a manual step, a blocked download) to its
             place in the mirror. Its size and sha256 are checked first when the manifest or an

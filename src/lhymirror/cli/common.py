@@ -14,6 +14,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from lhymirror.cli.commands import COMMANDS
 from lhymirror.errors import UsageError
 from lhymirror.manifest import Manifest, load_manifest, shipped_manifest_path
 from lhymirror.store import MirrorStore
@@ -41,12 +42,20 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def add_command(
-    subparsers: Any, name: str, *, summary: str, description: str, example: str
+    subparsers: Any,
+    name: str,
+    *,
+    description: str,
+    example: str,
+    summary: str | None = None,
 ) -> argparse.ArgumentParser:
-    """Add a sub-command whose ``--help`` ends with an example."""
+    """Add a sub-command whose ``--help`` ends with an example.
+
+    The one-line summary of a top-level command comes from :data:`commands.COMMANDS`.
+    """
     parser: argparse.ArgumentParser = subparsers.add_parser(
         name,
-        help=summary,
+        help=summary if summary is not None else COMMANDS[name].summary,
         description=textwrap.dedent(description).strip(),
         epilog="example:\n" + textwrap.indent(textwrap.dedent(example).strip(), "  "),
         formatter_class=HelpFormatter,

@@ -21,7 +21,6 @@ def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers,
         "list",
-        summary="show the files and links of a year's manifest",
         description="""
             Show every file of a year's manifest grouped by lecture and homework: id, kind,
             size when known, local path and the kinds of source it comes from. Link-only

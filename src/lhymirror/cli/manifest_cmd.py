@@ -17,7 +17,6 @@ def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers,
         "manifest",
-        summary="check manifests",
         description="Work with manifest files.",
         example="lhymirror manifest check manifests/2022.toml",
     )

@@ -27,7 +27,6 @@ def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers,
         "pack",
-        summary="pack a year's mirror into a verified, reproducible archive",
         description="""
             Pack every file of a year's manifest from the local mirror into
             OUT/<slug>-<year>-v<version>.zip (or .tar, .tar.gz), laid out as a BagIt bag with

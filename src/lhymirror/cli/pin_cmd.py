@@ -26,7 +26,6 @@ def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers,
         "pin",
-        summary="write recorded sizes and checksums into the manifest (for maintainers)",
         description="""
             Fill in size and sha256 of every manifest entry that has no sha256 yet (and of
             entries accepted with `sync --accept-upstream`) from what sync recorded when it

@@ -32,7 +32,6 @@ def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers,
         "status",
-        summary="show which files of a year are present and verified (no network)",
         description="""
             Show the local state of every file of a year's manifest: ok (present and
             verified), missing, partial (how much is held), changed on disk, unverified (no

@@ -38,7 +38,6 @@ def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers,
         "sync",
-        summary="download a year's files into the local mirror (resumable, verified)",
         description=f"""
             Download every file of a year's manifest into ROOT/<year>/<path>, verify each
             against its size and sha256 and remember it. Interrupted downloads resume; files

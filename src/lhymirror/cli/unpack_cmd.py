@@ -17,7 +17,6 @@ def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers,
         "unpack",
-        summary="extract an archive safely, verifying it on the way",
         description="""
             Extract the bag folder of an archive written by `lhymirror pack` to DEST
             (default: ./<slug>-<year>-v<version>), for people without a good unarchiver.
@@ -30,7 +29,7 @@ def register(subparsers: Any) -> None:
             nothing is left at DEST); 2 DEST already exists or ARCHIVE does not.
         """,
         example="""
-            lhymirror unpack dist/ml2022-2022-v1.zip ~/courses/ml2022
+            lhymirror unpack dist/lhy-ml-2022-v1.zip ~/courses/ml2022
         """,
     )
     parser.add_argument("archive", type=Path, metavar="ARCHIVE", help="the .zip/.tar/.tar.gz")

@@ -26,7 +26,6 @@ def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers,
         "verify",
-        summary="check an archive, a bag folder or the mirror, offline",
         description="""
             Check that an archive written by `lhymirror pack` (.zip, .tar, .tar.gz), an
             extracted bag folder, or a year of the local mirror (--year) is intact. Never
@@ -46,7 +45,7 @@ def register(subparsers: Any) -> None:
             does not exist or the arguments are wrong.
         """,
         example="""
-            lhymirror verify dist/ml2022-2022-v1.zip
+            lhymirror verify dist/lhy-ml-2022-v1.zip
             lhymirror verify --year 2022 --fast --json
         """,
     )
