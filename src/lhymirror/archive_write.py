@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from lhymirror.fsutil import CHUNK_SIZE
+from lhymirror.fsutil import CHUNK_SIZE, ThreadedDigest
 
 FORMATS = ("zip", "tar", "tar.gz")
 FORMAT_EXTENSIONS = {"zip": ".zip", "tar": ".tar", "tar.gz": ".tar.gz"}
@@ -164,7 +164,7 @@ class HashingReader:
     ) -> None:
         self._stream = stream
         self._remaining = limit
-        self._digest = hashlib.sha256()
+        self._digest = ThreadedDigest()  # hashing overlaps with CRC, deflate and write
         self._read = 0
         self._short = False
         self._progress = progress
