@@ -11,7 +11,6 @@ reach a final path only once verified. The result is a :class:`SyncReport`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
 import threading
 from collections import Counter
@@ -29,7 +28,13 @@ from lhymirror.errors import (
     StorageError,
     UsageError,
 )
-from lhymirror.fsutil import CHUNK_SIZE, atomic_writer, hash_file
+from lhymirror.fsutil import (
+    CHUNK_SIZE,
+    BackgroundWriteback,
+    ThreadedDigest,
+    atomic_writer,
+    hash_file,
+)
 from lhymirror.http import new_session
 from lhymirror.manifest import FileEntry
 from lhymirror.plan import (
@@ -525,15 +530,20 @@ def write_verified(
     The bytes go to a temporary file next to *target*, are fsynced and renamed into place
     atomically; on a mismatch nothing is placed and ``IntegrityError`` names both checksums.
     """
-    digest = hashlib.sha256()
+    digest = ThreadedDigest()  # hashing overlaps with reading and writing the next chunk
     total = 0
-    with storage_errors(target), atomic_writer(target) as out:
-        for path in inputs:
-            with path.open("rb") as stream:
-                while chunk := stream.read(CHUNK_SIZE):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    total += len(chunk)
+    with storage_errors(target), atomic_writer(target) as out, BackgroundWriteback(out) as wb:
+        try:
+            for path in inputs:
+                with path.open("rb") as stream:
+                    while chunk := stream.read(CHUNK_SIZE):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        wb.written(len(chunk))
+                        total += len(chunk)
+        except BaseException:
+            digest.close()
+            raise
         actual = digest.hexdigest()
         _check_verified(target, what, total, actual, size=size, sha256=sha256)
     return total, actual
