@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from lhymirror.cli.commands import COMMANDS
 from lhymirror.errors import UsageError
 from lhymirror.manifest import Manifest, load_manifest, shipped_manifest_path
@@ -138,13 +136,16 @@ def byte_progress(
     desc: str, *, total: int | None = None, quiet: bool = False
 ) -> Iterator[Callable[[int], None]]:
     """A byte progress bar on stderr, shown only on a terminal and never when *quiet*."""
+    if quiet or not sys.stderr.isatty():
+        yield _ignore  # and tqdm is not even imported: it costs start-up time in scripts
+        return
+    from tqdm import tqdm  # noqa: PLC0415
+
     with tqdm(
-        total=total,
-        unit="B",
-        unit_scale=True,
-        desc=desc,
-        file=sys.stderr,
-        disable=True if quiet else None,
-        leave=False,
+        total=total, unit="B", unit_scale=True, desc=desc, file=sys.stderr, leave=False
     ) as bar:
         yield bar.update
+
+
+def _ignore(nbytes: int) -> None:
+    """A progress callback that shows nothing."""
