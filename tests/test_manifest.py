@@ -184,6 +184,7 @@ def test_manual_only_entry_is_recognised() -> None:
         (with_file(path="data/com1.tar.gz"), "name Windows reserves"),
         (with_file(path="data/LPT9"), "name Windows reserves"),
         (with_file(path="slides/x."), "ending in a dot or space"),
+        (with_file(path="slides/100%.pdf"), "contains '%'"),
         (with_file(path="slides /x.pdf"), "ending in a dot or space"),
         (with_file(urls=["ftp://x.example/y"]), "unknown source scheme 'ftp'"),
         (with_file(urls=["gdrive:x"]), "Google Drive id"),

@@ -107,6 +107,10 @@ class FileEntry(_Model):
     @classmethod
     def _safe_path(cls, path: str) -> str:
         problems = path_problems(path)
+        if "%" in path:
+            # BagIt manifests must write '%' as '%25' (RFC 8493), which bagit-python and
+            # `sha256sum -c` then fail to match: archives would not verify with standard tools.
+            problems.append("contains '%' (archives would not verify with standard BagIt tools)")
         if problems:
             raise ValueError(f"path {path!r} " + "; ".join(problems))
         return path
