@@ -29,16 +29,7 @@ bagit = pytest.importorskip("bagit", reason="the bagit test dependency is not in
 from lhymirror.bag import TAG_FILES, bag_folder_name  # noqa: E402
 from lhymirror.manifest import Manifest  # noqa: E402
 from lhymirror.store import FileRecord, MirrorStore, utc_now  # noqa: E402
-
-try:  # same import fallback as conftest.py
-    from tests.test_index_page import Page, assert_local_links_resolve, needs_chromium, run_chromium
-except ModuleNotFoundError:
-    from test_index_page import (  # type: ignore[no-redef]
-        Page,
-        assert_local_links_resolve,
-        needs_chromium,
-        run_chromium,
-    )
+from pagecheck import Page, assert_local_links_resolve, needs_chromium, run_chromium  # noqa: E402
 
 FORMATS = ("zip", "tar", "tar.gz")
 TOOL_ENV = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}  # tools print UTF-8 names

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import shutil
 import struct
-import subprocess
 from collections.abc import Sequence
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -22,6 +19,7 @@ import pytest
 
 from lhymirror.index_page import IndexFile, local_href, render_index
 from lhymirror.manifest import Manifest
+from pagecheck import Page, assert_local_links_resolve, needs_chromium, run_chromium
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -53,56 +51,6 @@ def index_files(manifest: Manifest, *, missing: Sequence[str] = ()) -> list[Inde
         IndexFile(entry, None if entry.id in missing else 1000 * (i + 1), entry.id not in missing)
         for i, entry in enumerate(manifest.files)
     ]
-
-
-class Page(HTMLParser):
-    """The parts of a page the tests look at: every tag with its attributes, and the text."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str]]] = []
-        self.text_parts: list[str] = []
-        self._in_style = False
-        self.feed(html)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, {k: v or "" for k, v in attrs}))
-        self._in_style = tag == "style"
-
-    def handle_endtag(self, tag: str) -> None:
-        self._in_style = False
-
-    def handle_data(self, data: str) -> None:
-        if not self._in_style:
-            self.text_parts.append(data)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.text_parts)
-
-    def hrefs(self) -> list[str]:
-        return [attrs["href"] for tag, attrs in self.tags if tag == "a" and "href" in attrs]
-
-    def local_hrefs(self) -> list[str]:
-        return [h for h in self.hrefs() if not h.startswith(("http://", "https://", "#"))]
-
-    def with_class(self, name: str) -> list[tuple[str, dict[str, str]]]:
-        return [(t, a) for t, a in self.tags if name in a.get("class", "").split()]
-
-
-def assert_local_links_resolve(index: Path, html: str | None = None) -> list[str]:
-    """Check every local link of a bag's index.html names a file inside the bag; return them.
-
-    *html* is the page as a browser saw it (its DOM); by default the file itself is parsed.
-    """
-    bag = index.parent.resolve()
-    local = Page(html if html is not None else index.read_text(encoding="utf-8")).local_hrefs()
-    for href in local:
-        target = (bag / unquote(href)).resolve()
-        assert target.is_relative_to(bag), f"{href} leaves the bag"
-        assert target.is_file(), f"{href} does not resolve to a file in the bag"
-    return local
 
 
 def section_headings(html: str) -> list[str]:
@@ -355,39 +303,6 @@ def test_rendering_is_deterministic(sample: Manifest) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # A real browser
-
-
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-CHROMIUM = _chromium()
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium/Chrome installed (apt-get install chromium)"
-)
-
-
-def run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run headless Chromium with networking features off and a throw-away profile."""
-    assert CHROMIUM is not None
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=90, check=True)
 
 
 def _bag_folder(tmp_path: Path, manifest: Manifest, *, missing: Sequence[str] = ()) -> Path:
