@@ -22,8 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 import requests
 import urllib3
@@ -38,7 +36,13 @@ from lhymirror.http import (
     parse_retry_after,
 )
 from lhymirror.partial import PartialDownload
-from lhymirror.sources import GDriveSource, KaggleSource, parse_source
+from lhymirror.sources import (
+    GDriveSource,
+    KaggleSource,
+    is_local_source,
+    local_source_path,
+    parse_source,
+)
 from lhymirror.store import MirrorStore
 
 SNIFF_BYTES = 1024  # looked at before the first byte is kept (HTML pages, PDF magic)
@@ -291,7 +295,7 @@ class Downloader:
         failures: list[tuple[str, _SourceFailed]] = []
         needs_network: list[str] = []
         for source in sources:
-            if self.offline and not _is_local(source):
+            if self.offline and not is_local_source(source):
                 needs_network.append(source)
                 continue
             try:
@@ -303,7 +307,7 @@ class Downloader:
     def _fetch_from(
         self, target: Target, source: str, partial: PartialDownload, session: requests.Session
     ) -> FetchResult:
-        if _is_local(source):
+        if is_local_source(source):
             return self._copy_local(target, source, partial)
         remote = self._resolve(target, source)
         return self._fetch_remote(remote, partial, session)
@@ -526,7 +530,10 @@ class Downloader:
 
     def _copy_local(self, target: Target, source: str, partial: PartialDownload) -> FetchResult:
         """Copy a file from another local mirror (``file://``) with the same verification."""
-        path = _local_path(source)
+        try:
+            path = local_source_path(source)
+        except ValueError as exc:
+            raise _SourceFailed(str(exc)) from exc
         try:
             stream = path.open("rb")
         except OSError as exc:
@@ -657,17 +664,6 @@ def _drive_failure(page: gdrive.DrivePage) -> _SourceFailed:
     if isinstance(page, gdrive.ConfirmPage):
         return _SourceFailed("Google Drive asked for confirmation again after it was given")
     return _SourceFailed(page.reason)
-
-
-def _is_local(source: str) -> bool:
-    return source[:5].lower() == "file:"
-
-
-def _local_path(source: str) -> Path:
-    parts = urlsplit(source)
-    if parts.netloc not in ("", "localhost"):
-        raise _SourceFailed(f"only local file URLs are supported, not host {parts.netloc!r}")
-    return Path(url2pathname(parts.path))
 
 
 def _read_local(stream: BinaryIO, path: Path) -> bytes:

@@ -31,11 +31,10 @@ from urllib.parse import quote, unquote, urlsplit
 
 from lhymirror.errors import UsageError
 from lhymirror.manifest import FileEntry, Manifest
-from lhymirror.sources import parse_source
+from lhymirror.sources import is_local_source, local_source, local_source_path, parse_source
 from lhymirror.store import Expected, MirrorStore, part_key
 
 Action = Literal["up-to-date", "verify", "fetch", "manual", "needs-network"]
-LOCAL_SCHEME = "file:"
 
 
 @dataclass(frozen=True)
@@ -320,19 +319,14 @@ def _can_fetch(sources: tuple[str, ...], parts: tuple[PartPlan, ...]) -> bool:
     return bool(sources) or (bool(parts) and all(part.sources for part in parts))
 
 
-def is_local_source(source: str) -> bool:
-    """True for a ``file:`` source (no network needed)."""
-    return source.startswith(LOCAL_SCHEME)
-
-
 def _is_http_base(base: str) -> bool:
     return base.lower().startswith(("http://", "https://"))
 
 
 def _local_base(base: str) -> Path:
     """A local folder given as a path or a ``file://`` URL, made absolute."""
-    if base.startswith("file://"):
-        base = unquote(urlsplit(base).path)
+    if is_local_source(base):
+        return local_source_path(base).absolute()
     return Path(base).expanduser().absolute()
 
 
@@ -340,7 +334,7 @@ def from_base_source(base: str, year: int, path: str) -> str:
     """Where another mirror (``--from BASE``) keeps a file: ``BASE/<year>/<path>``."""
     if _is_http_base(base):
         return f"{base.rstrip('/')}/{year}/{quote(path)}"
-    return _local_base(base).joinpath(str(year), *path.split("/")).as_uri()
+    return local_source(_local_base(base).joinpath(str(year), *path.split("/")))
 
 
 def mirror_source(base: str, url: str) -> str | None:

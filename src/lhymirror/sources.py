@@ -6,9 +6,16 @@ A source is written as a string in the manifest: an ``https://`` (or, with ``ins
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+if os.name == "nt":  # what urllib.request does, without importing its HTTP client
+    from nturl2path import url2pathname
+else:
+    url2pathname = unquote
 
 _GDRIVE_ID = re.compile(r"^[A-Za-z0-9_-]{10,}$")
 _KAGGLE_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -95,3 +102,25 @@ def source_kind(text: str) -> str:
         return parse_source(text).kind
     except ValueError:
         return "?"
+
+
+# Local files: never written in a manifest (parse_source rejects them), but made by
+# `sync --from DIR` to take a file from another lhymirror mirror on this machine.
+
+
+def is_local_source(text: str) -> bool:
+    """True for a ``file:`` source (no network needed)."""
+    return text[:5].lower() == "file:"
+
+
+def local_source(path: Path) -> str:
+    """The ``file://`` source of a local file."""
+    return path.expanduser().absolute().as_uri()
+
+
+def local_source_path(text: str) -> Path:
+    """The path a ``file:`` source names; ``ValueError`` for one on another host."""
+    parts = urlsplit(text)
+    if parts.netloc not in ("", "localhost"):
+        raise ValueError(f"only local file URLs are supported, not host {parts.netloc!r}")
+    return Path(url2pathname(parts.path))
