@@ -10,16 +10,23 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 CHUNK_SIZE = 1024 * 1024
 
 
 def hash_stream(
-    stream: BinaryIO, *, progress: Callable[[int], None] | None = None
+    stream: BinaryIO,
+    *,
+    progress: Callable[[int], None] | None = None,
+    digest: Any = None,
 ) -> tuple[int, str]:
-    """Read *stream* to its end in fixed-size chunks; return ``(size, sha256 hex)``."""
-    digest = hashlib.sha256()
+    """Read *stream* to its end in fixed-size chunks; return ``(size, sha256 hex)``.
+
+    With *digest* (a ``hashlib`` sha256 object) the bytes are added to it, so that a caller can
+    go on hashing what follows.
+    """
+    digest = digest if digest is not None else hashlib.sha256()
     size = 0
     buffer = bytearray(CHUNK_SIZE)
     view = memoryview(buffer)
@@ -35,6 +42,15 @@ def hash_file(path: Path, *, progress: Callable[[int], None] | None = None) -> t
     """``(size, sha256 hex)`` of a file, read in constant memory."""
     with path.open("rb", buffering=0) as stream:
         return hash_stream(stream, progress=progress)  # type: ignore[arg-type]
+
+
+def fsync_file(path: Path) -> None:
+    """Make a file's bytes durable (before it is renamed into place)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:
@@ -57,6 +73,12 @@ def replace_durably(source: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
+def temp_beside(target: Path) -> tuple[int, Path]:
+    """A new hidden temporary file in *target*'s folder (so it can be renamed over *target*)."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    return fd, Path(name)
+
+
 @contextlib.contextmanager
 def atomic_writer(target: Path, *, mode: int = 0o644, durable: bool = True) -> Iterator[BinaryIO]:
     """Write *target* through a temporary file in the same folder, renamed only on success.
@@ -65,8 +87,7 @@ def atomic_writer(target: Path, *, mode: int = 0o644, durable: bool = True) -> I
     mix, but a power cut may lose the update. Fit for hints that are rewritten often.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = temp_beside(target)
     try:
         with os.fdopen(fd, "wb") as stream:
             yield stream

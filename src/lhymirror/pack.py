@@ -24,7 +24,6 @@ from __future__ import annotations
 import calendar
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +59,7 @@ from lhymirror.fsutil import (
     atomic_write_text,
     hash_file,
     replace_durably,
+    temp_beside,
 )
 from lhymirror.index_page import IndexFile, render_index
 from lhymirror.manifest import FileEntry, Manifest, dump_manifest
@@ -362,8 +362,7 @@ def _write_temp_archive(
     files were damaged, as the archive is then discarded) and the damaged files.
     """
     with storage_errors(target.parent):
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    temp = Path(name)
+        fd, temp = temp_beside(target)
     try:
         with storage_errors(temp), os.fdopen(fd, "w+b") as stream:
             hasher = FollowingHasher(temp)

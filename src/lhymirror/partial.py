@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from lhymirror.errors import StorageError
-from lhymirror.fsutil import CHUNK_SIZE, BackgroundWriteback, replace_durably
+from lhymirror.fsutil import (
+    CHUNK_SIZE,
+    BackgroundWriteback,
+    fsync_file,
+    hash_stream,
+    replace_durably,
+)
 from lhymirror.store import MirrorStore, PartialState, storage_errors
 
 if TYPE_CHECKING:
@@ -87,9 +92,8 @@ class PartialDownload:
         if self._digest is not None:
             return
         digest = hashlib.sha256()
-        with storage_errors(self.path), self.path.open("rb") as stream:
-            while chunk := stream.read(CHUNK_SIZE):
-                digest.update(chunk)
+        with storage_errors(self.path), self.path.open("rb", buffering=0) as stream:
+            hash_stream(stream, digest=digest)  # type: ignore[arg-type]
         self._digest = digest
 
     @contextlib.contextmanager
@@ -156,7 +160,7 @@ class PartialDownload:
         """Move the verified bytes to the final path (atomically) and forget the partial."""
         final_path = self.target.final_path
         with storage_errors(self.path):
-            _fsync_file(self.path)
+            fsync_file(self.path)
         with storage_errors(final_path):
             final_path.parent.mkdir(parents=True, exist_ok=True)
             replace_durably(self.path, final_path)
@@ -188,12 +192,3 @@ def strong_etag(value: str | None) -> str | None:
     if value is None or value.strip().startswith("W/"):
         return None
     return value.strip()
-
-
-def _fsync_file(path: Path) -> None:
-    """Make a file's bytes durable before it is renamed into place."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
