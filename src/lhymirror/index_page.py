@@ -21,7 +21,7 @@ from typing import TypeVar
 from urllib.parse import quote
 
 from lhymirror.manifest import FileEntry, Link, Manifest, section_sort_key
-from lhymirror.units import format_size
+from lhymirror.units import count_of, format_size
 
 OTHER_SECTION = "Other"
 _DEFAULT_MISSING_NOTE = (
@@ -116,10 +116,10 @@ def _header_lines(manifest: Manifest, files: Sequence[IndexFile]) -> Iterator[st
     facts = [f"{manifest.year}", f"manifest version {escape(manifest.version)}"]
     if manifest.released is not None:
         facts.append(f"released {manifest.released.isoformat()}")
-    counts = [f"{_count(len(present), 'file')} here", format_size(total)]
+    counts = [f"{count_of(len(present), 'file')} here", format_size(total)]
     if len(present) < len(files):
         counts.append(f'<strong class="missing">{len(files) - len(present)} missing</strong>')
-    counts.append(_count(len(manifest.links), "online link"))
+    counts.append(count_of(len(manifest.links), "online link"))
     yield "<header>"
     yield f"<h1>{escape(manifest.course)}</h1>"
     yield f'<p class="facts">{_joined_phrases(facts)}</p>'
@@ -132,7 +132,7 @@ def _header_lines(manifest: Manifest, files: Sequence[IndexFile]) -> Iterator[st
 def _missing_note_lines(missing: int, note: str | None) -> Iterator[str]:
     if not note:
         return
-    label = f"{_count(missing, 'file')} missing" if missing else "Note"
+    label = f"{count_of(missing, 'file')} missing" if missing else "Note"
     yield f'<p class="note" role="note"><strong>{label}:</strong> {escape(note)}</p>'
 
 
@@ -245,10 +245,6 @@ def _section_ids(names: Sequence[str]) -> list[str]:
 def _joined_phrases(phrases: Sequence[str]) -> str:
     """Phrases separated by dots; each kept on one line when a narrow screen wraps the text."""
     return " · ".join(f"<span>{phrase}</span>" for phrase in phrases)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 # ---------------------------------------------------------------------------------------------

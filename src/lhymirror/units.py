@@ -15,3 +15,8 @@ def format_size(size: int | None) -> str:
         if round(value, 1) < 1000 or unit == "GB":
             break
     return f"{value:.1f} {unit}"
+
+
+def count_of(number: int, noun: str) -> str:
+    """``1 file``, ``2 files``: a count with its noun, plural when it is not one."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")

@@ -23,6 +23,7 @@ from lhymirror.archive_read import DEFAULT_LIMITS, ArchiveLimits, ArchiveReadErr
 from lhymirror.errors import IntegrityError, UsageError
 from lhymirror.fsutil import fsync_dir
 from lhymirror.store import storage_errors
+from lhymirror.units import count_of
 from lhymirror.verify import VerifyReport, verify_archive
 
 FILE_MODE = 0o644
@@ -41,7 +42,7 @@ class UnpackError(IntegrityError):
         super().__init__(
             "archive failed verification, nothing extracted",
             where=str(archive),
-            detail=f"{count} problem{'s' if count != 1 else ''}",
+            detail=count_of(count, "problem"),
             hint="Get a fresh copy of the archive (or run `lhymirror pack` again).",
         )
 

@@ -26,6 +26,7 @@ from lhymirror.manifest import FILE_KINDS, Manifest
 from lhymirror.plan import PlanItem, SyncPlan, plan_sync
 from lhymirror.store import MirrorStore
 from lhymirror.sync import Fetcher, SyncReport, run_sync
+from lhymirror.units import count_of
 
 MIRROR_ENV = "LHYMIRROR_MIRROR"
 DEFAULT_JOBS = 4
@@ -184,33 +185,29 @@ def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
     failed = len(report.with_outcome("failed"))
     if report.failures_of("integrity"):
         raise IntegrityError(
-            f"{_files(failed)} did not verify",
+            f"{count_of(failed, 'file')} did not verify",
             where=where,
             hint="The bad bytes are kept under .lhymirror/rejected/; see the lines above.",
         )
     if report.failures_of("storage"):
         raise StorageError(
-            f"{_files(failed)} could not be stored",
+            f"{count_of(failed, 'file')} could not be stored",
             where=where,
             hint="Free some space or fix the permissions, then run the same command again.",
         )
     if failed:
         raise DownloadError(
-            f"{_files(failed)} could not be downloaded",
+            f"{count_of(failed, 'file')} could not be downloaded",
             where=where,
             hint="Run the same command again to resume.",
         )
     manual = len(report.with_outcome("manual"))
     if manual:
         raise IncompleteError(
-            f"{manual} manual step{'s' if manual != 1 else ''} pending",
+            f"{count_of(manual, 'manual step')} pending",
             where=where,
             hint="Download each file as listed above and import it with `lhymirror add`.",
         )
-
-
-def _files(count: int) -> str:
-    return f"{count} file{'s' if count != 1 else ''}"
 
 
 def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncReport) -> None:

@@ -18,6 +18,7 @@ from lhymirror.cli.common import (
 )
 from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.errors import IntegrityError, UsageError
+from lhymirror.units import count_of
 from lhymirror.verify import VerifyReport, verify_mirror, verify_path
 
 
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise IntegrityError(
             "not intact",
             where=report.target,
-            detail=f"{count} problem{'s' if count != 1 else ''}",
+            detail=count_of(count, "problem"),
             hint="Each is listed above; fetch the archive again or re-pack it from a good mirror.",
         )
     return ExitStatus.OK
@@ -126,6 +127,5 @@ def summary_line(report: VerifyReport) -> str:
     how = " (sizes only, --fast)" if report.fast else ""
     if report.ok:
         return f"intact: {checked} checked{how}: {report.target}"
-    count = len(report.problems)
-    plural = "s" if count != 1 else ""
-    return f"NOT intact: {count} problem{plural} ({checked} checked{how}): {report.target}"
+    problems = count_of(len(report.problems), "problem")
+    return f"NOT intact: {problems} ({checked} checked{how}): {report.target}"
