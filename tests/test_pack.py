@@ -416,7 +416,7 @@ def test_a_manual_only_file_not_yet_imported_counts_as_missing(tmp_path: Path) -
 
 
 def test_a_file_never_verified_counts_as_missing(course: Course) -> None:
-    course.store.delete_record("hw01-slides")  # present, but no pin and no record
+    course.store.record_path("hw01-slides").unlink()  # present, but no pin and no record
     assert_refused(course, {"hw/HW01.pdf": "not verified"})
 
 

@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import tomli_w
 from pydantic import (
@@ -31,12 +31,10 @@ from lhymirror.errors import LhymirrorError, ManifestError
 from lhymirror.safepath import collision_key, path_problems
 from lhymirror.sources import parse_source, source_kind
 
-SCHEMA_VERSION = 1
-FILE_KINDS = ("slide", "hw-slide", "dataset", "code", "other")
-LINK_KINDS = ("video", "notebook", "competition", "page")
-
 FileKind = Literal["slide", "hw-slide", "dataset", "code", "other"]
 LinkKind = Literal["video", "notebook", "competition", "page"]
+FILE_KINDS: tuple[str, ...] = get_args(FileKind)
+LINK_KINDS: tuple[str, ...] = get_args(LinkKind)
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Size = Annotated[int, Field(ge=0)]
 EntryId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=100)]

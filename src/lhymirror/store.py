@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lhymirror.errors import IntegrityError, StorageError
+from lhymirror.errors import StorageError
 from lhymirror.fsutil import atomic_write_text, hash_file
 from lhymirror.manifest import FileEntry
 from lhymirror.safepath import path_problems
@@ -175,19 +175,6 @@ class MirrorStore:
         with storage_errors(path):
             atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
-    def delete_record(self, entry_id: str) -> None:
-        """Forget a file's record."""
-        self.record_path(entry_id).unlink(missing_ok=True)
-
-    def records(self) -> dict[str, FileRecord]:
-        """Every readable record, by entry id."""
-        found = {}
-        for path in sorted((self.meta_dir / "state").glob("*.json")):
-            record = self.record(path.stem)
-            if record is not None:
-                found[record.id] = record
-        return found
-
     def partial_state(self, key: str) -> PartialState | None:
         """The sidecar of a partial download, or None."""
         data = _read_json(self.partial_state_path(key))
@@ -286,21 +273,6 @@ class MirrorStore:
         if entry.is_manual_only:
             return LocalState(entry.id, "manual", entry.manual or "", None, expected)
         return LocalState(entry.id, "missing", "", None, expected)
-
-    def verify_file(self, entry: FileEntry) -> tuple[int, str]:
-        """Re-hash a file and check it; ``IntegrityError`` naming the file when it differs."""
-        expected = self.expected(entry)
-        target = self.file_path(entry.path)
-        with storage_errors(target):
-            size, sha = hash_file(target)
-        if expected.sha256 is not None and sha != expected.sha256:
-            raise IntegrityError(
-                "checksum mismatch",
-                where=str(target),
-                detail=f"expected sha256 {expected.sha256} ({expected.origin}), got {sha}",
-                hint="Run `lhymirror sync` to fetch it again.",
-            )
-        return size, sha
 
     # -- lock ----------------------------------------------------------------------------
 

@@ -459,11 +459,9 @@ def _settled_outcome(item: PlanItem) -> FileOutcome:
 
 def _verified_meanwhile(store: MirrorStore, item: PlanItem) -> bool:
     """True when another run verified the file between planning and taking the lock."""
-    expected = store.expected(item.entry)
     return (
         item.action == "fetch"
         and item.reason == "missing"
-        and expected.sha256 is not None
         and store.is_unchanged_since_verified(item.entry)
     )
 
