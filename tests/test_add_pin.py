@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import tomli_w
 
-from factories import blob, sha
+from factories import blob, file_entry, manifest_data, sha
 from lhymirror.cli import common, main
 from lhymirror.manifest import load_manifest
 from lhymirror.store import FileRecord, MirrorStore, part_key
@@ -18,21 +18,11 @@ UNREACHABLE = "https://127.0.0.1:1/ml"  # nothing here may need the network
 
 
 def entry(entry_id: str, data: bytes | None = None, **extra: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "id": entry_id,
-        "kind": "dataset",
-        "path": f"data/{entry_id}.zip",
-        "urls": [f"{UNREACHABLE}/{entry_id}.zip"],
-    }
-    if data is not None:
-        fields.update(size=len(data), sha256=sha(data))
-    fields.update(extra)
-    return fields
+    return file_entry(entry_id, data, kind="dataset", base_url=UNREACHABLE, **extra)
 
 
 def write_manifest(path: Path, *files: dict[str, Any]) -> Path:
-    data = {"schema": 1, "course": "ML", "year": YEAR, "version": "1", "files": list(files)}
-    path.write_text(tomli_w.dumps(data))
+    path.write_text(tomli_w.dumps(manifest_data(*files, year=YEAR)))
     return path
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from factories import blob, sha
+from factories import blob, manifest_data, sha
 from lhymirror.errors import UsageError
 from lhymirror.manifest import Manifest
 from lhymirror.plan import (
@@ -26,9 +26,7 @@ UPSTREAM = "https://speech.example.edu/~hylee/ml/2022/rule%20(v2).pdf?dl=1"
 
 
 def make_manifest(*files: dict[str, Any]) -> Manifest:
-    return Manifest.model_validate(
-        {"schema": 1, "course": "ML", "year": YEAR, "version": "1", "files": list(files)}
-    )
+    return Manifest.model_validate(manifest_data(*files, year=YEAR))
 
 
 def entry(entry_id: str = "slides", **fields: Any) -> dict[str, Any]:

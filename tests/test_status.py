@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import tomli_w
 
-from factories import blob, sha
+from factories import blob, file_entry, sha
 from lhymirror.cli import main
 from lhymirror.store import FileRecord, MirrorStore
 
@@ -19,16 +19,7 @@ UNREACHABLE = "https://127.0.0.1:1/ml"  # status must never try it
 
 
 def slide(entry_id: str, data: bytes | None = None, **extra: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "id": entry_id,
-        "kind": "slide",
-        "path": f"slides/{entry_id}.pdf",
-        "urls": [f"{UNREACHABLE}/{entry_id}.pdf"],
-    }
-    if data is not None:
-        fields.update(size=len(data), sha256=sha(data))
-    fields.update(extra)
-    return fields
+    return file_entry(entry_id, data, base_url=UNREACHABLE, **extra)
 
 
 def place(store: MirrorStore, entry_id: str, data: bytes, *, record: bool = True) -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from factories import blob, sha
+from factories import blob, manifest_data, sha
 from lhymirror.errors import StorageError
 from lhymirror.manifest import FileEntry, Manifest
 from lhymirror.store import (
@@ -33,9 +33,7 @@ def make_entry(**fields: Any) -> FileEntry:
         "urls": ["https://example.org/l01.pdf"],
         **fields,
     }
-    return Manifest.model_validate(
-        {"schema": 1, "course": "ML", "year": 2022, "version": "1", "files": [data]}
-    ).files[0]
+    return Manifest.model_validate(manifest_data(data)).files[0]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from factories import blob, sha
+from factories import blob, file_entry, manifest_data, sha
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
 from lhymirror.download import FetchResult, ManualStepRequired, Target, UpstreamChangedError
 from lhymirror.errors import DownloadError, IntegrityError, StorageError
@@ -38,23 +38,12 @@ def url(name: str, host: str = "course.example.edu") -> str:
     return f"https://{host}/ml/{name}"
 
 
+def entry(entry_id: str, data: bytes | None = None, **options: Any) -> dict[str, Any]:
+    return file_entry(entry_id, data, base_url=url("").rstrip("/"), **options)
+
+
 def make_manifest(*files: dict[str, Any]) -> Manifest:
-    return Manifest.model_validate(
-        {"schema": 1, "course": "ML", "year": YEAR, "version": "1", "files": list(files)}
-    )
-
-
-def entry(entry_id: str, data: bytes | None = None, *, pin: bool = True, **extra: Any) -> dict:
-    fields: dict[str, Any] = {
-        "id": entry_id,
-        "kind": "slide",
-        "path": f"slides/{entry_id}.pdf",
-        "urls": [url(f"{entry_id}.pdf")],
-    }
-    if data is not None and pin:
-        fields.update(size=len(data), sha256=sha(data))
-    fields.update(extra)
-    return fields
+    return Manifest.model_validate(manifest_data(*files, year=YEAR))
 
 
 class FakeDownloader:
