@@ -217,3 +217,25 @@ def test_pin_refuses_a_manifest_inside_the_installed_package(
     assert shipped.read_text() == before
     assert pin(shipped, store) == 0  # named explicitly: the maintainer means it
     assert load_manifest(shipped).file("b").sha256 is not None
+
+
+def test_importing_accepted_content_keeps_it_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pinned, accepted = blob(1000, 40), blob(1100, 41)
+    store = MirrorStore(tmp_path / "mirror", YEAR)
+    target = store.file_path("data/hw04.zip")
+    target.parent.mkdir(parents=True)
+    target.write_bytes(accepted)
+    store.save_record(
+        FileRecord(
+            "hw04", "data/hw04.zip", len(accepted), sha(accepted), 0, "t", accepted_upstream=True
+        )
+    )
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw04", pinned))
+    source = tmp_path / "download.zip"
+    source.write_bytes(accepted)
+    assert add(manifest, store, "hw04", source) == 0
+    record = store.record("hw04")
+    assert record is not None and record.accepted_upstream
+    assert store.local_state(load_manifest(manifest).file("hw04")).status == "ok"

@@ -335,6 +335,20 @@ def test_accept_upstream_records_the_new_content(store: MirrorStore, server: Fak
     assert server.calls == []
 
 
+def test_accepted_content_stays_accepted_when_fetched_again(
+    store: MirrorStore, server: FakeServer
+) -> None:
+    old, new = blob(1000, 14), blob(1200, 15)
+    server.content[url("a.pdf")] = new
+    manifest = make_manifest(entry("a", old))
+    assert sync(manifest, store, server, accept_upstream=["a"]).complete
+    store.file_path(manifest.file("a").path).unlink()  # lost on disk
+    assert sync(manifest, store, server).files[0].outcome == "downloaded"
+    record = store.record("a")
+    assert record is not None and record.accepted_upstream
+    assert store.local_state(manifest.file("a")).status == "ok"
+
+
 # -- failures --------------------------------------------------------------------------------
 
 

@@ -43,7 +43,7 @@ from lhymirror.plan import (
     SyncPlan,
     first_host,
 )
-from lhymirror.store import FileRecord, MirrorStore, part_key, storage_errors, utc_now
+from lhymirror.store import Expected, FileRecord, MirrorStore, part_key, storage_errors, utc_now
 from lhymirror.units import format_size
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
@@ -331,7 +331,9 @@ class _Runner:
             size, sha = hash_file(target)
         if sha == expected.sha256 and (expected.size is None or size == expected.size):
             old = self.store.record(entry.id)
-            record = _record_for(entry, target, size, sha, source=old.source if old else None)
+            record = _record_for(
+                entry, target, size, sha, source=old.source if old else None, held_to=expected
+            )
             if old is not None and (old.path, old.size, old.sha256) == (entry.path, size, sha):
                 record = replace(old, mtime_ns=record.mtime_ns, verified_at=record.verified_at)
             self.store.save_record(record)
@@ -380,6 +382,7 @@ class _Runner:
             etag=result.etag,
             last_modified=result.last_modified,
             accepted=item.accept_upstream,
+            held_to=item.expected,
         )
         self.store.save_record(record)
         return _outcome(
@@ -413,7 +416,13 @@ class _Runner:
         first_source = results[0].source if results else None
         self.store.save_record(
             _record_for(
-                item.entry, target, size, sha, source=first_source, accepted=item.accept_upstream
+                item.entry,
+                target,
+                size,
+                sha,
+                source=first_source,
+                accepted=item.accept_upstream,
+                held_to=item.expected,
             )
         )
         resumed = any(r.resumed_from for r in results)
@@ -485,7 +494,16 @@ def _record_for(
     etag: str | None = None,
     last_modified: str | None = None,
     accepted: bool = False,
+    held_to: Expected | None = None,
 ) -> FileRecord:
+    """The record of a verified file.
+
+    Content that differs from the manifest's pin is marked accepted when this run accepts it,
+    or when it is what the file was already held to by an earlier acceptance (*held_to*).
+    """
+    accepted = accepted or (
+        held_to is not None and held_to.origin == "recorded" and held_to.sha256 == sha256
+    )
     with storage_errors(target):
         mtime_ns = target.stat().st_mtime_ns
     return FileRecord(
@@ -581,7 +599,7 @@ def import_file(store: MirrorStore, entry: FileEntry, source: Path) -> FileRecor
         size, sha = write_verified(
             target, [source], size=expected.size, sha256=expected.sha256, what="imported"
         )
-        record = _record_for(entry, target, size, sha, source=f"file:{source}")
+        record = _record_for(entry, target, size, sha, source=f"file:{source}", held_to=expected)
         store.save_record(record)
         for key in [entry.id, *(part_key(entry.id, i) for i in range(len(entry.parts or ())))]:
             store.discard_partial(key)
