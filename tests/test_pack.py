@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -22,7 +23,7 @@ import pytest
 from lhymirror.archive_write import FORMATS
 from lhymirror.bag import TAG_FILES, bag_info_values, parse_bag_info, parse_checksum_manifest
 from lhymirror.cli import main
-from lhymirror.errors import IntegrityError, UsageError
+from lhymirror.errors import IntegrityError, StorageError, UsageError
 from lhymirror.fsutil import CHUNK_SIZE
 from lhymirror.manifest import Manifest, dump_manifest, parse_manifest
 from lhymirror.pack import (
@@ -667,3 +668,39 @@ def test_cli_help_ends_with_an_example(capsys: pytest.CaptureFixture[str]) -> No
     assert "--partial" in out
     assert "--format" in out
     assert out.rstrip().splitlines()[-2].strip().startswith("lhymirror pack")
+
+
+class _FullDisk:
+    """An archive stream whose disk is full once *room* bytes are written (freed right after)."""
+
+    def __init__(self, stream: Any, room: int) -> None:
+        self._stream = stream
+        self._room = room
+
+    def write(self, data: bytes) -> int:
+        self._room -= len(data)
+        if self._room < 0:
+            self._room = 1 << 62
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self._stream.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()
+
+
+def test_a_full_disk_is_a_storage_error_not_a_damaged_mirror_file(
+    course: Course, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(
+        "lhymirror.pack.os.fdopen", lambda fd, mode: _FullDisk(real_fdopen(fd, mode), 200_000)
+    )
+    with pytest.raises(StorageError, match="No space left"):
+        course.pack()
+    assert leftovers(course.out) == []

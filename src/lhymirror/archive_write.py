@@ -150,6 +150,10 @@ class ArchiveWriter(ABC):
     def close(self) -> None:
         """Finish the archive (end records); the target stream is left open."""
 
+    @abstractmethod
+    def abandon(self) -> None:
+        """Give up an unfinished archive: nothing more is written (the caller discards it)."""
+
     def _check_order(self, name: str) -> None:
         if self._last_name is not None and name <= self._last_name:
             raise ValueError(f"archive members out of order: {name!r} after {self._last_name!r}")
@@ -234,6 +238,10 @@ class ZipArchiveWriter(ArchiveWriter):
         """Write the central directory."""
         self._zip.close()
 
+    def abandon(self) -> None:
+        """Drop the file so that zipfile never writes a central directory into it."""
+        self._zip.fp = None
+
 
 class TarArchiveWriter(ArchiveWriter):
     """A pax-format tar (optionally gzip-compressed) with normalised owners, modes and times."""
@@ -275,6 +283,11 @@ class TarArchiveWriter(ArchiveWriter):
         if self._gzip is not None:
             self._gzip.close()
 
+    def abandon(self) -> None:
+        """Drop the file so that gzip never writes its trailer into it."""
+        if self._gzip is not None:
+            self._gzip.fileobj = None
+
 
 @contextlib.contextmanager
 def archive_writer(target: BinaryIO, fmt: str, *, mtime: int) -> Iterator[ArchiveWriter]:
@@ -292,7 +305,11 @@ def archive_writer(target: BinaryIO, fmt: str, *, mtime: int) -> Iterator[Archiv
         writer = TarArchiveWriter(target, mtime, gzip_level=COMPRESS_LEVEL)
     else:
         raise ValueError(f"unknown archive format {fmt!r} (use one of {', '.join(FORMATS)})")
-    yield writer
+    try:
+        yield writer
+    except BaseException:
+        writer.abandon()
+        raise
     writer.close()
 
 

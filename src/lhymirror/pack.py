@@ -459,16 +459,42 @@ def _parents(name: str, *, stop: str) -> Iterator[str]:
 def _copy_payload(
     writer: ArchiveWriter | None, name: str, item: PayloadFile, progress: ProgressCallback | None
 ) -> MissingFile | None:
-    """Copy (or, without a writer, only hash) one payload file; the problem found, if any."""
+    """Copy (or, without a writer, only hash) one payload file; the problem found, if any.
+
+    Only errors reading the mirror file make it a problem of that file; an error writing the
+    archive (a full disk) propagates as a storage error.
+    """
     try:
-        with item.source.open("rb") as stream:
-            if writer is None:
-                copied = _hash_only(stream, item.size, progress)
-            else:
-                copied = writer.add_stream(name, stream, item.size, progress=progress)
+        stream = item.source.open("rb")
     except OSError as error:
         return MissingFile(item.entry.id, item.entry.path, f"cannot read: {error.strerror}")
+    try:
+        with stream:
+            source = _ReadGuard(stream)
+            if writer is None:
+                copied = _hash_only(source, item.size, progress)
+            else:
+                copied = writer.add_stream(name, source, item.size, progress=progress)  # type: ignore[arg-type]
+    except _SourceUnreadable as error:
+        return MissingFile(item.entry.id, item.entry.path, f"cannot read: {error}")
     return _copy_problem(item, copied)
+
+
+class _SourceUnreadable(Exception):
+    """Reading a mirror file failed (as opposed to writing the archive)."""
+
+
+class _ReadGuard:
+    """A mirror file whose read errors are told apart from the archive writer's errors."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except OSError as error:
+            raise _SourceUnreadable(error.strerror or str(error)) from error
 
 
 def _hash_only(stream: object, size: int, progress: ProgressCallback | None) -> Copied:
