@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -138,3 +139,20 @@ def test_root_comes_from_the_environment(
     monkeypatch.setenv("LHYMIRROR_ROOT", str(store.root))
     assert main(["status", "--manifest", str(manifest), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["root"] == str(store.root)
+
+
+def test_an_unreadable_file_is_a_storage_error_not_a_traceback(
+    mirror: tuple[Path, MirrorStore],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manifest, store = mirror
+
+    def broken_disk(path: Path) -> tuple[int, str]:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("lhymirror.store.hash_file", broken_disk)
+    assert main(status_args(manifest, store, "--rehash")) == 6
+    err = capsys.readouterr().err
+    assert "Input/output error" in err
+    assert "Traceback" not in err

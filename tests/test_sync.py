@@ -15,6 +15,7 @@ import pytest
 
 from factories import blob, file_entry, manifest_data, sha
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
+from lhymirror.cli.sync_cmd import kaggle_credentials_for
 from lhymirror.download import FetchResult, ManualStepRequired, Target, UpstreamChangedError
 from lhymirror.errors import DownloadError, IntegrityError, StorageError
 from lhymirror.fsutil import atomic_write_bytes
@@ -583,3 +584,13 @@ def test_largest_transfers_start_first_and_unknown_sizes_before_them(store: Mirr
     )
     plan = plan_sync(manifest, store)
     assert [item.id for item in largest_first(plan.items)] == ["unknown", "big", "middle", "small"]
+
+
+def test_kaggle_credentials_are_loaded_whatever_the_case_of_the_scheme(
+    store: MirrorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAGGLE_USERNAME", "student")
+    monkeypatch.setenv("KAGGLE_KEY", "secret")
+    manifest = make_manifest(entry("a", urls=["Kaggle:ml2022spring-hw1/a.csv"]))
+    credentials = kaggle_credentials_for(plan_sync(manifest, store))
+    assert credentials is not None and credentials.username == "student"

@@ -391,3 +391,15 @@ def test_a_symlink_inside_the_mirror_is_refused_and_nothing_is_written_through_i
     assert status == 6
     assert "symlink inside the mirror" in err
     assert list(outside.iterdir()) == []
+
+
+def test_only_files_that_did_not_verify_are_counted_as_such(
+    course: Course, capsys: pytest.CaptureFixture[str]
+) -> None:
+    route = course.slide("l01", pdf_payload(60_000, 13))
+    course.server.replace(route, pdf_payload(61_000, 14))
+    gone = course.slide("l02", pdf_payload(10_000, 19))
+    course.server.remove(gone)  # a download failure besides
+    status, _, err = run_cli(course.args(), capsys)
+    assert status == 5
+    assert err.splitlines()[-1].startswith("lhymirror: error: 1 file did not verify (")

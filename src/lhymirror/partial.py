@@ -56,7 +56,8 @@ class PartialDownload:
         state = self.store.partial_state(self.target.key)
         if state is None or not self.path.is_file():
             return
-        size = self.path.stat().st_size
+        with storage_errors(self.path):
+            size = self.path.stat().st_size
         expected_size = self.target.expected_size
         if state.expected_sha256 != self.target.expected_sha256:
             return

@@ -198,8 +198,16 @@ class MirrorStore:
 
     def discard_partial(self, key: str) -> None:
         """Remove a partial download and its sidecar."""
-        self.partial_path(key).unlink(missing_ok=True)
-        self.partial_state_path(key).unlink(missing_ok=True)
+        with storage_errors(self.partial_path(key)):
+            self.partial_path(key).unlink(missing_ok=True)
+            self.partial_state_path(key).unlink(missing_ok=True)
+
+    def discard_partials(self, entry: FileEntry) -> None:
+        """Remove every unfinished download of an entry, finished parts included."""
+        for key in _download_keys(entry):
+            self.discard_partial(key)
+            with storage_errors(self.done_part_path(key)):
+                self.done_part_path(key).unlink(missing_ok=True)
 
     # -- what a file is held to ------------------------------------------------------------
 
@@ -240,12 +248,14 @@ class MirrorStore:
         target = self.file_path(entry.path)
         if not target.is_file():
             return self._absent_state(entry, expected)
-        size = target.stat().st_size
+        with storage_errors(target):
+            size = target.stat().st_size
         if not rehash and expected.sha256 and self.is_unchanged_since_verified(entry):
             return LocalState(entry.id, "ok", size=size, expected=expected)
         if expected.sha256 is None:
             return LocalState(entry.id, "unverified", "no checksum known yet", size, expected)
-        actual_size, actual_sha = hash_file(target)
+        with storage_errors(target):
+            actual_size, actual_sha = hash_file(target)
         if actual_sha == expected.sha256:
             return LocalState(entry.id, "ok", size=actual_size, expected=expected)
         return LocalState(
@@ -259,8 +269,7 @@ class MirrorStore:
     def held_bytes(self, entry: FileEntry) -> int:
         """Bytes of the entry's unfinished downloads (and finished parts) already on disk."""
         paths = [self.partial_path(entry.id)]
-        for index in range(len(entry.parts or ())):
-            key = part_key(entry.id, index)
+        for key in _download_keys(entry)[1:]:
             paths += [self.partial_path(key), self.done_part_path(key)]
         return sum(_size_or_zero(path) for path in paths)
 
@@ -346,6 +355,11 @@ def _lock_owner(path: Path) -> str:
     except OSError:
         return "held by another process"
     return f"held by {text}" if text else "held by another process"
+
+
+def _download_keys(entry: FileEntry) -> tuple[str, ...]:
+    """Book-keeping keys of an entry's downloads: the whole file's, then each part's."""
+    return (entry.id, *(part_key(entry.id, i) for i in range(len(entry.parts or ()))))
 
 
 def _size_or_zero(path: Path) -> int:

@@ -43,7 +43,7 @@ from lhymirror.plan import (
     SyncPlan,
     first_host,
 )
-from lhymirror.store import Expected, FileRecord, MirrorStore, part_key, storage_errors, utc_now
+from lhymirror.store import Expected, FileRecord, MirrorStore, storage_errors, utc_now
 from lhymirror.units import format_size
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
@@ -410,9 +410,7 @@ class _Runner:
             for path in part_files:  # one of them is bad; fetch them all again next time
                 path.unlink(missing_ok=True)
             raise
-        for part in item.parts:
-            self.store.done_part_path(part.key).unlink(missing_ok=True)
-            self.store.discard_partial(part.key)
+        self.store.discard_partials(item.entry)
         first_source = results[0].source if results else None
         self.store.save_record(
             _record_for(
@@ -601,9 +599,7 @@ def import_file(store: MirrorStore, entry: FileEntry, source: Path) -> FileRecor
         )
         record = _record_for(entry, target, size, sha, source=f"file:{source}", held_to=expected)
         store.save_record(record)
-        for key in [entry.id, *(part_key(entry.id, i) for i in range(len(entry.parts or ())))]:
-            store.discard_partial(key)
-            store.done_part_path(key).unlink(missing_ok=True)
+        store.discard_partials(entry)
     return record
 
 

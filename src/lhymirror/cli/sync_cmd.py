@@ -24,6 +24,7 @@ from lhymirror.errors import DownloadError, IncompleteError, IntegrityError, Sto
 from lhymirror.kaggle import KaggleCredentials, load_credentials
 from lhymirror.manifest import FILE_KINDS, Manifest
 from lhymirror.plan import PlanItem, SyncPlan, plan_sync
+from lhymirror.sources import source_kind
 from lhymirror.store import MirrorStore
 from lhymirror.sync import Fetcher, SyncReport, run_sync
 from lhymirror.units import count_of
@@ -160,7 +161,7 @@ def build_downloader(
 def kaggle_credentials_for(plan: SyncPlan) -> KaggleCredentials | None:
     """Kaggle credentials, read only when a planned transfer may need them."""
     uses_kaggle = any(
-        source.startswith("kaggle:")
+        source_kind(source) == "kaggle"
         for item in plan.items
         if item.needs_transfer
         for source in (*item.sources, *(s for part in item.parts for s in part.sources))
@@ -185,7 +186,7 @@ def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
     failed = len(report.with_outcome("failed"))
     if report.failures_of("integrity"):
         raise IntegrityError(
-            f"{count_of(failed, 'file')} did not verify",
+            f"{count_of(len(report.failures_of('integrity')), 'file')} did not verify",
             where=where,
             hint="The bad bytes are kept under .lhymirror/rejected/; see the lines above.",
         )
