@@ -461,3 +461,25 @@ def test_member_count_is_capped(tmp_path: Path, fmt: str) -> None:
     path = write_archive(tmp_path / f"a.{fmt}", fmt, [(f"top/{i}", b"") for i in range(6)])
     with pytest.raises(ArchiveReadError, match="members"):
         read_all(path, limits=ArchiveLimits(max_members=4))
+
+
+@pytest.mark.parametrize("fmt", ["tar", "tar.gz"])
+def test_repeated_names_count_against_the_member_cap(tmp_path: Path, fmt: str) -> None:
+    path = write_archive(tmp_path / f"a.{fmt}", fmt, [("top/same", b"")] * 6)
+    with pytest.raises(ArchiveReadError, match="members"):
+        read_all(path, limits=ArchiveLimits(max_members=4))
+
+
+@pytest.mark.parametrize("fmt", ["tar", "tar.gz"])
+def test_the_header_size_limit_is_the_callers(tmp_path: Path, fmt: str) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo("top/a")
+        info.pax_headers = {"comment": "x" * 20_000}
+        archive.addfile(info, io.BytesIO(b""))
+    data = buffer.getvalue()
+    path = tmp_path / f"a.{fmt}"
+    path.write_bytes(gzip.compress(data) if fmt == "tar.gz" else data)
+    read_all(path)  # within the default limit
+    with pytest.raises(ArchiveReadError, match="extended header claims"):
+        read_all(path, limits=ArchiveLimits(max_header_size=10_000))

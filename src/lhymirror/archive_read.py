@@ -251,6 +251,7 @@ class ArchiveReader:
         self._check_crc = check_crc
         self._source: Any = self._hasher or self._raw
         self._names: dict[str, str] = {}  # collision key -> first name seen
+        self._members = 0  # every member counts, duplicates included
         self._last = "(start of archive)"
         self._finished_tar: tarfile.TarFile | None = None
         self._gzip: gzip.GzipFile | None = None
@@ -304,7 +305,8 @@ class ArchiveReader:
             problems.append("is a duplicate member (the name appears more than once)")
         else:
             problems.append(f"collides with {first!r} on case-insensitive file systems")
-        if len(self._names) > self.limits.max_members:
+        self._members += 1
+        if self._members > self.limits.max_members:
             raise ArchiveReadError(
                 name, f"more than {self.limits.max_members} members", kind="unsafe"
             )
@@ -381,12 +383,19 @@ class ArchiveReader:
 
     def _open_tar(self) -> tarfile.TarFile:
         if self.format == "tar":
-            return tarfile.open(fileobj=self._source, mode="r:", tarinfo=_CheckedTarInfo)
+            return tarfile.open(fileobj=self._source, mode="r:", tarinfo=self._tarinfo_class())
         if self.format == "tar.gz":
             # GzipFile (not tarfile's own gzip stream) so that the trailer's CRC is checked.
             self._gzip = gzip.GzipFile(fileobj=self._source, mode="rb")
-            return tarfile.open(fileobj=self._gzip, mode="r|", tarinfo=_CheckedTarInfo)
-        return tarfile.open(fileobj=self._source, mode="r|*", tarinfo=_CheckedTarInfo)
+            return tarfile.open(fileobj=self._gzip, mode="r|", tarinfo=self._tarinfo_class())
+        return tarfile.open(fileobj=self._source, mode="r|*", tarinfo=self._tarinfo_class())
+
+    def _tarinfo_class(self) -> type[tarfile.TarInfo]:
+        """The checked TarInfo with this reader's header-size limit."""
+        limit = self.limits.max_header_size
+        if limit == _CheckedTarInfo.max_header_size:
+            return _CheckedTarInfo
+        return type("_LimitedTarInfo", (_CheckedTarInfo,), {"max_header_size": limit})
 
     def _tar_members(self) -> Iterator[ArchiveMember]:
         archive = self._guarded(self._open_tar)
