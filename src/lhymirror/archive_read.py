@@ -179,7 +179,6 @@ class _MemberStream(io.RawIOBase):
             return b""
         with self._errors_named():
             data = self._inner.read(want)
-        with self._errors_named():
             if len(data) > self._left:
                 raise ArchiveReadError(
                     self._name, f"holds more than its declared {self._size} bytes"

@@ -36,15 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from lhymirror.fsutil import CHUNK_SIZE, ThreadedDigest
+from lhymirror.fsutil import CHUNK_SIZE, DIR_MODE, FILE_MODE, ThreadedDigest
 
 FORMATS = ("zip", "tar", "tar.gz")
 FORMAT_EXTENSIONS = {"zip": ".zip", "tar": ".tar", "tar.gz": ".tar.gz"}
 # Pinned so the output never drifts; level 1 deflates text about 6x faster than level 6 for
 # about 10% more bytes (most payload is already compressed and stored).
 COMPRESS_LEVEL = 1
-FILE_MODE = 0o644
-DIR_MODE = 0o755
 ZIP_MIN_EPOCH = calendar.timegm((1980, 1, 1, 0, 0, 0))
 ZIP_MAX_EPOCH = calendar.timegm((2107, 12, 31, 23, 59, 58))
 
@@ -325,6 +323,7 @@ class FollowingHasher:
     def __init__(self, path: Path) -> None:
         self._stream = path.open("rb", buffering=0)
         self._digest = hashlib.sha256()
+        self._view = memoryview(bytearray(CHUNK_SIZE))  # used by the one helper thread only
         self._scheduled = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-sha256")
         self._tasks: list[Future[None]] = []
@@ -350,8 +349,7 @@ class FollowingHasher:
 
     def _hash_range(self, start: int, end: int) -> None:
         self._stream.seek(start)
-        buffer = bytearray(CHUNK_SIZE)
-        view = memoryview(buffer)
+        view = self._view
         position = start
         while position < end:
             n = self._stream.readinto(view[: min(CHUNK_SIZE, end - position)])

@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 CHUNK_SIZE = 1024 * 1024
+# Modes of what lhymirror writes (files in archives and extractions, folders, executables).
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+EXECUTABLE_MODE = 0o755
 
 
 def hash_stream(
@@ -80,7 +84,9 @@ def temp_beside(target: Path) -> tuple[int, Path]:
 
 
 @contextlib.contextmanager
-def atomic_writer(target: Path, *, mode: int = 0o644, durable: bool = True) -> Iterator[BinaryIO]:
+def atomic_writer(
+    target: Path, *, mode: int = FILE_MODE, durable: bool = True
+) -> Iterator[BinaryIO]:
     """Write *target* through a temporary file in the same folder, renamed only on success.
 
     ``durable=False`` skips the fsyncs: readers still see the old or the new content, never a

@@ -24,6 +24,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import os
+import stat as stat_module
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -295,7 +296,7 @@ def _check_entry(entry: FileEntry, store: MirrorStore) -> PayloadFile | MissingF
         stat = source.stat()
     except OSError:
         return missing("manual download not imported" if entry.is_manual_only else "not in mirror")
-    if not source.is_file():
+    if not stat_module.S_ISREG(stat.st_mode):
         return missing("not a regular file in the mirror")
     if expected.sha256 is None:
         return missing("not verified: no checksum known")

@@ -21,14 +21,11 @@ from typing import BinaryIO
 
 from lhymirror.archive_read import DEFAULT_LIMITS, ArchiveLimits, ArchiveReadError
 from lhymirror.errors import IntegrityError, UsageError
-from lhymirror.fsutil import fsync_dir
+from lhymirror.fsutil import DIR_MODE, EXECUTABLE_MODE, FILE_MODE, fsync_dir
 from lhymirror.store import storage_errors
 from lhymirror.units import count_of
 from lhymirror.verify import VerifyReport, verify_archive
 
-FILE_MODE = 0o644
-EXECUTABLE_MODE = 0o755
-DIR_MODE = 0o755
 TEMP_PREFIX = ".lhymirror-unpack-"
 _BAG_FOLDER = "bag"  # the bag's folder inside the temporary folder
 

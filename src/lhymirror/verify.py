@@ -259,7 +259,10 @@ def _digest(
             if sink is not None:
                 sink.write(chunk)
             if kept is not None:
-                kept = kept + chunk if len(kept) + n <= keep else None
+                if len(kept) + n <= keep:
+                    kept += chunk
+                else:
+                    kept = None
             if progress is not None:
                 progress(n)
     except BaseException:
