@@ -170,10 +170,7 @@ class PartialDownload:
 
     def quarantine(self, sha256: str) -> Path:
         """Put bytes that failed verification aside; return where."""
-        rejected = self.store.rejected_path(self.target.key, sha256)
-        with storage_errors(rejected):
-            rejected.parent.mkdir(parents=True, exist_ok=True)
-            replace_durably(self.path, rejected)
+        rejected = self.store.reject(self.target.key, self.path, sha256)
         self.discard()
         return rejected
 

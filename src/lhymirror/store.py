@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lhymirror.errors import StorageError
-from lhymirror.fsutil import atomic_write_text, hash_file
+from lhymirror.fsutil import atomic_write_text, hash_file, replace_durably
 from lhymirror.manifest import FileEntry
 from lhymirror.safepath import path_problems
 
@@ -149,6 +149,14 @@ class MirrorStore:
     def rejected_path(self, key: str, sha256: str) -> Path:
         """Where bytes that failed verification are put aside."""
         return self.meta_dir / "rejected" / f"{key}.{sha256[:12]}.bad"
+
+    def reject(self, key: str, path: Path, sha256: str) -> Path:
+        """Move bytes that failed verification out of the way (into ``rejected/``); return where."""
+        destination = self.rejected_path(key, sha256)
+        with storage_errors(destination):
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            replace_durably(path, destination)
+        return destination
 
     def ensure_dirs(self) -> None:
         """Create the book-keeping folders (storage errors become ``StorageError``)."""

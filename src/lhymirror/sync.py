@@ -338,7 +338,7 @@ class _Runner:
                 record = replace(old, mtime_ns=record.mtime_ns, verified_at=record.verified_at)
             self.store.save_record(record)
             return _outcome(item, "up-to-date", size=size, sha256=sha, source=record.source)
-        reject(self.store, entry.id, target, sha)
+        self.store.reject(entry.id, target, sha)
         return None
 
     def _fetch(self, item: PlanItem) -> FileOutcome:
@@ -516,15 +516,6 @@ def _record_for(
         last_modified=last_modified,
         accepted_upstream=accepted and entry.sha256 is not None and sha256 != entry.sha256,
     )
-
-
-def reject(store: MirrorStore, key: str, path: Path, sha256: str) -> Path:
-    """Move bytes that failed verification out of the way, into ``.lhymirror/rejected``."""
-    destination = store.rejected_path(key, sha256)
-    with storage_errors(destination):
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        path.replace(destination)
-    return destination
 
 
 # ---------------------------------------------------------------------------------------------
