@@ -7,7 +7,7 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,12 +19,7 @@ DIR_MODE = 0o755
 EXECUTABLE_MODE = 0o755
 
 
-def hash_stream(
-    stream: BinaryIO,
-    *,
-    progress: Callable[[int], None] | None = None,
-    digest: Any = None,
-) -> tuple[int, str]:
+def hash_stream(stream: BinaryIO, *, digest: Any = None) -> tuple[int, str]:
     """Read *stream* to its end in fixed-size chunks; return ``(size, sha256 hex)``.
 
     With *digest* (a ``hashlib`` sha256 object) the bytes are added to it, so that a caller can
@@ -37,15 +32,13 @@ def hash_stream(
     while n := stream.readinto(view):  # type: ignore[attr-defined]
         digest.update(view[:n])
         size += n
-        if progress is not None:
-            progress(n)
     return size, digest.hexdigest()
 
 
-def hash_file(path: Path, *, progress: Callable[[int], None] | None = None) -> tuple[int, str]:
+def hash_file(path: Path) -> tuple[int, str]:
     """``(size, sha256 hex)`` of a file, read in constant memory."""
     with path.open("rb", buffering=0) as stream:
-        return hash_stream(stream, progress=progress)  # type: ignore[arg-type]
+        return hash_stream(stream)  # type: ignore[arg-type]
 
 
 def fsync_file(path: Path) -> None:

@@ -23,7 +23,8 @@ Sources are tried in this order: ``--from`` bases (another mirror's ``<year>/<pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections import Counter
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
@@ -70,7 +71,7 @@ class PlanItem:
     @property
     def size(self) -> int | None:
         """The expected size when known."""
-        return self.expected.size if self.expected.size is not None else self.entry.size
+        return self.expected.size  # store.expected falls back to the manifest's size
 
     @property
     def needs_transfer(self) -> bool:
@@ -118,13 +119,11 @@ class SyncPlan:
     root: str
     items: tuple[PlanItem, ...]
     offline: bool = False
-    counts: dict[str, int] = field(init=False, compare=False)
 
-    def __post_init__(self) -> None:
-        counts: dict[str, int] = {}
-        for item in self.items:
-            counts[item.action] = counts.get(item.action, 0) + 1
-        object.__setattr__(self, "counts", counts)
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many items each action has."""
+        return dict(Counter(item.action for item in self.items))
 
     def with_action(self, action: Action) -> list[PlanItem]:
         """The items whose action is *action*, in manifest order."""
