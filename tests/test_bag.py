@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -15,10 +16,13 @@ from lhymirror.bag import (
     encode_bag_path,
     format_bag_info,
     format_checksum_manifest,
+    format_sidecar,
     parse_bag_info,
     parse_checksum_manifest,
     parse_payload_oxum,
+    parse_sidecar,
     payload_oxum,
+    sidecar_path,
 )
 from lhymirror.errors import IntegrityError
 from lhymirror.manifest import Manifest
@@ -139,3 +143,12 @@ def test_bag_folder_name_uses_slug_year_and_version() -> None:
     assert bag_folder_name(manifest) == "machine-learning-2022-v3"
     named = manifest.model_copy(update={"slug": "lhy-ml", "released": dt.date(2022, 7, 1)})
     assert bag_folder_name(named) == "lhy-ml-2022-v3"
+
+
+def test_sidecar_round_trips_and_ignores_other_names() -> None:
+    text = format_sidecar("a" * 64, "lhy-ml-2022-v1.zip")
+    assert text == f"{'a' * 64}  lhy-ml-2022-v1.zip\n"
+    assert parse_sidecar(text, "lhy-ml-2022-v1.zip") == "a" * 64
+    assert parse_sidecar(f"{'B' * 64} *dist/x.zip\n", "x.zip") == "b" * 64
+    assert parse_sidecar(text, "other.zip") is None
+    assert sidecar_path(Path("dist/x.zip")) == Path("dist/x.zip.sha256")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lhymirror.errors import IntegrityError
@@ -152,3 +153,26 @@ def _malformed(where: str, number: int, detail: str, line: str) -> IntegrityErro
         detail=f"{detail}: {line[:120]!r}",
         hint="The bag is damaged or was not written by a BagIt tool.",
     )
+
+
+# The archive's own checksum file, beside it: ``<archive>.sha256`` in ``sha256sum`` format.
+
+
+def sidecar_path(archive: Path) -> Path:
+    """Where the checksum file of *archive* lives."""
+    return archive.with_name(archive.name + ".sha256")
+
+
+def format_sidecar(sha256: str, archive_name: str) -> str:
+    """The sidecar's text: one ``sha256sum`` line."""
+    return f"{sha256}  {archive_name}\n"
+
+
+def parse_sidecar(text: str, archive_name: str) -> str | None:
+    """The sha256 a ``sha256sum``-format text gives for *archive_name*, or None."""
+    for line in text.splitlines():
+        checksum, _, listed = line.strip().partition(" ")
+        listed = listed.lstrip(" ").removeprefix("*")
+        if listed.rsplit("/", 1)[-1] == archive_name and len(checksum) == 64:
+            return checksum.lower()
+    return None

@@ -51,7 +51,9 @@ from lhymirror.bag import (
     bag_folder_name,
     format_bag_info,
     format_checksum_manifest,
+    format_sidecar,
     payload_oxum,
+    sidecar_path,
 )
 from lhymirror.errors import IntegrityError, StorageError, UsageError
 from lhymirror.fsutil import (
@@ -550,9 +552,9 @@ def _install(
                 replace_durably(temp, target)
     finally:
         temp.unlink(missing_ok=True)
-    checksum_file = target.with_name(target.name + ".sha256")
+    checksum_file = sidecar_path(target)
     with storage_errors(checksum_file):
-        atomic_write_text(checksum_file, f"{sha256}  {target.name}\n")
+        atomic_write_text(checksum_file, format_sidecar(sha256, target.name))
     return PackResult(
         archive=target,
         checksum_file=checksum_file,

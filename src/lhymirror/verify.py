@@ -38,6 +38,8 @@ from lhymirror.bag import (
     parse_bag_info,
     parse_checksum_manifest,
     parse_payload_oxum,
+    parse_sidecar,
+    sidecar_path,
 )
 from lhymirror.errors import IntegrityError, LhymirrorError, UsageError
 from lhymirror.fsutil import CHUNK_SIZE, ThreadedDigest
@@ -376,7 +378,7 @@ def _finish_archive(reader: ArchiveReader, scan: _BagScan) -> None:
 
 def _check_sidecar(archive: Path, archive_sha: str | None, report: VerifyReport) -> None:
     """Compare the archive with its ``<archive>.sha256`` file, when there is one."""
-    sidecar = archive.with_name(archive.name + ".sha256")
+    sidecar = sidecar_path(archive)
     if not sidecar.is_file():
         return
     if archive_sha is None:
@@ -388,7 +390,7 @@ def _check_sidecar(archive: Path, archive_sha: str | None, report: VerifyReport)
     except (OSError, UnicodeDecodeError) as exc:
         report.add("sidecar", str(sidecar), f"unreadable: {exc}")
         return
-    expected = _sidecar_checksum(text, archive.name)
+    expected = parse_sidecar(text, archive.name)
     if expected is None:
         report.add("sidecar", str(sidecar), f"has no '<sha256>  {archive.name}' line")
     elif expected != archive_sha:
@@ -397,16 +399,6 @@ def _check_sidecar(archive: Path, archive_sha: str | None, report: VerifyReport)
             str(sidecar),
             f"the archive's sha256 is {archive_sha}, the sidecar says {expected}",
         )
-
-
-def _sidecar_checksum(text: str, name: str) -> str | None:
-    """The sha256 a ``sha256sum``-format text gives for the file *name*, or None."""
-    for line in text.splitlines():
-        checksum, _, listed = line.strip().partition(" ")
-        listed = listed.lstrip(" ").removeprefix("*")
-        if listed.rsplit("/", 1)[-1] == name and len(checksum) == 64:
-            return checksum.lower()
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
