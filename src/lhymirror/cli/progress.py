@@ -44,6 +44,7 @@ class TransferProgress:
         self.files_total = len(plan.items)
         self.files_done = 0
         self.held: dict[str, int] = {}  # bytes counted per transfer key
+        self._done = 0  # sum of held, kept up to date (advanced() runs once per chunk)
         self.active: list[str] = []
         self._bar = tqdm(
             total=self.total_bytes or None,
@@ -60,7 +61,7 @@ class TransferProgress:
     @property
     def bytes_done(self) -> int:
         """Bytes of the files being fetched that are on disk now (resumed bytes included)."""
-        return sum(self.held.values())
+        return self._done
 
     # -- TransferEvents ------------------------------------------------------------------
 
@@ -114,9 +115,14 @@ class TransferProgress:
     # -- helpers -------------------------------------------------------------------------
 
     def _set_held(self, key: str, value: int) -> None:
+        delta = value - self.held.get(key, 0)
         self.held[key] = value
-        self._bar.n = self.bytes_done
-        self._bar.refresh()
+        self._done += delta
+        if delta >= 0:
+            self._bar.update(delta)  # tqdm redraws at most every mininterval
+        else:  # a restart: the bar goes back
+            self._bar.n = self._done
+            self._bar.refresh()
 
     def _refresh(self) -> None:
         self._bar.total = self.total_bytes or None
