@@ -704,7 +704,7 @@ def test_local_copy_is_verified_and_fails_over(env: Env, tmp_path: Path) -> None
 def test_kaggle_without_credentials_needs_a_manual_step(env: Env) -> None:
     with pytest.raises(ManualStepRequired) as caught:
         env.fetch(env.target(None, key="hw1-data"), ["kaggle:ml2022spring-hw1/train.csv"])
-    assert "lhymirror add 2022 hw1-data FILE" in caught.value.instructions
+    assert "lhymirror add" in caught.value.instructions
     assert len(responses.calls) == 0
 
 

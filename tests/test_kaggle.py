@@ -89,11 +89,11 @@ def test_credentials_only_go_to_the_api_host() -> None:
 
 
 def test_no_credentials_instructions_are_exact() -> None:
-    text = kaggle.no_credentials_instructions(KaggleSource(COMPETITION, "x.csv"), 2022, "hw1-data")
+    text = kaggle.no_credentials_instructions(KaggleSource(COMPETITION, "x.csv"))
     assert "https://www.kaggle.com/settings" in text
     assert "~/.kaggle/kaggle.json" in text
     assert f"https://www.kaggle.com/c/{COMPETITION}/data" in text
-    assert "`lhymirror add 2022 hw1-data FILE`" in text
+    assert "`lhymirror add`" in text
 
 
 # -- transfers -----------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_without_credentials_nothing_is_sent(store: MirrorStore) -> None:
     with pytest.raises(ManualStepRequired) as caught:
         downloader(store, credentials=None).fetch(kaggle_target(store), [SOURCE], new_session())
     assert "https://www.kaggle.com/settings" in caught.value.instructions
-    assert "lhymirror add 2022 hw1-train FILE" in caught.value.instructions
+    assert "lhymirror add" in caught.value.instructions
     assert len(responses.calls) == 0
 
 

@@ -403,3 +403,23 @@ def test_only_files_that_did_not_verify_are_counted_as_such(
     status, _, err = run_cli(course.args(), capsys)
     assert status == 5
     assert err.splitlines()[-1].startswith("lhymirror: error: 1 file did not verify (")
+
+
+def test_kaggle_without_credentials_is_a_manual_step_with_the_right_import_command(
+    course: Course,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
+    monkeypatch.delenv("KAGGLE_KEY", raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle"))
+    course.slide("l01", pdf_payload(10_000, 20))
+    course.add_entry(
+        id="hw-data", kind="dataset", path="data/hw.csv", urls=["kaggle:ml2022spring-hw1/a.csv"]
+    )
+    status, _, err = run_cli(course.args(), capsys)
+    assert status == 7
+    assert "https://www.kaggle.com/settings" in err
+    assert f"lhymirror add --manifest {course.manifest} hw-data FILE" in err
+    assert course.server.count() == 1  # only the slide was requested

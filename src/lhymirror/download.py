@@ -325,9 +325,7 @@ class Downloader:
                 raise _SourceFailed(
                     "no Kaggle API credentials",
                     "manual",
-                    instructions=kaggle.no_credentials_instructions(
-                        parsed, self.store.year, target.key
-                    ),
+                    instructions=kaggle.no_credentials_instructions(parsed),
                 )
             url = kaggle.download_url(parsed)
             auth = self.kaggle_credentials.auth if kaggle.is_api_url(url) else None

@@ -109,11 +109,14 @@ def forbidden_instructions(source: KaggleSource) -> str:
     )
 
 
-def no_credentials_instructions(source: KaggleSource, year: int, entry_id: str) -> str:
-    """Exact steps to take when no Kaggle credentials are configured."""
+def no_credentials_instructions(source: KaggleSource) -> str:
+    """Exact steps to take when no Kaggle credentials are configured.
+
+    The command that imports a hand-downloaded file is the CLI's to print: only it knows the
+    entry (not a part of it), the manifest and the mirror the user chose.
+    """
     return (
         f"create an API token at {TOKEN_PAGE} (Account > API > Create New Token) and save it "
         "as ~/.kaggle/kaggle.json (or set KAGGLE_USERNAME and KAGGLE_KEY), then run again; "
-        f"or download the file by hand from {source.page_url} and run "
-        f"`lhymirror add {year} {entry_id} FILE`"
+        f"or download the file by hand from {source.page_url} and import it with `lhymirror add`"
     )
