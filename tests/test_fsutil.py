@@ -68,3 +68,16 @@ def test_background_writeback_leaves_errors_to_the_final_fsync(
     with (tmp_path / "f").open("wb") as stream, BackgroundWriteback(stream, every=1) as wb:
         stream.write(b"abc")
         wb.written(3)  # must not raise here
+
+
+def test_background_writeback_can_count_the_writes_of_a_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fdatasync", synced.append, raising=False)
+    with (tmp_path / "f").open("w+b") as stream, BackgroundWriteback(stream, every=10) as wb:
+        watched = wb.watching(stream)
+        watched.write(b"x" * 12)
+        watched.seek(0)  # everything but write passes through
+        assert watched.tell() == 0
+    assert len(synced) == 1

@@ -7,7 +7,7 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -148,6 +148,26 @@ class BackgroundWriteback:
     def close(self) -> None:
         """Wait for a flush in progress (the stream itself stays open)."""
         self._pool.shutdown(wait=True)
+
+    def watching(self, stream: BinaryIO) -> BinaryIO:
+        """*stream*, with every write counted towards the next background flush."""
+        return _CountedWrites(stream, self.written)  # type: ignore[return-value]
+
+
+class _CountedWrites:
+    """A stream proxy that reports the size of each write (everything else passes through)."""
+
+    def __init__(self, stream: BinaryIO, written: Callable[[int], None]) -> None:
+        self._stream = stream
+        self._written = written
+
+    def write(self, data: bytes) -> int:
+        count = self._stream.write(data)
+        self._written(len(data))
+        return count
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _sync_data_quietly(fd: int) -> None:

@@ -372,7 +372,7 @@ def _write_temp_archive(
             try:
                 with BackgroundWriteback(stream) as writeback:
                     damaged = _write_archive(
-                        stream, hasher, plan, fmt, _also(writeback.written, progress)
+                        writeback.watching(stream), hasher, plan, fmt, progress
                     )
                 stream.flush()
                 os.fsync(stream.fileno())
@@ -384,18 +384,6 @@ def _write_temp_archive(
         temp.unlink(missing_ok=True)
         raise
     return temp, sha256, damaged
-
-
-def _also(first: ProgressCallback, then: ProgressCallback | None) -> ProgressCallback:
-    """One per-chunk callback that calls *first*, then *then* when there is one."""
-    if then is None:
-        return first
-
-    def both(nbytes: int) -> None:
-        first(nbytes)
-        then(nbytes)
-
-    return both
 
 
 def _write_archive(
