@@ -12,7 +12,6 @@ an archive that must be byte-identical when packed twice.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -21,7 +20,7 @@ from typing import TypeVar
 from urllib.parse import quote
 
 from lhymirror.manifest import FileEntry, Link, Manifest, section_sort_key
-from lhymirror.units import count_of, format_size
+from lhymirror.units import count_of, format_size, slugify
 
 OTHER_SECTION = "Other"
 _DEFAULT_MISSING_NOTE = (
@@ -235,7 +234,7 @@ def _section_ids(names: Sequence[str]) -> list[str]:
     """Unique, readable fragment ids (``lecture-1``) for the table of contents."""
     ids: list[str] = []
     for index, name in enumerate(names):
-        anchor = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "section"
+        anchor = slugify(name, default="section")
         if anchor in ids:
             anchor = f"{anchor}-{index}"
         ids.append(anchor)

@@ -30,6 +30,7 @@ from pydantic import (
 from lhymirror.errors import LhymirrorError, ManifestError
 from lhymirror.safepath import collision_key, path_problems
 from lhymirror.sources import parse_source, source_kind
+from lhymirror.units import slugify
 
 FileKind = Literal["slide", "hw-slide", "dataset", "code", "other"]
 LinkKind = Literal["video", "notebook", "competition", "page"]
@@ -180,7 +181,7 @@ class Manifest(_Model):
         """The slug used in archive names: ``slug`` or one derived from ``course``."""
         if self.slug:
             return self.slug
-        return re.sub(r"[^a-z0-9]+", "-", self.course.lower()).strip("-") or "course"
+        return slugify(self.course, default="course")
 
     def file(self, entry_id: str) -> FileEntry:
         """The file entry with this id; ``KeyError`` if there is none."""

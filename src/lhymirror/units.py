@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def format_size(size: int | None) -> str:
     """Size in decimal units, as file managers show it: ``1.6 MB`` (``?`` when unknown)."""
@@ -20,3 +22,8 @@ def format_size(size: int | None) -> str:
 def count_of(number: int, noun: str) -> str:
     """``1 file``, ``2 files``: a count with its noun, plural when it is not one."""
     return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def slugify(text: str, *, default: str) -> str:
+    """Lowercase letters and digits joined by single hyphens (*default* when none are left)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or default
