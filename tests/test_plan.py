@@ -14,7 +14,6 @@ from lhymirror.errors import UsageError
 from lhymirror.manifest import Manifest
 from lhymirror.plan import (
     PlanItem,
-    first_host,
     from_base_source,
     mirror_source,
     plan_sync,
@@ -262,13 +261,21 @@ def test_duplicate_sources_are_tried_once(store: MirrorStore) -> None:
     )
 
 
-def test_first_host_names_the_host_of_the_first_source(store: MirrorStore) -> None:
-    item = only_item(make_manifest(entry()), store, mirrors=["https://Mirror.Example/x"])
-    assert first_host(item) == "mirror.example"
-    item = only_item(make_manifest(split_entry()), store)
-    assert first_host(item) == "files.example.org"
-    item = only_item(make_manifest(entry()), store, from_bases=["/srv/other"])
-    assert first_host(item) == "local"
+@pytest.mark.parametrize(
+    ("make_entry", "options", "host"),
+    [
+        (lambda: entry(urls=["https://Speech.Example.edu/a.pdf"]), {}, "speech.example.edu"),
+        (split_entry, {}, "files.example.org"),
+        (entry, {"mirrors": ["https://mirror.example/x"]}, None),
+        (entry, {"from_bases": ["https://class.example/m"]}, None),
+        (entry, {"from_bases": ["/srv/other"]}, None),
+    ],
+)
+def test_per_host_cap_applies_to_manifest_hosts_only(
+    store: MirrorStore, make_entry: Any, options: dict[str, Any], host: str | None
+) -> None:
+    item = only_item(make_manifest(make_entry()), store, **options)
+    assert item.capped_host == host
 
 
 # -- offline -------------------------------------------------------------------------------

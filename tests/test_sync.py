@@ -458,6 +458,30 @@ def test_at_most_per_host_transfers_to_one_host(store: MirrorStore, server: Fake
     assert len(set(map(id, sessions_by_thread.values()))) == len(threads)
 
 
+def test_a_mirror_the_user_named_gets_every_job(store: MirrorStore, server: FakeServer) -> None:
+    together = threading.Barrier(3, timeout=5)  # breaks unless 3 transfers run at once
+
+    def meet(target: Target, events: Any) -> None:
+        together.wait()
+
+    entries = []
+    for i in range(6):
+        data = blob(10, i)
+        server.content[f"https://lan.example/m/course.example.edu/ml/f{i}.pdf"] = data
+        server.hooks[f"f{i}"] = meet
+        entries.append(entry(f"f{i}", data))
+    report = sync(
+        make_manifest(*entries),
+        store,
+        server,
+        jobs=4,
+        per_host=1,
+        mirrors=["https://lan.example/m"],
+    )
+    assert report.complete
+    assert {(o.source or "").split("/")[2] for o in report.files} == {"lan.example"}
+
+
 def test_interrupt_stops_running_transfers_and_keeps_partials(
     store: MirrorStore, server: FakeServer
 ) -> None:

@@ -62,6 +62,7 @@ class PlanItem:
     accept_upstream: bool = False
     held_bytes: int = 0  # bytes of unfinished downloads already on disk
     withheld: tuple[str, ...] = ()  # network sources left out because of --offline
+    capped_host: str | None = None  # see first_upstream_host
 
     @property
     def id(self) -> str:
@@ -291,6 +292,7 @@ class _Routing:
             sources=sources,
             parts=parts,
             withheld=tuple(dict.fromkeys(withheld)),
+            capped_host=first_upstream_host(entry, sources, parts),
         )
 
     def _with_mirrors(self, urls: tuple[str, ...]) -> list[str]:
@@ -355,11 +357,19 @@ def mirror_source(base: str, url: str) -> str | None:
     return _local_base(base).joinpath(host, *relative.split("/")).as_uri()
 
 
-def first_host(item: PlanItem) -> str:
-    """The host an item's first transfer goes to (``local`` for files), for per-host limits."""
-    first = item.sources[0] if item.sources else next((p.sources[0] for p in item.parts), "")
-    if is_local_source(first) or not first:
-        return "local"
+def first_upstream_host(
+    entry: FileEntry, sources: tuple[str, ...], parts: tuple[PartPlan, ...]
+) -> str | None:
+    """The manifest host the first transfer goes to, which the per-host cap applies to.
+
+    None when that transfer goes to a base the user named (``--mirror``, ``--from``) or to a
+    local folder: the cap protects course servers, while a mirror the user runs gets every
+    ``--jobs`` connection they asked for.
+    """
+    first = sources[0] if sources else next((p.sources[0] for p in parts if p.sources), "")
+    upstream = {*(entry.urls or ()), *(url for part in entry.parts or () for url in part.urls)}
+    if first not in upstream or is_local_source(first):
+        return None
     try:
         source = parse_source(first)
     except ValueError:

@@ -2,10 +2,11 @@
 
 :func:`run_sync` takes the year's lock, checks free space, then runs the plan's transfers on a
 thread pool. Each worker thread has its own ``requests`` session and downloader. At most
-``per_host`` transfers go to one host at a time (the host of a file's first source): a course
-server or a mirror is not hammered by ``--jobs`` connections at once, while transfers to
-different hosts still run in parallel. Every verified file gets a :class:`FileRecord`; bytes
-reach a final path only once verified. The result is a :class:`SyncReport`.
+``per_host`` transfers go to one manifest host at a time (the host of a file's first source): a
+course server is not hammered by ``--jobs`` connections at once, while transfers to different
+hosts still run in parallel. Bases the user named (``--mirror``, ``--from``) are not capped.
+Every verified file gets a :class:`FileRecord`; bytes reach a final path only once verified.
+The result is a :class:`SyncReport`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from lhymirror.plan import (
     PartPlan,
     PlanItem,
     SyncPlan,
-    first_host,
 )
 from lhymirror.store import Expected, FileRecord, MirrorStore, storage_errors, utc_now
 from lhymirror.units import format_size
@@ -285,8 +285,8 @@ class _Runner:
 
     @contextlib.contextmanager
     def _host_slot(self, item: PlanItem) -> Iterator[None]:
-        host = first_host(item)
-        if host == "local":
+        host = item.capped_host
+        if host is None:
             yield
             return
         with self._lock:

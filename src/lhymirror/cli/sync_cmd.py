@@ -62,7 +62,8 @@ def register(subparsers: Any) -> None:
     add_root_argument(parser)
     parser.add_argument(
         "--jobs", "-j", type=_positive, default=DEFAULT_JOBS, metavar="N",
-        help=f"parallel transfers (default {DEFAULT_JOBS}; at most {PER_HOST} per host)",
+        help=f"parallel transfers (default {DEFAULT_JOBS}); at most {PER_HOST} go to one "
+        "course server, while --mirror and --from bases get all N",
     )  # fmt: skip
     parser.add_argument(
         "--only", action="extend", nargs="+", default=[], metavar="ID_OR_GLOB",
