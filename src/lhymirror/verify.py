@@ -14,6 +14,7 @@ kept, so memory does not grow with the archive. ``fast`` checks counts and sizes
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -245,12 +246,14 @@ def _digest(
     keep: int = 0,
     sink: BinaryIO | None = None,
     progress: ProgressCallback | None = None,
+    threaded: bool = True,
 ) -> tuple[int, str, bytes | None]:
     """Read *stream* to its end in chunks: size, sha256 and, up to *keep* bytes, the content.
 
-    The content is None when *keep* is 0 or the stream is longer than *keep*.
+    The content is None when *keep* is 0 or the stream is longer than *keep*. With *threaded*,
+    hashing overlaps with reading the next chunk.
     """
-    digest = ThreadedDigest()  # hashing overlaps with reading (and inflating) the next chunk
+    digest: Any = ThreadedDigest() if threaded else hashlib.sha256()
     try:
         size = 0
         kept: bytearray | None = bytearray() if keep else None
@@ -268,7 +271,8 @@ def _digest(
             if progress is not None:
                 progress(n)
     except BaseException:
-        digest.close()
+        if threaded:
+            digest.close()
         raise
     return size, digest.hexdigest(), bytes(kept) if kept is not None else None
 
@@ -343,8 +347,9 @@ def _read_member(
         return
     try:
         with member.open() as stream, _sink_stream(sink, relative, member.mode) as out:
+            # Not threaded: the archive's own bytes are already hashed on the other core.
             size, sha, text = _digest(
-                stream, keep=_keep_limit(relative), sink=out, progress=progress
+                stream, keep=_keep_limit(relative), sink=out, progress=progress, threaded=False
             )
     except ArchiveReadError as error:
         scan.add(error.kind, relative, _error_detail(error))
