@@ -11,7 +11,7 @@ import tomli_w
 from factories import blob, file_entry, manifest_data, sha
 from lhymirror.cli import common, main
 from lhymirror.manifest import load_manifest
-from lhymirror.store import FileRecord, MirrorStore, part_key
+from lhymirror.store import FileRecord, MirrorStore, PartialState, part_key
 
 YEAR = 2022
 UNREACHABLE = "https://127.0.0.1:1/ml"  # nothing here may need the network
@@ -111,8 +111,9 @@ def test_add_completes_a_manual_step_and_clears_partials(
     manifest = write_manifest(tmp_path / "m.toml", manual, split)
     assert sync(manifest, store) == 4  # hw06 needs the network, hw05 is manual
     store.ensure_dirs()
-    store.done_part_path(part_key("hw06", 0)).write_bytes(data[:1000])
-    store.partial_path(part_key("hw06", 1)).write_bytes(data[1000:1500])
+    store.assembly_path("hw06").write_bytes(data[:1500])
+    store.save_partial_state(part_key("hw06", 0), PartialState("x", bytes_held=1000, complete=True))
+    store.save_partial_state(part_key("hw06", 1), PartialState("y", bytes_held=500))
     assert add(manifest, store, "hw05", downloaded(tmp_path, blob(10, 8))) == 0
     assert add(manifest, store, "hw06", downloaded(tmp_path, data, "hw06.zip")) == 0
     assert not any((store.meta_dir / "partial").iterdir())

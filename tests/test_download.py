@@ -12,7 +12,7 @@ import json
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -400,6 +400,73 @@ def test_interrupted_transfer_keeps_a_resumable_partial(env: Env) -> None:
     assert held > 0 and state is not None
     assert (state.bytes_held, state.url, state.etag) == (held, URL, ETAG)
     assert env.fetch(target, [URL]).resumed_from == held
+
+
+# -- parts of a split file, kept in place in the assembly ------------------------------------
+
+EARLIER_PARTS = data_of(5000, seed=9)
+
+
+def part_in_place(env: Env, data: bytes, held: bytes = b"", **fields: Any) -> Target:
+    """A part whose assembly already holds the parts before it (and *held* of its own)."""
+    assembly = env.store.assembly_path("d")
+    assembly.parent.mkdir(parents=True, exist_ok=True)
+    assembly.write_bytes(EARLIER_PARTS + held)
+    target = Target(
+        "d.part01", assembly, len(data), sha(data), "data/d.tar", offset=len(EARLIER_PARTS)
+    )
+    if held:
+        env.store.save_partial_state(
+            target.key,
+            PartialState(URL, ETAG, LAST_MODIFIED, len(data), sha(data), len(held), **fields),
+        )
+    return target
+
+
+@pytest.mark.parametrize("etag", [ETAG, None], ids=["resumed", "server-ignores-range"])
+@responses.activate
+def test_a_part_is_appended_in_place_and_stays_there(env: Env, etag: str | None) -> None:
+    data = data_of(100_000, seed=3)
+    responses.add_callback(responses.GET, URL, callback=ranged(data, etag=etag, last_modified=None))
+    target = part_in_place(env, data, held=data[:40_000])
+
+    result = env.fetch(target, [URL])
+
+    assert target.final_path.read_bytes() == EARLIER_PARTS + data
+    assert result.resumed_from == (40_000 if etag else 0)
+    assert (result.size, result.sha256) == (len(data), sha(data))
+    state = env.store.partial_state(target.key)
+    assert state is not None and state.complete and state.bytes_held == len(data)
+    assert not env.store.partial_path(target.key).exists()
+
+
+@responses.activate
+def test_a_part_without_its_own_checksum_is_hashed_only_to_name_a_failure(env: Env) -> None:
+    data = data_of(3000, seed=6)
+    responses.get(URL, body=data)
+    target = replace(part_in_place(env, data), expected_sha256=None)
+    assert env.fetch(target, [URL]).sha256 is None  # the joined whole is checked instead
+
+    too_short = replace(target, key="d.part02", offset=len(EARLIER_PARTS) + len(data))
+    too_short = replace(too_short, expected_size=len(data) + 1)
+    with pytest.raises(DownloadError, match="size differs"):
+        env.fetch(too_short, [URL])
+    assert env.store.rejected_path("d.part02", sha(data)).read_bytes() == data
+    assert target.final_path.read_bytes() == EARLIER_PARTS + data
+
+
+@responses.activate
+def test_a_bad_part_is_put_aside_and_the_parts_before_it_stay(env: Env) -> None:
+    good, bad = data_of(3000, seed=4), data_of(3000, seed=5)
+    responses.get(URL, body=bad)
+    target = part_in_place(env, good)
+
+    with pytest.raises(UpstreamChangedError):
+        env.fetch(target, [URL])
+
+    assert target.final_path.read_bytes() == EARLIER_PARTS
+    assert env.store.rejected_path(target.key, sha(bad)).read_bytes() == bad
+    assert env.store.partial_state(target.key) is None
 
 
 # -- retries -------------------------------------------------------------------------------

@@ -187,7 +187,7 @@ def test_split_file_plans_each_part_with_mirrors_first(store: MirrorStore) -> No
         "https://files.example.org/hw04.partab",
         "gdrive:1AbCdEfGhIjKlMnOp",
     )
-    assert item.bytes_still_needed() == 6000  # the parts, then room to join them
+    assert item.bytes_still_needed() == 3000  # parts are joined in place: no room for a copy
 
 
 def test_split_file_takes_the_whole_file_from_another_mirror_first(
@@ -198,10 +198,9 @@ def test_split_file_takes_the_whole_file_from_another_mirror_first(
     assert len(item.parts) == 2
 
 
-def test_finished_parts_count_as_held(store: MirrorStore) -> None:
+def test_assembled_parts_count_as_held(store: MirrorStore) -> None:
     store.ensure_dirs()
-    store.done_part_path(part_key("hw04-data", 0)).write_bytes(blob(1500, 11))
-    store.partial_path(part_key("hw04-data", 1)).write_bytes(blob(500, 12))
+    store.assembly_path("hw04-data").write_bytes(blob(2000, 11))
     item = only_item(make_manifest(split_entry()), store)
     assert item.held_bytes == 2000
 

@@ -17,7 +17,6 @@ from lhymirror.store import (
     LockedError,
     MirrorStore,
     PartialState,
-    part_key,
     storage_errors,
 )
 
@@ -66,7 +65,7 @@ def place(store: MirrorStore, entry: FileEntry, data: bytes, *, record: bytes | 
 def test_files_live_under_root_year_path(store: MirrorStore, tmp_path: Path) -> None:
     assert store.file_path("slides/a b.pdf") == tmp_path / "mirror" / "2022" / "slides" / "a b.pdf"
     assert store.partial_path("l01") == store.meta_dir / "partial" / "l01.part"
-    assert store.done_part_path(part_key("d", 2)) == store.meta_dir / "partial" / "d.part02.done"
+    assert store.assembly_path("d") == store.meta_dir / "partial" / "d.assembly"
     assert store.meta_dir == tmp_path / "mirror" / "2022" / ".lhymirror"
 
 

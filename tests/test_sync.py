@@ -21,7 +21,7 @@ from lhymirror.errors import DownloadError, IntegrityError, StorageError
 from lhymirror.fsutil import atomic_write_bytes
 from lhymirror.manifest import Manifest
 from lhymirror.plan import plan_sync
-from lhymirror.store import LockedError, MirrorStore, part_key
+from lhymirror.store import LockedError, MirrorStore, PartialState, part_key
 from lhymirror.sync import (
     FileOutcome,
     SyncCancelled,
@@ -70,7 +70,12 @@ class FakeDownloader:
                 continue
             self.events.started(target.key, len(data), 0)
             self.events.advanced(target.key, len(data))
-            atomic_write_bytes(target.final_path, data)
+            if target.offset is None:
+                atomic_write_bytes(target.final_path, data)
+            else:  # a part, appended in place to the assembly
+                with target.final_path.open("ab") as assembly:
+                    assembly.truncate(target.offset)
+                    assembly.write(data)
             return FetchResult(target.key, len(data), sha(data), source, '"e1"', None, 0, len(data))
         raise DownloadError("all sources failed", where=target.name, detail="; ".join(reasons))
 
@@ -265,7 +270,8 @@ def test_split_file_is_joined_verified_and_parts_removed(
     assert store.file_path("data/d.tar").read_bytes() == whole
     keys = [call[0].key for call in server.calls]
     assert keys == [part_key("d", 0), part_key("d", 1)]
-    assert server.calls[0][0].final_path == store.done_part_path(part_key("d", 0))
+    assert server.calls[0][0].final_path == store.assembly_path("d")
+    assert [call[0].offset for call in server.calls] == [0, 5000]
     assert server.calls[1][0].expected_sha256 == sha(whole[5000:])
     assert not any((store.meta_dir / "partial").iterdir())
     record = store.record("d")
@@ -283,7 +289,9 @@ def test_split_file_that_does_not_join_to_its_pin_is_not_placed(
     assert (outcome.outcome, outcome.failure) == ("failed", "integrity")
     assert sha(whole) in (outcome.reason or "")
     assert not store.file_path("data/d.tar").exists()
-    assert not store.done_part_path(part_key("d", 0)).exists()  # fetched again next time
+    assert not store.assembly_path("d").exists()  # fetched again next time
+    assert "kept at" in (outcome.reason or "")
+    assert len(list((store.meta_dir / "rejected").iterdir())) == 1
     assert not list(store.file_path("data/d.tar").parent.glob(".*.tmp"))
 
 
@@ -291,10 +299,11 @@ def test_finished_parts_are_not_fetched_again(store: MirrorStore, server: FakeSe
     whole = blob(6000, 12)
     serve_parts(server, whole)
     store.ensure_dirs()
-    store.done_part_path(part_key("d", 0)).write_bytes(whole[:3000])
+    store.assembly_path("d").write_bytes(whole[:3000])
+    store.save_partial_state(part_key("d", 0), PartialState("x", bytes_held=3000, complete=True))
     report = sync(make_manifest(split_entry(whole)), store, server)
     assert report.complete
-    assert [call[0].key for call in server.calls] == [part_key("d", 1)]
+    assert [(call[0].key, call[0].offset) for call in server.calls] == [(part_key("d", 1), 3000)]
 
 
 def test_split_file_comes_whole_from_another_mirror_or_else_in_parts(

@@ -166,6 +166,38 @@ def test_split_file_is_downloaded_in_parts_and_joined(
     assert not list((course.root / str(YEAR) / ".lhymirror" / "partial").iterdir())
 
 
+def test_an_interrupted_split_file_resumes_in_the_part_it_stopped_in(
+    course: Course, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = pdf_payload(900_000, 9)
+    pieces = [whole[:300_000], whole[300_000:600_000], whole[600_000:]]
+    cut = Fault(cut_after=100_000, cut_times=FAST_POLICY.attempts)  # each attempt gets 100 kB
+    routes = [f"/data/hw.parta{c}" for c in "abc"]
+    urls = [
+        course.server.add(route, piece, faults=cut if i == 1 else None)
+        for i, (route, piece) in enumerate(zip(routes, pieces, strict=True))
+    ]
+    course.add_entry(
+        id="hw-data", kind="dataset", path="data/hw.bin", parts=urls, insecure_http=True,
+        size=len(whole), sha256=sha(whole),
+    )  # fmt: skip
+    status, _, _ = run_cli(course.args(), capsys)
+    assert status == 4
+    course.server.reset_log()
+
+    status, _, _ = run_cli(course.args(), capsys)
+
+    assert status == 0
+    assert (course.root / str(YEAR) / "data" / "hw.bin").read_bytes() == whole
+    assert course.server.count(routes[0]) == 0  # the finished part stayed in the assembly
+    resumed_at = 100_000 * FAST_POLICY.attempts
+    assert [r.range_header for r in course.server.requests if r.path == routes[1]] == [
+        f"bytes={resumed_at}-"
+    ]
+    assert course.server.bytes_sent() <= 600_000 - resumed_at + 64 * 1024
+    assert not list((course.root / str(YEAR) / ".lhymirror" / "partial").iterdir())
+
+
 # -- other sources -------------------------------------------------------------------------
 
 

@@ -58,13 +58,19 @@ _HTML_SUFFIXES = (".html", ".htm")
 
 @dataclass(frozen=True)
 class Target:
-    """One thing to download: a file, or one part of a split file."""
+    """One thing to download: a file, or one part of a split file.
+
+    A file is streamed into the store's partial file and renamed to *final_path* once verified.
+    A part (*offset* set) is appended in place to *final_path*, the split file's assembly,
+    starting at *offset*, where the parts before it end; once verified it simply stays there.
+    """
 
     key: str  # book-keeping key: entry id, or store.part_key(id, i) for a part
-    final_path: Path  # where the verified bytes end up (atomic rename); parent dirs created
+    final_path: Path  # where the verified bytes end up; parent dirs created
     expected_size: int | None
     expected_sha256: str | None  # None = trust on first use (the caller records the result)
     name: str  # the manifest path (for messages and content sniffing by extension)
+    offset: int | None = None  # a part: where it starts in the assembly at final_path
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class FetchResult:
 
     key: str
     size: int
-    sha256: str
+    sha256: str | None  # None for a part without a checksum of its own: the whole is checked
     source: str  # the source string that delivered the bytes (as given to fetch)
     etag: str | None
     last_modified: str | None
@@ -549,9 +555,11 @@ class Downloader:
     def _commit(self, partial: PartialDownload, source: str, resumed_from: int) -> FetchResult:
         """Verify the bytes held; put them in place, or aside when they are wrong."""
         target = partial.target
-        size, sha = partial.held, partial.sha256()
+        size = partial.held
+        sha = partial.sha256() if partial.hashes_while_streaming else None
         problem = _verification_problem(target, size, sha)
         if problem is not None:
+            sha = sha or partial.sha256()
             rejected = partial.quarantine(sha)
             raise _SourceFailed(
                 f"{problem}; bytes kept at {rejected}",
@@ -579,7 +587,7 @@ class Downloader:
 HTML_REASON = "received an HTML page instead of the file (a quota, login or error page)"
 
 
-def _verification_problem(target: Target, size: int, sha256: str) -> str | None:
+def _verification_problem(target: Target, size: int, sha256: str | None) -> str | None:
     if target.expected_size is not None and size != target.expected_size:
         return f"size differs: got {size} bytes, expected {target.expected_size}"
     if target.expected_sha256 is not None and sha256 != target.expected_sha256:

@@ -4,12 +4,17 @@ A partial download lives at ``store.partial_path(key)``; its sidecar (``PartialS
 original URL, the validator (strong ETag, else Last-Modified) and the bytes held, and is rewritten
 every few MiB so that a process killed with SIGKILL loses little. The bytes are hashed as they grow,
 so verifying a finished download needs no second read.
+
+A part of a split file is kept in place instead: its bytes are the region of the assembly file
+that starts at ``target.offset`` (the parts before it end there), and a verified part stays where
+it is, its sidecar marked ``complete``. The parts are thus never copied to be joined.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -18,6 +23,7 @@ from lhymirror.errors import StorageError
 from lhymirror.fsutil import (
     CHUNK_SIZE,
     BackgroundWriteback,
+    atomic_writer,
     fsync_file,
     hash_stream,
     replace_durably,
@@ -36,7 +42,12 @@ class PartialDownload:
     def __init__(self, store: MirrorStore, target: Target) -> None:
         self.store = store
         self.target = target
-        self.path = store.partial_path(target.key)
+        self.in_place = target.offset is not None
+        self.base = target.offset or 0  # bytes of the file before this target's own
+        self.path = target.final_path if self.in_place else store.partial_path(target.key)
+        # A part without a checksum of its own is checked as part of the joined whole, so its
+        # bytes are hashed only if a failure needs naming them (see sha256()).
+        self.hashes_while_streaming = not self.in_place or target.expected_sha256 is not None
         self.url: str | None = None
         self.etag: str | None = None
         self.last_modified: str | None = None
@@ -57,7 +68,9 @@ class PartialDownload:
         if state is None or not self.path.is_file():
             return
         with storage_errors(self.path):
-            size = self.path.stat().st_size
+            size = self.path.stat().st_size - self.base
+        if size < 0:
+            return
         expected_size = self.target.expected_size
         if state.expected_sha256 != self.target.expected_sha256:
             return
@@ -77,11 +90,10 @@ class PartialDownload:
     def begin(self, url: str, etag: str | None, last_modified: str | None, offset: int) -> None:
         """Start keeping bytes from *url* at *offset* (0 truncates what is held)."""
         if offset == 0:
-            with storage_errors(self.path):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.write_bytes(b"")
-            self.held, self._digest = 0, hashlib.sha256()
-        else:
+            self._truncate()
+            self.held = 0
+            self._digest = hashlib.sha256() if self.hashes_while_streaming else None
+        elif self.hashes_while_streaming:
             self._hash_held_prefix()
         self.url = url
         if offset == 0 or etag or last_modified:
@@ -94,6 +106,7 @@ class PartialDownload:
             return
         digest = hashlib.sha256()
         with storage_errors(self.path), self.path.open("rb", buffering=0) as stream:
+            stream.seek(self.base)
             hash_stream(stream, digest=digest)  # type: ignore[arg-type]
         self._digest = digest
 
@@ -118,10 +131,10 @@ class PartialDownload:
 
     def append(self, handle: BinaryIO, chunk: bytes) -> None:
         """Keep *chunk*; update the sidecar every few MiB so a killed run can resume."""
-        assert self._digest is not None, "begin() first"
         with storage_errors(self.path):
             handle.write(chunk)
-        self._digest.update(chunk)
+        if self._digest is not None:
+            self._digest.update(chunk)
         self.held += len(chunk)
         if self._writeback is not None:
             self._writeback.written(len(chunk))
@@ -130,8 +143,8 @@ class PartialDownload:
                 handle.flush()
             self.save_state()
 
-    def save_state(self) -> None:
-        """Write the sidecar describing the bytes held."""
+    def save_state(self, *, complete: bool = False) -> None:
+        """Write the sidecar describing the bytes held (*complete*: a verified part in place)."""
         if self.url is None:
             return
         self.store.save_partial_state(
@@ -143,6 +156,7 @@ class PartialDownload:
                 expected_size=self.target.expected_size,
                 expected_sha256=self.target.expected_sha256,
                 bytes_held=self.held,
+                complete=complete,
             ),
         )
         self._saved_held = self.held
@@ -152,13 +166,20 @@ class PartialDownload:
         self.received += nbytes
 
     def sha256(self) -> str:
-        """sha256 of the bytes held."""
+        """sha256 of the bytes held (read back when they were not hashed while streaming)."""
         self._hash_held_prefix()
         assert self._digest is not None
         return self._digest.hexdigest()
 
     def commit(self) -> None:
-        """Move the verified bytes to the final path (atomically) and forget the partial."""
+        """Move the verified bytes to the final path (atomically) and forget the partial.
+
+        A part stays in place: its sidecar is marked complete, and the assembly as a whole is
+        checked, fsynced and renamed once every part is there.
+        """
+        if self.in_place:
+            self.save_state(complete=True)
+            return
         final_path = self.target.final_path
         with storage_errors(self.path):
             fsync_file(self.path)
@@ -170,15 +191,33 @@ class PartialDownload:
 
     def quarantine(self, sha256: str) -> Path:
         """Put bytes that failed verification aside; return where."""
-        rejected = self.store.reject(self.target.key, self.path, sha256)
+        if not self.in_place:
+            rejected = self.store.reject(self.target.key, self.path, sha256)
+            self.discard()
+            return rejected
+        rejected = self.store.rejected_path(self.target.key, sha256)
+        with storage_errors(rejected), self.path.open("rb") as source:
+            rejected.parent.mkdir(parents=True, exist_ok=True)
+            source.seek(self.base)
+            with atomic_writer(rejected) as out:
+                shutil.copyfileobj(source, out, CHUNK_SIZE)
         self.discard()
         return rejected
 
     def discard(self) -> None:
         """Drop the bytes held and their sidecar."""
         with storage_errors(self.path):
+            if self.in_place and self.path.exists():
+                self._truncate()
             self.store.discard_partial(self.target.key)
         self._forget()
+
+    def _truncate(self) -> None:
+        """Keep only the bytes before this target's own (none, unless it is a part in place)."""
+        with storage_errors(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab") as handle:
+                handle.truncate(self.base)
 
     def _forget(self) -> None:
         self.url = self.etag = self.last_modified = None

@@ -80,11 +80,10 @@ class PlanItem:
         return self.action in ("fetch", "verify")
 
     def bytes_still_needed(self) -> int:
-        """Disk space a fetch still needs (0 when unknown); a split file needs room to join."""
+        """Disk space a fetch still needs (0 when unknown); split files are joined in place."""
         if self.action != "fetch" or self.size is None:
             return 0
-        join_copy = self.size if self.parts else 0
-        return max(self.size - self.held_bytes, 0) + join_copy
+        return max(self.size - self.held_bytes, 0)
 
     def to_json(self) -> dict[str, Any]:
         """The item as plain JSON-ready data."""

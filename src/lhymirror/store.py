@@ -6,6 +6,7 @@ Layout (the contract ``sync``, ``status``, ``pack`` and ``verify`` share)::
     ROOT/<year>/.lhymirror/state/<id>.json      recorded state of a verified file (FileRecord)
     ROOT/<year>/.lhymirror/partial/<key>.part   bytes of an unfinished download
     ROOT/<year>/.lhymirror/partial/<key>.json   its sidecar (PartialState)
+    ROOT/<year>/.lhymirror/partial/<id>.assembly   a split file's parts, appended in order
     ROOT/<year>/.lhymirror/rejected/…           bytes that failed verification, kept for inspection
     ROOT/<year>/.lhymirror/lock                 held while a command writes to the year
 
@@ -64,6 +65,7 @@ class PartialState:
     expected_size: int | None = None
     expected_sha256: str | None = None
     bytes_held: int = 0
+    complete: bool = False  # a verified part of a split file, kept in place in the assembly
     updated_at: str = field(default_factory=utc_now)
 
 
@@ -134,9 +136,9 @@ class MirrorStore:
         """Where the unfinished bytes of *key* (an entry id, or ``id.partNN``) are kept."""
         return self.meta_dir / "partial" / f"{key}.part"
 
-    def done_part_path(self, key: str) -> Path:
-        """Where a verified part of a split file waits until all parts can be joined."""
-        return self.meta_dir / "partial" / f"{key}.done"
+    def assembly_path(self, entry_id: str) -> Path:
+        """Where the parts of a split file are put together, appended one after another."""
+        return self.meta_dir / "partial" / f"{entry_id}.assembly"
 
     def partial_state_path(self, key: str) -> Path:
         """Sidecar of a partial download."""
@@ -211,11 +213,11 @@ class MirrorStore:
             self.partial_state_path(key).unlink(missing_ok=True)
 
     def discard_partials(self, entry: FileEntry) -> None:
-        """Remove every unfinished download of an entry, finished parts included."""
+        """Remove every unfinished download of an entry, its parts' assembly included."""
         for key in _download_keys(entry):
             self.discard_partial(key)
-            with storage_errors(self.done_part_path(key)):
-                self.done_part_path(key).unlink(missing_ok=True)
+        with storage_errors(self.assembly_path(entry.id)):
+            self.assembly_path(entry.id).unlink(missing_ok=True)
 
     # -- what a file is held to ------------------------------------------------------------
 
@@ -275,10 +277,8 @@ class MirrorStore:
         )
 
     def held_bytes(self, entry: FileEntry) -> int:
-        """Bytes of the entry's unfinished downloads (and finished parts) already on disk."""
-        paths = [self.partial_path(entry.id)]
-        for key in _download_keys(entry)[1:]:
-            paths += [self.partial_path(key), self.done_part_path(key)]
+        """Bytes of the entry's unfinished download (or of its parts' assembly) already on disk."""
+        paths = (self.partial_path(entry.id), self.assembly_path(entry.id))
         return sum(_size_or_zero(path) for path in paths)
 
     def _absent_state(self, entry: FileEntry, expected: Expected) -> LocalState:

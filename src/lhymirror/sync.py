@@ -34,7 +34,9 @@ from lhymirror.fsutil import (
     BackgroundWriteback,
     ThreadedDigest,
     atomic_writer,
+    fsync_file,
     hash_file,
+    replace_durably,
 )
 from lhymirror.http import new_session
 from lhymirror.manifest import FileEntry
@@ -373,6 +375,7 @@ class _Runner:
         result = worker.downloader.fetch(
             Target(item.id, target, size, sha, item.entry.path), item.sources, worker.session
         )
+        assert result.sha256 is not None  # a whole file is always hashed
         record = _record_for(
             item.entry,
             target,
@@ -395,21 +398,28 @@ class _Runner:
         )
 
     def _fetch_parts(self, item: PlanItem, target: Path) -> FileOutcome:
-        """Fetch each missing part, join them in order, verify the whole, then drop the parts."""
+        """Append each missing part to the assembly in order, verify the whole, put it in place.
+
+        Parts already complete in the assembly (an earlier run) are kept; once one part has to
+        be fetched, every later one is fetched after it, since the assembly ends where it ends.
+        """
         worker = self._worker()
-        results = [
-            worker.downloader.fetch(self._part_target(item, part), part.sources, worker.session)
-            for part in item.parts
-            if not _part_done(self.store, part)
-        ]
+        assembly = self.store.assembly_path(item.id)
+        results: list[FetchResult] = []
+        offset = 0
+        for part in item.parts:
+            held = None if results else _complete_part_size(self.store, part, assembly, offset)
+            if held is None:
+                if not results:
+                    self._forget_parts_after(item, part)
+                result = worker.downloader.fetch(
+                    self._part_target(item, part, assembly, offset), part.sources, worker.session
+                )
+                results.append(result)
+                held = result.size
+            offset += held
         size, sha = self._expected_for_target(item)
-        part_files = [self.store.done_part_path(part.key) for part in item.parts]
-        try:
-            size, sha = write_verified(target, part_files, size=size, sha256=sha, what="joined")
-        except IntegrityError:
-            for path in part_files:  # one of them is bad; fetch them all again next time
-                path.unlink(missing_ok=True)
-            raise
+        size, sha = self._place_assembly(item, assembly, target, size=size, sha256=sha)
         self.store.discard_partials(item.entry)
         first_source = results[0].source if results else None
         self.store.save_record(
@@ -433,10 +443,42 @@ class _Runner:
             bytes_received=sum(r.bytes_received for r in results),
         )
 
-    def _part_target(self, item: PlanItem, part: PartPlan) -> Target:
+    def _part_target(self, item: PlanItem, part: PartPlan, assembly: Path, offset: int) -> Target:
         name = f"{item.entry.path} (part {part.index + 1} of {len(item.parts)})"
-        path = self.store.done_part_path(part.key)
-        return Target(part.key, path, part.size, part.sha256, name)
+        return Target(part.key, assembly, part.size, part.sha256, name, offset=offset)
+
+    def _forget_parts_after(self, item: PlanItem, part: PartPlan) -> None:
+        """Drop the sidecars of the parts after *part*: their bytes are gone once it is fetched."""
+        for later in item.parts[part.index + 1 :]:
+            self.store.discard_partial(later.key)
+
+    def _place_assembly(
+        self,
+        item: PlanItem,
+        assembly: Path,
+        target: Path,
+        *,
+        size: int | None,
+        sha256: str | None,
+    ) -> tuple[int, str]:
+        """Check the assembled parts as a whole; fsync and rename them into place, else reject."""
+        with storage_errors(assembly):
+            actual_size, actual = hash_file(assembly)
+        problem = _verification_problem(actual_size, actual, size=size, sha256=sha256)
+        if problem is not None:
+            rejected = self.store.reject(item.id, assembly, actual)
+            self.store.discard_partials(item.entry)  # a part is bad: fetch them all again
+            raise IntegrityError(
+                f"joined file {problem[0]}",
+                where=str(target),
+                detail=problem[1],
+                hint=f"Nothing was placed; the bytes were kept at {rejected}. "
+                "Run again to fetch the parts anew.",
+            )
+        with storage_errors(target):
+            fsync_file(assembly)
+            replace_durably(assembly, target)
+        return actual_size, actual
 
 
 def largest_first(items: Iterable[PlanItem]) -> list[PlanItem]:
@@ -473,13 +515,22 @@ def _verified_meanwhile(store: MirrorStore, item: PlanItem) -> bool:
     )
 
 
-def _part_done(store: MirrorStore, part: PartPlan) -> bool:
-    path = store.done_part_path(part.key)
+def _complete_part_size(
+    store: MirrorStore, part: PartPlan, assembly: Path, offset: int
+) -> int | None:
+    """The size of *part* when an earlier run left it complete in the assembly at *offset*."""
+    state = store.partial_state(part.key)
+    if state is None or not state.complete:
+        return None
+    if part.size is not None and state.bytes_held != part.size:
+        return None
+    if state.expected_sha256 != part.sha256:
+        return None
     try:
-        size = path.stat().st_size
+        length = assembly.stat().st_size
     except OSError:
-        return False
-    return part.size is None or size == part.size
+        return None
+    return state.bytes_held if length >= offset + state.bytes_held else None
 
 
 def _record_for(
@@ -557,20 +608,25 @@ def write_verified(
 def _check_verified(
     target: Path, what: str, total: int, actual: str, *, size: int | None, sha256: str | None
 ) -> None:
+    problem = _verification_problem(total, actual, size=size, sha256=sha256)
+    if problem is not None:
+        raise IntegrityError(
+            f"{what} file {problem[0]}",
+            where=str(target),
+            detail=problem[1],
+            hint="Nothing was placed; check that it is the right file.",
+        )
+
+
+def _verification_problem(
+    total: int, actual: str, *, size: int | None, sha256: str | None
+) -> tuple[str, str] | None:
+    """What is wrong with bytes of *total* size and sha256 *actual*, as (what, detail)."""
     if sha256 is not None and actual != sha256:
-        raise IntegrityError(
-            f"{what} file does not match its checksum",
-            where=str(target),
-            detail=f"expected sha256 {sha256}, got {actual}",
-            hint="Nothing was placed; check that it is the right file.",
-        )
+        return "does not match its checksum", f"expected sha256 {sha256}, got {actual}"
     if size is not None and total != size:
-        raise IntegrityError(
-            f"{what} file has the wrong size",
-            where=str(target),
-            detail=f"expected {size} bytes, got {total}",
-            hint="Nothing was placed; check that it is the right file.",
-        )
+        return "has the wrong size", f"expected {size} bytes, got {total}"
+    return None
 
 
 def import_file(store: MirrorStore, entry: FileEntry, source: Path) -> FileRecord:
