@@ -21,18 +21,12 @@ import requests
 import responses
 
 from factories import sha
-from lhymirror.download import (
-    HTML_REASON,
-    Downloader,
-    FetchResult,
-    ManualStepRequired,
-    Target,
-    UpstreamChangedError,
-)
+from lhymirror.download import HTML_REASON, Downloader
 from lhymirror.errors import DownloadError, StorageError
 from lhymirror.http import RetryPolicy, new_session
 from lhymirror.partial import PartialDownload
 from lhymirror.store import MirrorStore, PartialState, storage_errors
+from lhymirror.transfer import FetchResult, ManualStepRequired, Target, UpstreamChangedError
 
 try:
     from tests.httpserver import CourseServer, Fault

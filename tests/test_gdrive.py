@@ -12,10 +12,11 @@ import responses
 from responses import matchers
 
 from lhymirror import gdrive
-from lhymirror.download import Downloader, Target
+from lhymirror.download import Downloader
 from lhymirror.errors import DownloadError
 from lhymirror.http import RetryPolicy, new_session
 from lhymirror.store import MirrorStore, PartialState
+from lhymirror.transfer import Target
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gdrive"
 FILE_ID = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"

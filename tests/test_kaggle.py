@@ -12,12 +12,13 @@ import pytest
 import responses
 
 from lhymirror import kaggle
-from lhymirror.download import Downloader, ManualStepRequired, Target
+from lhymirror.download import Downloader
 from lhymirror.errors import UsageError
 from lhymirror.http import RetryPolicy, new_session
 from lhymirror.kaggle import KaggleCredentials, load_credentials
 from lhymirror.sources import KaggleSource
 from lhymirror.store import MirrorStore
+from lhymirror.transfer import ManualStepRequired, Target
 
 COMPETITION = "ml2022spring-hw1"
 API_FILE = f"https://www.kaggle.com/api/v1/competitions/data/download/{COMPETITION}/covid.train.csv"

@@ -16,7 +16,6 @@ import pytest
 from factories import blob, file_entry, manifest_data, sha
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
 from lhymirror.cli.sync_cmd import kaggle_credentials_for
-from lhymirror.download import FetchResult, ManualStepRequired, Target, UpstreamChangedError
 from lhymirror.errors import DownloadError, IntegrityError, StorageError
 from lhymirror.fsutil import atomic_write_bytes
 from lhymirror.manifest import Manifest
@@ -31,6 +30,7 @@ from lhymirror.sync import (
     run_sync,
     write_verified,
 )
+from lhymirror.transfer import FetchResult, ManualStepRequired, Target, UpstreamChangedError
 
 YEAR = 2022
 

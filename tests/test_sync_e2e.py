@@ -336,6 +336,28 @@ def cli_process(args: list[str], **popen: Any) -> subprocess.Popen[str]:
     )
 
 
+def test_a_quiet_sync_with_nothing_to_transfer_loads_no_network_or_progress_library(
+    course: Course,
+) -> None:
+    data = pdf_payload(20_000, 10)
+    course.slide("l01", data)
+    hand_downloaded = course.tmp / "l01.pdf"
+    hand_downloaded.write_bytes(data)
+    add = ["add", "--manifest", str(course.write()), "l01", str(hand_downloaded)]
+    code = (
+        "import sys; from lhymirror.cli import main; "
+        f"assert main({[*add, '--root', str(course.root)]!r}) == 0; "
+        f"assert main({course.args()!r}) == 0; "
+        "print(sorted({'requests', 'urllib3', 'tqdm'} & set(sys.modules)))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(lhymirror.__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert course.server.count() == 0
+
+
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []

@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol
+from typing import BinaryIO, Literal
 
 import requests
 import urllib3
 
 from lhymirror import gdrive, kaggle
-from lhymirror.errors import DownloadError, IncompleteError, IntegrityError
+from lhymirror.errors import DownloadError
 from lhymirror.fsutil import CHUNK_SIZE
 from lhymirror.http import (
     InsecureRedirectError,
@@ -44,6 +44,14 @@ from lhymirror.sources import (
     parse_source,
 )
 from lhymirror.store import MirrorStore
+from lhymirror.transfer import (
+    FetchResult,
+    ManualStepRequired,
+    SilentEvents,
+    Target,
+    TransferEvents,
+    UpstreamChangedError,
+)
 
 SNIFF_BYTES = 1024  # looked at before the first byte is kept (HTML pages, PDF magic)
 RESUME_HINT = "Run the same command again to resume."
@@ -51,109 +59,6 @@ RESUME_HINT = "Run the same command again to resume."
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 _HTML_SUFFIXES = (".html", ".htm")
-
-
-# -- public types --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """One thing to download: a file, or one part of a split file.
-
-    A file is streamed into the store's partial file and renamed to *final_path* once verified.
-    A part (*offset* set) is appended in place to *final_path*, the split file's assembly,
-    starting at *offset*, where the parts before it end; once verified it simply stays there.
-    """
-
-    key: str  # book-keeping key: entry id, or store.part_key(id, i) for a part
-    final_path: Path  # where the verified bytes end up; parent dirs created
-    expected_size: int | None
-    expected_sha256: str | None  # None = trust on first use (the caller records the result)
-    name: str  # the manifest path (for messages and content sniffing by extension)
-    offset: int | None = None  # a part: where it starts in the assembly at final_path
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    """What a successful :meth:`Downloader.fetch` delivered."""
-
-    key: str
-    size: int
-    sha256: str | None  # None for a part without a checksum of its own: the whole is checked
-    source: str  # the source string that delivered the bytes (as given to fetch)
-    etag: str | None
-    last_modified: str | None
-    resumed_from: int  # offset the successful transfer resumed at (0 = from scratch)
-    bytes_received: int  # body bytes received over the network for this target, all attempts
-
-
-class TransferEvents(Protocol):
-    """Progress hooks, called from the worker thread doing the transfer."""
-
-    def started(self, key: str, total: int | None, offset: int) -> None:
-        """A body starts streaming at *offset* of *total* bytes (None = unknown)."""
-
-    def advanced(self, key: str, nbytes: int) -> None:
-        """*nbytes* more bytes were received and kept."""
-
-    def restarted(self, key: str, offset: int) -> None:
-        """The bytes held went back to *offset* (e.g. a 200 answer to a Range request)."""
-
-    def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
-        """An attempt failed for *reason*; the next one starts after *delay* seconds."""
-
-
-class SilentEvents:
-    """The default :class:`TransferEvents`: ignores everything."""
-
-    def started(self, key: str, total: int | None, offset: int) -> None:
-        """Ignored."""
-
-    def advanced(self, key: str, nbytes: int) -> None:
-        """Ignored."""
-
-    def restarted(self, key: str, offset: int) -> None:
-        """Ignored."""
-
-    def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
-        """Ignored."""
-
-
-class ManualStepRequired(IncompleteError):
-    """Only a human can get this file now; ``instructions`` says exactly what to do."""
-
-    def __init__(
-        self, what: str, *, instructions: str, where: str | None = None, detail: str | None = None
-    ) -> None:
-        self.instructions = instructions
-        super().__init__(what, where=where, detail=detail, hint=_sentence(instructions))
-
-
-class UpstreamChangedError(IntegrityError):
-    """Every source served bytes that differ from the manifest's pin; they were kept aside.
-
-    ``actual`` maps each source to the sha256 it served (None when the size alone differed and
-    nothing was downloaded); ``rejected`` lists where the bytes were put.
-    """
-
-    def __init__(
-        self,
-        where: str,
-        expected_sha256: str,
-        actual: dict[str, str | None],
-        rejected: list[Path],
-        detail: str,
-    ) -> None:
-        self.expected_sha256 = expected_sha256
-        self.actual = actual
-        self.rejected = rejected
-        super().__init__(
-            "content differs from the manifest (upstream may have been updated)",
-            where=where,
-            detail=detail,
-            hint="Inspect the kept bytes; if they are right, update the manifest's size and "
-            "sha256 (or run sync with --accept-upstream).",
-        )
 
 
 # -- internal control flow -------------------------------------------------------------------
@@ -692,12 +597,6 @@ def _brief(exc: BaseException) -> str:
     if "timed out" in text.lower():
         return "timed out"
     return text if len(text) <= 160 else text[:157] + "..."
-
-
-def _sentence(text: str) -> str:
-    """*text* as a sentence: capitalised, ending with a full stop."""
-    text = text.strip().rstrip(".")
-    return text[:1].upper() + text[1:] + "." if text else text
 
 
 def _all_failed(

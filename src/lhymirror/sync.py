@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, get_args
 
-from lhymirror.download import FetchResult, ManualStepRequired, Target, TransferEvents
 from lhymirror.errors import (
     DownloadError,
     IntegrityError,
@@ -38,7 +37,6 @@ from lhymirror.fsutil import (
     hash_file,
     replace_durably,
 )
-from lhymirror.http import new_session
 from lhymirror.manifest import FileEntry
 from lhymirror.plan import (
     PartPlan,
@@ -46,6 +44,7 @@ from lhymirror.plan import (
     SyncPlan,
 )
 from lhymirror.store import Expected, FileRecord, MirrorStore, storage_errors, utc_now
+from lhymirror.transfer import FetchResult, ManualStepRequired, Target, TransferEvents
 from lhymirror.units import format_size
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
@@ -165,23 +164,32 @@ def run_sync(
     jobs: int = 4,
     per_host: int = 2,
     events: SyncEvents | None = None,
-    session_factory: Callable[[], Any] = new_session,
+    session_factory: Callable[[], Any] | None = None,
     disk_usage: Callable[[Path], Any] = shutil.disk_usage,
     lock_wait: float = 5.0,
 ) -> SyncReport:
     """Run *plan* under the year's lock and report what happened to each file.
 
     ``downloader_factory(events)`` builds one downloader per worker thread; sleeps and clocks are
-    injected there. Raises ``StorageError`` when the lock is held elsewhere or space is short.
+    injected there; ``session_factory`` defaults to :func:`lhymirror.http.new_session`. Raises
+    ``StorageError`` when the lock is held elsewhere or space is short.
     """
     with store.lock(wait=lock_wait):
         check_free_space(plan, store, disk_usage)
-        runner = _Runner(store, downloader_factory, session_factory, events, per_host)
+        sessions = session_factory or _new_session
+        runner = _Runner(store, downloader_factory, sessions, events, per_host)
         try:
             outcomes = runner.run(plan.items, jobs=max(1, jobs))
         finally:
             runner.close()
     return SyncReport(plan.year, plan.root, outcomes)
+
+
+def _new_session() -> Any:
+    # Imported here: a sync with nothing to transfer never needs requests, and starts faster.
+    from lhymirror.http import new_session  # noqa: PLC0415
+
+    return new_session()
 
 
 def check_free_space(

@@ -11,9 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import TextIO
-
-from tqdm import tqdm
+from typing import Any, TextIO
 
 from lhymirror.cli.common import format_size
 from lhymirror.plan import SyncPlan
@@ -46,16 +44,7 @@ class TransferProgress:
         self.held: dict[str, int] = {}  # bytes counted per transfer key
         self._done = 0  # sum of held, kept up to date (advanced() runs once per chunk)
         self.active: list[str] = []
-        self._bar = tqdm(
-            total=self.total_bytes or None,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            file=self._stream,
-            disable=not enabled,
-            dynamic_ncols=True,
-            leave=False,
-        )
+        self._bar: Any = self._new_bar() if enabled else None
         self._refresh()
 
     @property
@@ -104,7 +93,8 @@ class TransferProgress:
 
     def close(self) -> None:
         """Remove the bar from the terminal."""
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
     def __enter__(self) -> TransferProgress:
         return self
@@ -114,10 +104,26 @@ class TransferProgress:
 
     # -- helpers -------------------------------------------------------------------------
 
+    def _new_bar(self) -> Any:
+        # Imported only when shown: tqdm costs start-up time that scripts and cron jobs can skip.
+        from tqdm import tqdm  # noqa: PLC0415
+
+        return tqdm(
+            total=self.total_bytes or None,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            file=self._stream,
+            dynamic_ncols=True,
+            leave=False,
+        )
+
     def _set_held(self, key: str, value: int) -> None:
         delta = value - self.held.get(key, 0)
         self.held[key] = value
         self._done += delta
+        if self._bar is None:
+            return
         if delta >= 0:
             self._bar.update(delta)  # tqdm redraws at most every mininterval
         else:  # a restart: the bar goes back
@@ -125,6 +131,8 @@ class TransferProgress:
             self._bar.refresh()
 
     def _refresh(self) -> None:
+        if self._bar is None:
+            return
         self._bar.total = self.total_bytes or None
         self._bar.n = self.bytes_done
         active = [self._names.get(key, key) for key in self.active]
@@ -135,7 +143,10 @@ class TransferProgress:
         self._bar.set_postfix_str(shown, refresh=True)
 
     def _write(self, line: str) -> None:
-        tqdm.write(line, file=self._stream)
+        if self._bar is None:
+            print(line, file=self._stream)
+        else:
+            type(self._bar).write(line, file=self._stream)  # tqdm.write keeps the bar intact
 
 
 def _names_by_key(plan: SyncPlan) -> dict[str, str]:

@@ -19,7 +19,6 @@ from lhymirror.cli.common import (
 )
 from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
-from lhymirror.download import Downloader, TransferEvents
 from lhymirror.errors import DownloadError, IncompleteError, IntegrityError, StorageError
 from lhymirror.kaggle import KaggleCredentials, load_credentials
 from lhymirror.manifest import FILE_KINDS, Manifest
@@ -27,6 +26,7 @@ from lhymirror.plan import PlanItem, SyncPlan, plan_sync
 from lhymirror.sources import source_kind
 from lhymirror.store import MirrorStore
 from lhymirror.sync import Fetcher, SyncReport, run_sync
+from lhymirror.transfer import TransferEvents
 from lhymirror.units import count_of
 
 MIRROR_ENV = "LHYMIRROR_MIRROR"
@@ -156,6 +156,9 @@ def build_downloader(
     kaggle_credentials: KaggleCredentials | None,
 ) -> Fetcher:
     """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
+    # Imported here: requests is needed only once a file is transferred (see lhymirror.sync).
+    from lhymirror.download import Downloader  # noqa: PLC0415
+
     return Downloader(store, events=events, offline=offline, kaggle_credentials=kaggle_credentials)
 
 

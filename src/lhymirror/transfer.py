@@ -1,0 +1,120 @@
+"""What one transfer is about: its target, its result, its progress hooks and its outcomes.
+
+The vocabulary shared by the download engine (:mod:`lhymirror.download`) and the code that
+plans and runs transfers (:mod:`lhymirror.sync`). It needs no network library, so a sync with
+nothing to transfer never imports one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from lhymirror.errors import IncompleteError, IntegrityError
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to download: a file, or one part of a split file.
+
+    A file is streamed into the store's partial file and renamed to *final_path* once verified.
+    A part (*offset* set) is appended in place to *final_path*, the split file's assembly,
+    starting at *offset*, where the parts before it end; once verified it simply stays there.
+    """
+
+    key: str  # book-keeping key: entry id, or store.part_key(id, i) for a part
+    final_path: Path  # where the verified bytes end up; parent dirs created
+    expected_size: int | None
+    expected_sha256: str | None  # None = trust on first use (the caller records the result)
+    name: str  # the manifest path (for messages and content sniffing by extension)
+    offset: int | None = None  # a part: where it starts in the assembly at final_path
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What a successful :meth:`Downloader.fetch` delivered."""
+
+    key: str
+    size: int
+    sha256: str | None  # None for a part without a checksum of its own: the whole is checked
+    source: str  # the source string that delivered the bytes (as given to fetch)
+    etag: str | None
+    last_modified: str | None
+    resumed_from: int  # offset the successful transfer resumed at (0 = from scratch)
+    bytes_received: int  # body bytes received over the network for this target, all attempts
+
+
+class TransferEvents(Protocol):
+    """Progress hooks, called from the worker thread doing the transfer."""
+
+    def started(self, key: str, total: int | None, offset: int) -> None:
+        """A body starts streaming at *offset* of *total* bytes (None = unknown)."""
+
+    def advanced(self, key: str, nbytes: int) -> None:
+        """*nbytes* more bytes were received and kept."""
+
+    def restarted(self, key: str, offset: int) -> None:
+        """The bytes held went back to *offset* (e.g. a 200 answer to a Range request)."""
+
+    def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
+        """An attempt failed for *reason*; the next one starts after *delay* seconds."""
+
+
+class SilentEvents:
+    """The default :class:`TransferEvents`: ignores everything."""
+
+    def started(self, key: str, total: int | None, offset: int) -> None:
+        """Ignored."""
+
+    def advanced(self, key: str, nbytes: int) -> None:
+        """Ignored."""
+
+    def restarted(self, key: str, offset: int) -> None:
+        """Ignored."""
+
+    def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
+        """Ignored."""
+
+
+class ManualStepRequired(IncompleteError):
+    """Only a human can get this file now; ``instructions`` says exactly what to do."""
+
+    def __init__(
+        self, what: str, *, instructions: str, where: str | None = None, detail: str | None = None
+    ) -> None:
+        self.instructions = instructions
+        super().__init__(what, where=where, detail=detail, hint=_sentence(instructions))
+
+
+class UpstreamChangedError(IntegrityError):
+    """Every source served bytes that differ from the manifest's pin; they were kept aside.
+
+    ``actual`` maps each source to the sha256 it served (None when the size alone differed and
+    nothing was downloaded); ``rejected`` lists where the bytes were put.
+    """
+
+    def __init__(
+        self,
+        where: str,
+        expected_sha256: str,
+        actual: dict[str, str | None],
+        rejected: list[Path],
+        detail: str,
+    ) -> None:
+        self.expected_sha256 = expected_sha256
+        self.actual = actual
+        self.rejected = rejected
+        super().__init__(
+            "content differs from the manifest (upstream may have been updated)",
+            where=where,
+            detail=detail,
+            hint="Inspect the kept bytes; if they are right, update the manifest's size and "
+            "sha256 (or run sync with --accept-upstream).",
+        )
+
+
+def _sentence(text: str) -> str:
+    """*text* as a sentence: capitalised, ending with a full stop."""
+    text = text.strip().rstrip(".")
+    return text[:1].upper() + text[1:] + "." if text else text
