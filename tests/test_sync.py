@@ -306,6 +306,22 @@ def test_finished_parts_are_not_fetched_again(store: MirrorStore, server: FakeSe
     assert [(call[0].key, call[0].offset) for call in server.calls] == [(part_key("d", 1), 3000)]
 
 
+def test_bytes_past_the_finished_parts_are_not_joined(
+    store: MirrorStore, server: FakeServer
+) -> None:
+    whole = blob(6000, 14)
+    store.ensure_dirs()
+    store.assembly_path("d").write_bytes(whole + b"left by something else")
+    for i, piece in enumerate((whole[:3000], whole[3000:])):
+        store.save_partial_state(
+            part_key("d", i), PartialState("x", bytes_held=len(piece), complete=True)
+        )
+    report = sync(make_manifest(split_entry(whole, pin=False)), store, server)
+    assert report.complete
+    assert server.calls == []
+    assert store.file_path("data/d.tar").read_bytes() == whole
+
+
 def test_split_file_comes_whole_from_another_mirror_or_else_in_parts(
     store: MirrorStore, server: FakeServer, tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ The result is a :class:`SyncReport`.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 from collections import Counter
@@ -427,7 +428,7 @@ class _Runner:
                 held = result.size
             offset += held
         size, sha = self._expected_for_target(item)
-        size, sha = self._place_assembly(item, assembly, target, size=size, sha256=sha)
+        size, sha = self._place_assembly(item, assembly, offset, target, size=size, sha256=sha)
         self.store.discard_partials(item.entry)
         first_source = results[0].source if results else None
         self.store.save_record(
@@ -464,13 +465,19 @@ class _Runner:
         self,
         item: PlanItem,
         assembly: Path,
+        end: int,
         target: Path,
         *,
         size: int | None,
         sha256: str | None,
     ) -> tuple[int, str]:
-        """Check the assembled parts as a whole; fsync and rename them into place, else reject."""
+        """Check the assembled parts (*end* bytes) as a whole; fsync and rename them into place.
+
+        Wrong bytes are put aside instead, and every part is fetched again next time.
+        """
         with storage_errors(assembly):
+            if assembly.stat().st_size != end:  # bytes no finished part accounts for
+                os.truncate(assembly, end)
             actual_size, actual = hash_file(assembly)
         problem = _verification_problem(actual_size, actual, size=size, sha256=sha256)
         if problem is not None:
