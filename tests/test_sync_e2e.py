@@ -80,6 +80,20 @@ class Course:
     def add_entry(self, **fields: Any) -> None:
         self.files.append(fields)
 
+    def split(self, pieces: list[bytes], faults: dict[int, Fault] | None = None) -> list[str]:
+        """A pinned split file ``data/hw.bin`` whose parts the server serves; their routes."""
+        routes = [f"/data/hw.parta{chr(ord('a') + i)}" for i in range(len(pieces))]
+        urls = [
+            self.server.add(route, piece, faults=(faults or {}).get(i))
+            for i, (route, piece) in enumerate(zip(routes, pieces, strict=True))
+        ]
+        whole = b"".join(pieces)
+        self.add_entry(
+            id="hw-data", kind="dataset", path="data/hw.bin", parts=urls, insecure_http=True,
+            size=len(whole), sha256=sha(whole),
+        )  # fmt: skip
+        return routes
+
     def write(self) -> Path:
         manifest = {"schema": 1, "course": "ML", "year": YEAR, "version": "1", "files": self.files}
         self.manifest.write_text(tomli_w.dumps(manifest))
@@ -152,14 +166,7 @@ def test_split_file_is_downloaded_in_parts_and_joined(
     course: Course, capsys: pytest.CaptureFixture[str]
 ) -> None:
     whole = pdf_payload(700_000, 5)
-    urls = [
-        course.server.add("/data/hw.partaa", whole[:300_000]),
-        course.server.add("/data/hw.partab", whole[300_000:]),
-    ]
-    course.add_entry(
-        id="hw-data", kind="dataset", path="data/hw.bin", parts=urls, insecure_http=True,
-        size=len(whole), sha256=sha(whole),
-    )  # fmt: skip
+    course.split([whole[:300_000], whole[300_000:]])
     status, _, _ = run_cli(course.args(), capsys)
     assert status == 0
     assert (course.root / str(YEAR) / "data" / "hw.bin").read_bytes() == whole
@@ -172,15 +179,7 @@ def test_an_interrupted_split_file_resumes_in_the_part_it_stopped_in(
     whole = pdf_payload(900_000, 9)
     pieces = [whole[:300_000], whole[300_000:600_000], whole[600_000:]]
     cut = Fault(cut_after=100_000, cut_times=FAST_POLICY.attempts)  # each attempt gets 100 kB
-    routes = [f"/data/hw.parta{c}" for c in "abc"]
-    urls = [
-        course.server.add(route, piece, faults=cut if i == 1 else None)
-        for i, (route, piece) in enumerate(zip(routes, pieces, strict=True))
-    ]
-    course.add_entry(
-        id="hw-data", kind="dataset", path="data/hw.bin", parts=urls, insecure_http=True,
-        size=len(whole), sha256=sha(whole),
-    )  # fmt: skip
+    routes = course.split(pieces, faults={1: cut})
     status, _, _ = run_cli(course.args(), capsys)
     assert status == 4
     course.server.reset_log()

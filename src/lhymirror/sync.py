@@ -585,7 +585,7 @@ def _record_for(
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing verified files from local bytes (joining parts, importing a hand-downloaded file)
+# Writing verified files from local bytes (importing a hand-downloaded file)
 
 
 def write_verified(
