@@ -483,6 +483,27 @@ def test_at_most_per_host_transfers_to_one_host(store: MirrorStore, server: Fake
     assert len(set(map(id, sessions_by_thread.values()))) == len(threads)
 
 
+def test_a_free_worker_takes_another_host_while_one_is_at_its_cap(
+    store: MirrorStore, server: FakeServer
+) -> None:
+    together = threading.Barrier(3, timeout=5)  # breaks unless b0 starts beside a0 and a1
+
+    def meet(target: Target, events: Any) -> None:
+        together.wait()
+
+    entries = []
+    for entry_id, size in (("a0", 300), ("a1", 200), ("a2", 100), ("b0", 10)):
+        data = blob(size, size)
+        source = url(f"{entry_id}.pdf", f"{entry_id[0]}.example")
+        server.content[source] = data
+        if entry_id != "a2":
+            server.hooks[entry_id] = meet
+        entries.append(entry(entry_id, data, urls=[source]))
+    report = sync(make_manifest(*entries), store, server, jobs=3, per_host=2)
+    assert report.complete
+    assert [call[0].key for call in server.calls][-1] == "a2"  # waited for a free slot on a
+
+
 def test_a_mirror_the_user_named_gets_every_job(store: MirrorStore, server: FakeServer) -> None:
     together = threading.Barrier(3, timeout=5)  # breaks unless 3 transfers run at once
 

@@ -3,8 +3,9 @@
 :func:`run_sync` takes the year's lock, checks free space, then runs the plan's transfers on a
 thread pool. Each worker thread has its own ``requests`` session and downloader. At most
 ``per_host`` transfers go to one manifest host at a time (the host of a file's first source): a
-course server is not hammered by ``--jobs`` connections at once, while transfers to different
-hosts still run in parallel. Bases the user named (``--mirror``, ``--from``) are not capped.
+course server is not hammered by ``--jobs`` connections at once, while a free worker takes the
+next file of another host instead of waiting. Bases the user named (``--mirror``, ``--from``)
+are not capped.
 Every verified file gets a :class:`FileRecord`; bytes reach a final path only once verified.
 The result is a :class:`SyncReport`.
 """
@@ -16,8 +17,8 @@ import os
 import shutil
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, get_args
@@ -241,7 +242,6 @@ class _Runner:
         self._downloader_factory = downloader_factory
         self._session_factory = session_factory
         self._per_host = max(1, per_host)
-        self._host_slots: dict[str, threading.BoundedSemaphore] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self._sessions: list[Any] = []
@@ -259,14 +259,29 @@ class _Runner:
         return tuple(outcomes[item.id] for item in items)
 
     def _run_pool(self, work: list[PlanItem], jobs: int) -> dict[str, FileOutcome]:
-        executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lhymirror-sync")
+        """Run *work* on *jobs* threads, starting each item only when its host has a free slot.
+
+        Dispatching by host (rather than letting a worker block on a busy host) keeps every
+        thread busy while a capped course server is saturated and other hosts still have work.
+        """
+        pending = largest_first(work)
+        running: dict[Future[FileOutcome], PlanItem] = {}
+        on_host: Counter[str] = Counter()
         results: dict[str, FileOutcome] = {}
-        futures: dict[Future[FileOutcome], PlanItem] = {
-            executor.submit(self.process, item): item for item in largest_first(work)
-        }
+        executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lhymirror-sync")
         try:
-            for future in as_completed(futures):
-                results[futures[future].id] = self._finish(future.result())
+            while pending or running:
+                while len(running) < jobs and (item := self._next_startable(pending, on_host)):
+                    pending.remove(item)
+                    if item.capped_host is not None:
+                        on_host[item.capped_host] += 1
+                    running[executor.submit(self.process, item)] = item
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    item = running.pop(future)
+                    if item.capped_host is not None:
+                        on_host[item.capped_host] -= 1
+                    results[item.id] = self._finish(future.result())
         except BaseException:
             # Ctrl-C or a bug: stop the running transfers at their next event; partials stay.
             self.cancelled.set()
@@ -274,6 +289,13 @@ class _Runner:
             raise
         executor.shutdown(wait=True)
         return results
+
+    def _next_startable(self, pending: list[PlanItem], on_host: Counter[str]) -> PlanItem | None:
+        """The first pending item whose host is uncapped or below its cap."""
+        for item in pending:
+            if item.capped_host is None or on_host[item.capped_host] < self._per_host:
+                return item
+        return None
 
     def _finish(self, outcome: FileOutcome) -> FileOutcome:
         self.events.file_finished(outcome)
@@ -293,17 +315,6 @@ class _Runner:
             worker = _Worker(self._downloader_factory(self.events), session)
             self._local.worker = worker
         return worker
-
-    @contextlib.contextmanager
-    def _host_slot(self, item: PlanItem) -> Iterator[None]:
-        host = item.capped_host
-        if host is None:
-            yield
-            return
-        with self._lock:
-            slot = self._host_slots.setdefault(host, threading.BoundedSemaphore(self._per_host))
-        with slot:
-            yield
 
     # -- one file ------------------------------------------------------------------------
 
@@ -331,8 +342,7 @@ class _Runner:
                 return _outcome(item, "manual", size=item.size, reason=item.entry.manual)
         elif _verified_meanwhile(self.store, item):
             return _outcome(item, "up-to-date", size=item.size, reason="verified by another run")
-        with self._host_slot(item):
-            return self._fetch(item)
+        return self._fetch(item)
 
     def _reverify(self, item: PlanItem) -> FileOutcome | None:
         """Re-hash a present file; refresh its record if it matches, else put it aside."""
