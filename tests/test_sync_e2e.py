@@ -264,6 +264,7 @@ def test_offline_with_missing_files_lists_what_is_needed(
     assert status == 4
     assert course.server.url_for(route) in err
     assert course.server.count() == 0
+    assert err.splitlines()[-1].endswith("Run it without --offline to download them.")
 
 
 def test_unreachable_file_exits_4_with_a_resume_hint(

@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             lock_wait=LOCK_WAIT,
         )
     print_report(args, manifest, report)
-    raise_for_report(report, store)
+    raise_for_report(report, store, offline=args.offline)
     return ExitStatus.OK
 
 
@@ -180,11 +180,12 @@ def mirror_bases(given: list[str] | None) -> list[str]:
     return [base for base in re.split(r"[\s,]+", os.environ.get(MIRROR_ENV, "")) if base]
 
 
-def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
+def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = False) -> None:
     """Raise the error that sums up an unfinished sync (the CLI maps it to the exit code).
 
     Failures outrank manual steps; among failures integrity outranks storage, which outranks
-    download: the most serious finding decides.
+    download: the most serious finding decides. *offline*: the files were not downloaded
+    because ``--offline`` forbade it, so the hint is to run without it, not to resume.
     """
     where = str(store.year_dir)
     failed = len(report.with_outcome("failed"))
@@ -204,7 +205,9 @@ def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
         raise DownloadError(
             f"{count_of(failed, 'file')} could not be downloaded",
             where=where,
-            hint="Run the same command again to resume.",
+            hint="Run it without --offline to download them."
+            if offline
+            else "Run the same command again to resume.",
         )
     manual = len(report.with_outcome("manual"))
     if manual:
