@@ -26,7 +26,13 @@ from lhymirror.errors import DownloadError, StorageError
 from lhymirror.http import RetryPolicy, new_session
 from lhymirror.partial import PartialDownload
 from lhymirror.store import MirrorStore, PartialState, storage_errors
-from lhymirror.transfer import FetchResult, ManualStepRequired, Target, UpstreamChangedError
+from lhymirror.transfer import (
+    AssemblyDigest,
+    FetchResult,
+    ManualStepRequired,
+    Target,
+    UpstreamChangedError,
+)
 
 try:
     from tests.httpserver import CourseServer, Fault
@@ -839,6 +845,26 @@ def test_content_changed_between_attempts_restarts_from_zero(
     assert ("restarted", "a", 0) in env.events.calls
     assert (result.resumed_from, result.sha256) == (0, sha(new))
     assert target.final_path.read_bytes() == new
+
+
+@pytest.mark.parametrize("changes", [False, True], ids=["resumed", "restarted"])
+def test_a_part_feeds_the_assembly_digest_through_cuts_and_restarts(
+    env: Env, http_server: CourseServer, changes: bool
+) -> None:
+    old, new = data_of(400_000, seed=1), data_of(420_000, seed=2)
+    fault = Fault(cut_after=100_000, cut_times=1, etag_changes=new if changes else None)
+    url = http_server.add("/ml2022/part2.bin", old, faults=fault)
+    assembly = env.store.assembly_path("d")
+    assembly.parent.mkdir(parents=True, exist_ok=True)
+    assembly.write_bytes(EARLIER_PARTS)
+    whole = AssemblyDigest()
+    target = Target("d.part02", assembly, None, None, "d.tar", len(EARLIER_PARTS), whole)
+
+    real_downloader(env).fetch(target, [url], new_session())
+
+    served = new if changes else old
+    assert assembly.read_bytes() == EARLIER_PARTS + served
+    assert whole.hexdigest_of(len(EARLIER_PARTS) + len(served)) == sha(EARLIER_PARTS + served)
 
 
 def test_stall_detector_aborts_a_trickling_transfer(env: Env, http_server: CourseServer) -> None:

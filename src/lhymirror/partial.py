@@ -7,7 +7,9 @@ so verifying a finished download needs no second read.
 
 A part of a split file is kept in place instead: its bytes are the region of the assembly file
 that starts at ``target.offset`` (the parts before it end there), and a verified part stays where
-it is, its sidecar marked ``complete``. The parts are thus never copied to be joined.
+it is, its sidecar marked ``complete``. The parts are thus never copied to be joined, and as each
+part's bytes are appended they also feed the assembly's running digest
+(:class:`~lhymirror.transfer.AssemblyDigest`), so the joined whole is never read again either.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ class PartialDownload:
         self.in_place = target.offset is not None
         self.base = target.offset or 0  # bytes of the file before this target's own
         self.path = target.final_path if self.in_place else store.partial_path(target.key)
-        # A part without a checksum of its own is checked as part of the joined whole, so its
-        # bytes are hashed only if a failure needs naming them (see sha256()).
+        # A part without a checksum of its own is checked as part of the joined whole (through
+        # the assembly digest), so a digest of its own bytes is made only if a failure needs
+        # naming them (see sha256()).
         self.hashes_while_streaming = not self.in_place or target.expected_sha256 is not None
         self.url: str | None = None
         self.etag: str | None = None
@@ -54,6 +57,7 @@ class PartialDownload:
         self.held = 0
         self.received = 0  # network bytes received for this target during this fetch
         self._digest: hashlib._Hash | None = None
+        self._whole = target.assembly_digest  # a part: the digest of the assembly so far
         self._saved_held = 0
         self._writeback: BackgroundWriteback | None = None
 
@@ -95,6 +99,9 @@ class PartialDownload:
             self._digest = hashlib.sha256() if self.hashes_while_streaming else None
         elif self.hashes_while_streaming:
             self._hash_held_prefix()
+        if self._whole is not None:
+            with storage_errors(self.path):
+                self._whole.cover(self.path, self.base + offset)
         self.url = url
         if offset == 0 or etag or last_modified:
             self.etag, self.last_modified = strong_etag(etag), last_modified
@@ -135,6 +142,8 @@ class PartialDownload:
             handle.write(chunk)
         if self._digest is not None:
             self._digest.update(chunk)
+        if self._whole is not None:
+            self._whole.update(chunk)
         self.held += len(chunk)
         if self._writeback is not None:
             self._writeback.written(len(chunk))

@@ -46,7 +46,13 @@ from lhymirror.plan import (
     SyncPlan,
 )
 from lhymirror.store import Expected, FileRecord, MirrorStore, storage_errors, utc_now
-from lhymirror.transfer import FetchResult, ManualStepRequired, Target, TransferEvents
+from lhymirror.transfer import (
+    AssemblyDigest,
+    FetchResult,
+    ManualStepRequired,
+    Target,
+    TransferEvents,
+)
 from lhymirror.units import format_size
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
@@ -424,6 +430,7 @@ class _Runner:
         """
         worker = self._worker()
         assembly = self.store.assembly_path(item.id)
+        whole = AssemblyDigest()
         results: list[FetchResult] = []
         offset = 0
         for part in item.parts:
@@ -431,14 +438,15 @@ class _Runner:
             if held is None:
                 if not results:
                     self._forget_parts_after(item, part)
-                result = worker.downloader.fetch(
-                    self._part_target(item, part, assembly, offset), part.sources, worker.session
-                )
+                part_target = self._part_target(item, part, assembly, offset, whole)
+                result = worker.downloader.fetch(part_target, part.sources, worker.session)
                 results.append(result)
                 held = result.size
             offset += held
         size, sha = self._expected_for_target(item)
-        size, sha = self._place_assembly(item, assembly, offset, target, size=size, sha256=sha)
+        size, sha = self._place_assembly(
+            item, assembly, offset, target, whole.hexdigest_of(offset), size=size, sha256=sha
+        )
         self.store.discard_partials(item.entry)
         first_source = results[0].source if results else None
         self.store.save_record(
@@ -462,9 +470,13 @@ class _Runner:
             bytes_received=sum(r.bytes_received for r in results),
         )
 
-    def _part_target(self, item: PlanItem, part: PartPlan, assembly: Path, offset: int) -> Target:
+    def _part_target(
+        self, item: PlanItem, part: PartPlan, assembly: Path, offset: int, whole: AssemblyDigest
+    ) -> Target:
         name = f"{item.entry.path} (part {part.index + 1} of {len(item.parts)})"
-        return Target(part.key, assembly, part.size, part.sha256, name, offset=offset)
+        return Target(
+            part.key, assembly, part.size, part.sha256, name, offset=offset, assembly_digest=whole
+        )
 
     def _forget_parts_after(self, item: PlanItem, part: PartPlan) -> None:
         """Drop the sidecars of the parts after *part*: their bytes are gone once it is fetched."""
@@ -477,18 +489,24 @@ class _Runner:
         assembly: Path,
         end: int,
         target: Path,
+        streamed_sha256: str | None,
         *,
         size: int | None,
         sha256: str | None,
     ) -> tuple[int, str]:
         """Check the assembled parts (*end* bytes) as a whole; fsync and rename them into place.
 
+        *streamed_sha256* is the sha256 of those bytes when it was computed as the parts were
+        appended (None: the parts came from an earlier run, so the assembly is read again).
         Wrong bytes are put aside instead, and every part is fetched again next time.
         """
         with storage_errors(assembly):
             if assembly.stat().st_size != end:  # bytes no finished part accounts for
                 os.truncate(assembly, end)
-            actual_size, actual = hash_file(assembly)
+            if streamed_sha256 is None:
+                actual_size, actual = hash_file(assembly)
+            else:
+                actual_size, actual = end, streamed_sha256
         problem = _verification_problem(actual_size, actual, size=size, sha256=sha256)
         if problem is not None:
             rejected = self.store.reject(item.id, assembly, actual)

@@ -7,11 +7,58 @@ nothing to transfer never imports one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from lhymirror.errors import IncompleteError, IntegrityError
+from lhymirror.fsutil import CHUNK_SIZE
+
+
+class AssemblyDigest:
+    """sha256 of the first :attr:`covered` bytes of a split file's assembly, carried across parts.
+
+    The parts are appended in place and in order, so feeding each part's bytes to one digest as
+    they stream gives the whole file's sha256 when the last part ends: the joined file needs no
+    second read. Where the bytes on disk and the digest part ways (bytes held from an earlier
+    run, a part started again from zero), :meth:`cover` reads or rewinds to where they agree.
+    """
+
+    def __init__(self) -> None:
+        self._digest: Any = hashlib.sha256()
+        self.covered = 0
+        self._marks: dict[int, Any] = {}  # digest states at the offsets cover() was asked for
+
+    def cover(self, path: Path, end: int) -> None:
+        """Make the digest cover exactly the first *end* bytes of *path* (at least that long)."""
+        if self.covered > end:  # the bytes after *end* were dropped: forget what they gave
+            self._marks = {mark: state for mark, state in self._marks.items() if mark <= end}
+            start = max(self._marks, default=0)
+            self._digest = self._marks[start].copy() if start else hashlib.sha256()
+            self.covered = start
+        if self.covered < end:
+            self._read(path, end)
+        self._marks[end] = self._digest.copy()
+
+    def update(self, chunk: bytes) -> None:
+        """Add bytes just appended after the covered ones."""
+        self._digest.update(chunk)
+        self.covered += len(chunk)
+
+    def hexdigest_of(self, size: int) -> str | None:
+        """The sha256 of the first *size* bytes, when that is exactly what is covered."""
+        return self._digest.hexdigest() if self.covered == size else None
+
+    def _read(self, path: Path, end: int) -> None:
+        buffer = memoryview(bytearray(CHUNK_SIZE))
+        with path.open("rb", buffering=0) as stream:
+            stream.seek(self.covered)
+            while self.covered < end:
+                n = stream.readinto(buffer[: min(CHUNK_SIZE, end - self.covered)])
+                if not n:
+                    raise OSError(f"{path} ends at {self.covered} bytes, expected {end}")
+                self.update(buffer[:n])  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -29,6 +76,8 @@ class Target:
     expected_sha256: str | None  # None = trust on first use (the caller records the result)
     name: str  # the manifest path (for messages and content sniffing by extension)
     offset: int | None = None  # a part: where it starts in the assembly at final_path
+    # A part: the digest of the whole assembly, fed as the part's bytes are appended.
+    assembly_digest: AssemblyDigest | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
