@@ -521,6 +521,26 @@ def test_different_content_under_the_same_version_is_refused_unless_forced(
     assert result.archive.name == "lhy-ml-2022-v2.zip"
 
 
+def test_the_leftover_of_a_killed_pack_is_removed_but_not_that_of_a_running_one(
+    course: Course,
+) -> None:
+    fcntl = pytest.importorskip("fcntl", reason="the test holds a POSIX lock like a live pack")
+    name = archive_name(course.manifest, "zip")
+    course.out.mkdir()
+    killed = course.out / f".{name}.packing-k1ll3d00.tmp"
+    killed.write_bytes(b"PK\x03\x04 half an archive")
+    running = course.out / f".{name}.packing-runn1ng0.tmp"
+    running.write_bytes(b"PK\x03\x04 being written")
+    other = course.out / f".{name}.sha256.abcd1234.tmp"  # not a pack's: left alone
+    other.write_text("x")
+    with running.open("rb") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = course.pack()
+    assert leftovers(course.out) == sorted(
+        [result.archive.name, result.checksum_file.name, running.name, other.name]
+    )
+
+
 def test_a_root_without_the_year_is_a_usage_error(course: Course, tmp_path: Path) -> None:
     elsewhere = MirrorStore(tmp_path / "empty", 2022)
     with pytest.raises(UsageError, match="no mirror of this year"):

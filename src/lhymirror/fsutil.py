@@ -70,10 +70,54 @@ def replace_durably(source: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
-def temp_beside(target: Path) -> tuple[int, Path]:
-    """A new hidden temporary file in *target*'s folder (so it can be renamed over *target*)."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+def temp_beside(target: Path, *, tag: str = "") -> tuple[int, Path]:
+    """A new hidden temporary file in *target*'s folder (so it can be renamed over *target*).
+
+    Its name is ``.<target name>.<tag><random>.tmp``; a *tag* lets a caller find its own
+    leftovers later (see :func:`abandoned_temps`).
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{tag}", suffix=".tmp", dir=target.parent)
     return fd, Path(name)
+
+
+def abandoned_temps(target: Path, *, tag: str) -> list[Path]:
+    """Temporary files of :func:`temp_beside` (*tag*) beside *target* that nobody holds a lock on.
+
+    A writer that locks its temporary file (:func:`try_lock`) while it works is alive as long as
+    the lock is held; a file without a lock was left by a killed process.
+    """
+    found = []
+    for path in sorted(target.parent.glob(f".{target.name}.{tag}*.tmp")):
+        try:
+            with path.open("rb") as handle:
+                if try_lock(handle):
+                    found.append(path)
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def try_lock(handle: Any) -> bool:
+    """Take an exclusive OS lock on an open file without waiting; False if another holds it.
+
+    The kernel releases the lock when the file is closed or the process dies, so a killed
+    process never leaves a stale lock behind.
+    """
+    try:
+        import fcntl  # noqa: PLC0415  (POSIX only)
+    except ImportError:  # pragma: no cover - Windows
+        import msvcrt  # noqa: PLC0415
+
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -16,7 +16,9 @@ The archive depends only on the manifest, the file contents and the bagging date
 so packing the same files twice, on any machine, gives the same bytes.
 
 Packing only reads the mirror; it takes no lock. A ``sync`` running at the same time can make
-a pack fail (a file changes under it) but never produce an archive with unverified bytes.
+a pack fail (a file changes under it) but never produce an archive with unverified bytes. The
+unfinished archive is locked while it is written, so the next pack can tell (and delete) the
+leftover of a pack that was killed from one still running.
 """
 
 from __future__ import annotations
@@ -59,10 +61,12 @@ from lhymirror.errors import IntegrityError, StorageError, UsageError
 from lhymirror.fsutil import (
     CHUNK_SIZE,
     BackgroundWriteback,
+    abandoned_temps,
     atomic_write_text,
     hash_file,
     replace_durably,
     temp_beside,
+    try_lock,
 )
 from lhymirror.index_page import IndexFile, render_index
 from lhymirror.manifest import FileEntry, Manifest, dump_manifest
@@ -71,6 +75,7 @@ from lhymirror.store import MirrorStore, storage_errors
 SOURCE_DATE_EPOCH_ENV = "SOURCE_DATE_EPOCH"
 SOURCE_ORGANIZATION = "National Taiwan University (Prof. Hung-yi Lee)"
 _MAX_ATTEMPTS = 3  # partial packs restarted because files failed (or changed) while being read
+_TEMP_TAG = "packing-"  # names the unfinished archive: .<archive name>.packing-XXXX.tmp
 
 ProgressCallback = Callable[[int], None]
 
@@ -365,9 +370,11 @@ def _write_temp_archive(
     files were damaged, as the archive is then discarded) and the damaged files.
     """
     with storage_errors(target.parent):
-        fd, temp = temp_beside(target)
+        _remove_abandoned_temps(target)
+        fd, temp = temp_beside(target, tag=_TEMP_TAG)
     try:
         with storage_errors(temp), os.fdopen(fd, "w+b") as stream:
+            try_lock(stream)  # held while writing: tells a later pack this file is not litter
             hasher = FollowingHasher(temp)
             try:
                 with BackgroundWriteback(stream) as writeback:
@@ -384,6 +391,12 @@ def _write_temp_archive(
         temp.unlink(missing_ok=True)
         raise
     return temp, sha256, damaged
+
+
+def _remove_abandoned_temps(target: Path) -> None:
+    """Delete the unfinished archives a killed pack left beside *target* (hidden, often GBs)."""
+    for path in abandoned_temps(target, tag=_TEMP_TAG):
+        path.unlink(missing_ok=True)
 
 
 def _write_archive(

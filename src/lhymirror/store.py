@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lhymirror.errors import StorageError
-from lhymirror.fsutil import atomic_write_text, hash_file, replace_durably
+from lhymirror.fsutil import atomic_write_text, hash_file, replace_durably, try_lock
 from lhymirror.manifest import FileEntry
 from lhymirror.safepath import path_problems
 
@@ -312,7 +312,7 @@ class MirrorStore:
             handle = path.open("a+b")
         try:
             deadline = clock() + wait
-            while not _try_lock(handle):
+            while not try_lock(handle):
                 if clock() >= deadline:
                     raise LockedError(
                         "the mirror is in use by another lhymirror command",
@@ -337,24 +337,6 @@ class LockedError(StorageError):
 def part_key(entry_id: str, index: int) -> str:
     """Book-keeping key of the *index*-th part of a split file."""
     return f"{entry_id}.part{index:02d}"
-
-
-def _try_lock(handle: Any) -> bool:
-    try:
-        import fcntl  # noqa: PLC0415  (POSIX only)
-    except ImportError:  # pragma: no cover - Windows
-        import msvcrt  # noqa: PLC0415
-
-        try:
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
-        except OSError:
-            return False
-        return True
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
 
 
 def _lock_owner(path: Path) -> str:
