@@ -9,7 +9,7 @@ import pytest
 
 from factories import blob, sha
 from lhymirror import fsutil
-from lhymirror.fsutil import BackgroundWriteback, atomic_write_bytes, hash_file
+from lhymirror.fsutil import BackgroundWriteback, atomic_write_bytes, hash_file, hash_stream
 
 
 def test_hash_file_streams_in_chunks(tmp_path: Path) -> None:
@@ -17,6 +17,20 @@ def test_hash_file_streams_in_chunks(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(data)
     assert hash_file(path) == (len(data), sha(data))
+
+
+@pytest.mark.parametrize(
+    "limit", [fsutil.CHUNK_SIZE + 5, fsutil.CHUNK_SIZE, 3, 0, 10 * fsutil.CHUNK_SIZE]
+)
+def test_hash_stream_stops_at_its_limit(tmp_path: Path, limit: int) -> None:
+    data = blob(2 * fsutil.CHUNK_SIZE + 9, seed=2)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    with path.open("rb", buffering=0) as stream:
+        stream.seek(4)
+        size, digest = hash_stream(stream, limit=limit)  # type: ignore[arg-type]
+        assert stream.tell() == 4 + size  # nothing read past the limit
+    assert (size, digest) == (len(data[4 : 4 + limit]), sha(data[4 : 4 + limit]))
 
 
 @pytest.mark.parametrize("durable", [True, False])

@@ -19,17 +19,22 @@ DIR_MODE = 0o755
 EXECUTABLE_MODE = 0o755
 
 
-def hash_stream(stream: BinaryIO, *, digest: Any = None) -> tuple[int, str]:
-    """Read *stream* to its end in fixed-size chunks; return ``(size, sha256 hex)``.
+def hash_stream(
+    stream: BinaryIO, *, digest: Any = None, limit: int | None = None
+) -> tuple[int, str]:
+    """Read *stream* to its end (or *limit* bytes) in fixed-size chunks; ``(size, sha256 hex)``.
 
     With *digest* (a ``hashlib`` sha256 object) the bytes are added to it, so that a caller can
     go on hashing what follows.
     """
     digest = digest if digest is not None else hashlib.sha256()
     size = 0
-    buffer = bytearray(CHUNK_SIZE)
-    view = memoryview(buffer)
-    while n := stream.readinto(view):  # type: ignore[attr-defined]
+    view = memoryview(bytearray(CHUNK_SIZE))
+    while limit is None or size < limit:
+        wanted = view if limit is None else view[: min(CHUNK_SIZE, limit - size)]
+        n = stream.readinto(wanted)  # type: ignore[attr-defined]
+        if not n:
+            break
         digest.update(view[:n])
         size += n
     return size, digest.hexdigest()

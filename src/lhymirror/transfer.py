@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lhymirror.errors import IncompleteError, IntegrityError
-from lhymirror.fsutil import CHUNK_SIZE
+from lhymirror.fsutil import hash_stream
 
 
 class AssemblyDigest:
@@ -51,14 +51,13 @@ class AssemblyDigest:
         return self._digest.hexdigest() if self.covered == size else None
 
     def _read(self, path: Path, end: int) -> None:
-        buffer = memoryview(bytearray(CHUNK_SIZE))
         with path.open("rb", buffering=0) as stream:
             stream.seek(self.covered)
-            while self.covered < end:
-                n = stream.readinto(buffer[: min(CHUNK_SIZE, end - self.covered)])
-                if not n:
-                    raise OSError(f"{path} ends at {self.covered} bytes, expected {end}")
-                self.update(buffer[:n])  # type: ignore[arg-type]
+            wanted = end - self.covered
+            size, _ = hash_stream(stream, digest=self._digest, limit=wanted)  # type: ignore[arg-type]
+        self.covered += size
+        if self.covered < end:
+            raise OSError(f"{path} ends at {self.covered} bytes, expected {end}")
 
 
 @dataclass(frozen=True)
