@@ -10,8 +10,8 @@ import tomli_w
 
 from factories import blob, file_entry, manifest_data, sha
 from lhymirror.cli import common, main
-from lhymirror.manifest import load_manifest
-from lhymirror.store import FileRecord, MirrorStore, PartialState, part_key
+from lhymirror.manifest.model import load_manifest
+from lhymirror.mirror.store import FileRecord, MirrorStore, PartialState, part_key
 
 YEAR = 2022
 UNREACHABLE = "https://127.0.0.1:1/ml"  # nothing here may need the network

@@ -1,4 +1,4 @@
-"""Streaming, hostile-input-proof reading of zip / tar / tar.gz members (lhymirror.archive_read).
+"""Streaming, hostile-input-proof reading of zip / tar / tar.gz members (lhymirror.archive.read).
 
 Also home of the hand-built archive helpers (``Spec``, ``write_archive``) that the verify and
 unpack tests reuse: hostile archives cannot be made with a well-behaved writer.
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from factories import sha
-from lhymirror.archive_read import (
+from lhymirror.archive.read import (
     ArchiveFormatError,
     ArchiveLimits,
     ArchiveReader,

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import pytest
 
-from lhymirror.archive_write import (
+from lhymirror.archive.write import (
     COMPRESS_LEVEL,
     FORMATS,
     ZIP_MIN_EPOCH,
@@ -25,7 +25,7 @@ from lhymirror.archive_write import (
     is_stored_in_zip,
     zip_date_time,
 )
-from lhymirror.fsutil import CHUNK_SIZE
+from lhymirror.core.fsutil import CHUNK_SIZE
 
 EPOCH = 1_656_633_600  # 2022-07-01T00:00:00Z
 

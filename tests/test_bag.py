@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lhymirror.bag import (
+from lhymirror.archive.bag import (
     BAG_DECLARATION,
     TAG_FILES,
     bag_folder_name,
@@ -24,8 +24,8 @@ from lhymirror.bag import (
     payload_oxum,
     sidecar_path,
 )
-from lhymirror.errors import IntegrityError
-from lhymirror.manifest import Manifest
+from lhymirror.core.errors import IntegrityError
+from lhymirror.manifest.model import Manifest
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64

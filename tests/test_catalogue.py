@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from lhymirror.manifest import load_manifest, shipped_manifest_path
+from lhymirror.manifest.model import load_manifest, shipped_manifest_path
 
 YEARS = [2021, 2022]
 SECTIONS = [f"Lecture {n}" for n in range(1, 16)] + [f"HW{n:02d}" for n in range(1, 16)]

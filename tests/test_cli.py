@@ -15,7 +15,7 @@ import lhymirror
 from lhymirror import __version__
 from lhymirror.cli import _command_in, build_parser, main
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
-from lhymirror.errors import (
+from lhymirror.core.errors import (
     DownloadError,
     IncompleteError,
     IntegrityError,

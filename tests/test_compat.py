@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bagit
 import pytest
 
-pack = pytest.importorskip("lhymirror.pack", reason="lhymirror.pack is not written yet")
-bagit = pytest.importorskip("bagit", reason="the bagit test dependency is not installed")
-
-from lhymirror.bag import TAG_FILES, bag_folder_name  # noqa: E402
-from lhymirror.manifest import Manifest  # noqa: E402
-from lhymirror.store import FileRecord, MirrorStore, utc_now  # noqa: E402
-from pagecheck import Page, assert_local_links_resolve, needs_chromium, run_chromium  # noqa: E402
+from lhymirror.archive import pack
+from lhymirror.archive.bag import TAG_FILES, bag_folder_name
+from lhymirror.core.units import utc_now
+from lhymirror.manifest.model import Manifest
+from lhymirror.mirror.store import FileRecord, MirrorStore
+from pagecheck import Page, assert_local_links_resolve, needs_chromium, run_chromium
 
 FORMATS = ("zip", "tar", "tar.gz")
 TOOL_ENV = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}  # tools print UTF-8 names
@@ -74,7 +74,7 @@ class Mirror:
 class Packed:
     fmt: str
     archive: Path
-    result: Any  # lhymirror.pack.PackResult
+    result: Any  # lhymirror.archive.pack.PackResult
     mirror: Mirror
 
     @property

@@ -1,4 +1,4 @@
-"""Tests of lhymirror.download: one target, many sources, resumable and verified.
+"""Tests of lhymirror.fetch.download: one target, many sources, resumable and verified.
 
 Exact HTTP semantics are tested with ``responses``; cut connections, changing ETags and stalls
 against the real threaded server of tests/httpserver.py.
@@ -21,23 +21,19 @@ import requests
 import responses
 
 from factories import sha
-from lhymirror.download import HTML_REASON, Downloader
-from lhymirror.errors import DownloadError, StorageError
-from lhymirror.http import RetryPolicy, new_session
-from lhymirror.partial import PartialDownload
-from lhymirror.store import MirrorStore, PartialState, storage_errors
-from lhymirror.transfer import (
+from httpserver import CourseServer, Fault
+from lhymirror.core.errors import DownloadError, StorageError, storage_errors
+from lhymirror.fetch.download import HTML_REASON, Downloader
+from lhymirror.fetch.http import RetryPolicy, new_session
+from lhymirror.fetch.partial import PartialDownload
+from lhymirror.fetch.transfer import (
     AssemblyDigest,
     FetchResult,
     ManualStepRequired,
     Target,
     UpstreamChangedError,
 )
-
-try:
-    from tests.httpserver import CourseServer, Fault
-except ModuleNotFoundError:  # only tests/ on sys.path
-    from httpserver import CourseServer, Fault  # type: ignore[no-redef]
+from lhymirror.mirror.store import MirrorStore, PartialState
 
 URL = "https://files.example.org/ml2022/a.bin"
 URL_B = "https://mirror.example.net/ml2022/a.bin"
@@ -369,7 +365,7 @@ def test_sidecar_is_updated_while_streaming(env: Env, monkeypatch: pytest.Monkey
     target = env.target(data_of(10))
     partial = PartialDownload(env.store, target)
     partial.begin(URL, ETAG, None, 0)
-    monkeypatch.setattr("lhymirror.partial.STATE_EVERY", 4)
+    monkeypatch.setattr("lhymirror.fetch.partial.STATE_EVERY", 4)
     with partial.appending() as handle:
         partial.append(handle, b"12345")
         state = env.store.partial_state("a")

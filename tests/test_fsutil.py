@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from factories import blob, sha
-from lhymirror import fsutil
-from lhymirror.fsutil import BackgroundWriteback, atomic_write_bytes, hash_file, hash_stream
+from lhymirror.core import fsutil
+from lhymirror.core.fsutil import BackgroundWriteback, atomic_write_bytes, hash_file, hash_stream
 
 
 def test_hash_file_streams_in_chunks(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests of lhymirror.gdrive (Drive's pages, from recorded-style fixtures) and Drive transfers."""
+"""Tests of lhymirror.fetch.gdrive: Drive's pages, from recorded-style fixtures, and transfers."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 import responses
 from responses import matchers
 
-from lhymirror import gdrive
-from lhymirror.download import Downloader
-from lhymirror.errors import DownloadError
-from lhymirror.http import RetryPolicy, new_session
-from lhymirror.store import MirrorStore, PartialState
-from lhymirror.transfer import Target
+from lhymirror.core.errors import DownloadError
+from lhymirror.fetch import gdrive
+from lhymirror.fetch.download import Downloader
+from lhymirror.fetch.http import RetryPolicy, new_session
+from lhymirror.fetch.transfer import Target
+from lhymirror.mirror.store import MirrorStore, PartialState
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gdrive"
 FILE_ID = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"

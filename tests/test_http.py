@@ -1,4 +1,4 @@
-"""Tests of lhymirror.http: session defaults, retry policy, Retry-After, redirect safety."""
+"""Tests of lhymirror.fetch.http: session defaults, retry policy, Retry-After, redirect safety."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import requests
 import responses
 
 from lhymirror import __version__
-from lhymirror.http import (
+from lhymirror.fetch.http import (
     MAX_REDIRECTS,
     InsecureRedirectError,
     RetryPolicy,

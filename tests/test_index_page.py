@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from lhymirror.index_page import IndexFile, local_href, render_index
-from lhymirror.manifest import Manifest
+from lhymirror.archive.index_page import IndexFile, local_href, render_index
+from lhymirror.manifest.model import Manifest
 from pagecheck import Page, assert_local_links_resolve, needs_chromium, run_chromium
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tests of lhymirror.kaggle (credentials, URLs, instructions) and Kaggle transfers."""
+"""Tests of lhymirror.fetch.kaggle (credentials, URLs, instructions) and Kaggle transfers."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import responses
 
-from lhymirror import kaggle
-from lhymirror.download import Downloader
-from lhymirror.errors import UsageError
-from lhymirror.http import RetryPolicy, new_session
-from lhymirror.kaggle import KaggleCredentials, load_credentials
-from lhymirror.sources import KaggleSource
-from lhymirror.store import MirrorStore
-from lhymirror.transfer import ManualStepRequired, Target
+from lhymirror.core.errors import UsageError
+from lhymirror.fetch import kaggle
+from lhymirror.fetch.download import Downloader
+from lhymirror.fetch.http import RetryPolicy, new_session
+from lhymirror.fetch.kaggle import KaggleCredentials, load_credentials
+from lhymirror.fetch.transfer import ManualStepRequired, Target
+from lhymirror.manifest.sources import KaggleSource
+from lhymirror.mirror.store import MirrorStore
 
 COMPETITION = "ml2022spring-hw1"
 API_FILE = f"https://www.kaggle.com/api/v1/competitions/data/download/{COMPETITION}/covid.train.csv"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from lhymirror.errors import LhymirrorError, ManifestError
-from lhymirror.manifest import (
+from lhymirror.core.errors import LhymirrorError, ManifestError
+from lhymirror.manifest.model import (
     FileEntry,
     dump_manifest,
     load_manifest,

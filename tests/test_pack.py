@@ -20,20 +20,26 @@ from urllib.parse import unquote
 
 import pytest
 
-from lhymirror.archive_write import FORMATS
-from lhymirror.bag import TAG_FILES, bag_info_values, parse_bag_info, parse_checksum_manifest
-from lhymirror.cli import main
-from lhymirror.errors import IntegrityError, StorageError, UsageError
-from lhymirror.fsutil import CHUNK_SIZE
-from lhymirror.manifest import Manifest, dump_manifest, parse_manifest
-from lhymirror.pack import (
+from lhymirror.archive.bag import (
+    TAG_FILES,
+    bag_info_values,
+    parse_bag_info,
+    parse_checksum_manifest,
+)
+from lhymirror.archive.pack import (
     IncompleteMirrorError,
     PackResult,
     archive_name,
     bagging_epoch,
     pack_year,
 )
-from lhymirror.store import FileRecord, MirrorStore, utc_now
+from lhymirror.archive.write import FORMATS
+from lhymirror.cli import main
+from lhymirror.core.errors import IntegrityError, StorageError, UsageError
+from lhymirror.core.fsutil import CHUNK_SIZE
+from lhymirror.core.units import utc_now
+from lhymirror.manifest.model import Manifest, dump_manifest, parse_manifest
+from lhymirror.mirror.store import FileRecord, MirrorStore
 
 RELEASED_EPOCH = 1_656_633_600  # 2022-07-01T00:00:00Z
 TOP = "lhy-ml-2022-v1"
@@ -719,7 +725,8 @@ def test_a_full_disk_is_a_storage_error_not_a_damaged_mirror_file(
 ) -> None:
     real_fdopen = os.fdopen
     monkeypatch.setattr(
-        "lhymirror.pack.os.fdopen", lambda fd, mode: _FullDisk(real_fdopen(fd, mode), 200_000)
+        "lhymirror.archive.pack.os.fdopen",
+        lambda fd, mode: _FullDisk(real_fdopen(fd, mode), 200_000),
     )
     with pytest.raises(StorageError, match="No space left"):
         course.pack()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import lhymirror
-from lhymirror.manifest import shipped_manifest_dir
+from lhymirror.manifest.model import shipped_manifest_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

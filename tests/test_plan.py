@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 
 from factories import blob, manifest_data, sha
-from lhymirror.errors import UsageError
-from lhymirror.manifest import Manifest
-from lhymirror.plan import (
+from lhymirror.core.errors import UsageError
+from lhymirror.fetch.plan import (
     PlanItem,
     from_base_source,
     mirror_source,
     plan_sync,
 )
-from lhymirror.store import FileRecord, MirrorStore, part_key
+from lhymirror.manifest.model import Manifest
+from lhymirror.mirror.store import FileRecord, MirrorStore, part_key
 
 YEAR = 2022
 UPSTREAM = "https://speech.example.edu/~hylee/ml/2022/rule%20(v2).pdf?dl=1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lhymirror.safepath import collision_key, path_problems
+from lhymirror.core.safepath import collision_key, path_problems
 
 
 @pytest.mark.parametrize(

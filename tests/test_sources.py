@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from lhymirror.sources import GDriveSource, HttpSource, KaggleSource, parse_source, source_kind
+from lhymirror.manifest.sources import (
+    GDriveSource,
+    HttpSource,
+    KaggleSource,
+    parse_source,
+    source_kind,
+)
 
 
 @pytest.mark.parametrize(

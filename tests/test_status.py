@@ -13,7 +13,7 @@ import tomli_w
 
 from factories import blob, file_entry, sha
 from lhymirror.cli import main
-from lhymirror.store import FileRecord, MirrorStore
+from lhymirror.mirror.store import FileRecord, MirrorStore
 
 YEAR = 2022
 UNREACHABLE = "https://127.0.0.1:1/ml"  # status must never try it
@@ -151,7 +151,7 @@ def test_an_unreadable_file_is_a_storage_error_not_a_traceback(
     def broken_disk(path: Path) -> tuple[int, str]:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr("lhymirror.store.hash_file", broken_disk)
+    monkeypatch.setattr("lhymirror.mirror.store.hash_file", broken_disk)
     assert main(status_args(manifest, store, "--rehash")) == 6
     err = capsys.readouterr().err
     assert "Input/output error" in err

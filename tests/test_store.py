@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from factories import blob, manifest_data, sha
-from lhymirror.errors import StorageError
-from lhymirror.manifest import FileEntry, Manifest
-from lhymirror.store import (
+from lhymirror.core.errors import StorageError
+from lhymirror.manifest.model import FileEntry, Manifest
+from lhymirror.mirror.store import (
     FileRecord,
     LockedError,
     MirrorStore,

@@ -16,12 +16,10 @@ import pytest
 from factories import blob, file_entry, manifest_data, sha
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
 from lhymirror.cli.sync_cmd import kaggle_credentials_for
-from lhymirror.errors import DownloadError, IntegrityError, StorageError
-from lhymirror.fsutil import atomic_write_bytes
-from lhymirror.manifest import Manifest
-from lhymirror.plan import plan_sync
-from lhymirror.store import LockedError, MirrorStore, PartialState, part_key
-from lhymirror.sync import (
+from lhymirror.core.errors import DownloadError, IntegrityError, StorageError
+from lhymirror.core.fsutil import atomic_write_bytes
+from lhymirror.fetch.plan import plan_sync
+from lhymirror.fetch.sync import (
     FileOutcome,
     SyncCancelled,
     SyncReport,
@@ -30,7 +28,9 @@ from lhymirror.sync import (
     run_sync,
     write_verified,
 )
-from lhymirror.transfer import FetchResult, ManualStepRequired, Target, UpstreamChangedError
+from lhymirror.fetch.transfer import FetchResult, ManualStepRequired, Target, UpstreamChangedError
+from lhymirror.manifest.model import Manifest
+from lhymirror.mirror.store import LockedError, MirrorStore, PartialState, part_key
 
 YEAR = 2022
 

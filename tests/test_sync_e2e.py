@@ -22,15 +22,11 @@ import tomli_w
 
 import lhymirror
 from factories import sha
+from httpserver import CourseServer, Fault, pdf_payload
 from lhymirror.cli import main, sync_cmd
-from lhymirror.download import Downloader
-from lhymirror.http import RetryPolicy
-from lhymirror.store import MirrorStore
-
-try:
-    from tests.httpserver import CourseServer, Fault, pdf_payload
-except ModuleNotFoundError:  # only tests/ on sys.path
-    from httpserver import CourseServer, Fault, pdf_payload  # type: ignore[no-redef]
+from lhymirror.fetch.download import Downloader
+from lhymirror.fetch.http import RetryPolicy
+from lhymirror.mirror.store import MirrorStore
 
 YEAR = 2022
 MiB = 1024 * 1024
@@ -168,7 +164,7 @@ def test_split_file_is_downloaded_in_parts_and_joined(
     whole = pdf_payload(700_000, 5)
     course.split([whole[:300_000], whole[300_000:]])
     # The whole is hashed as the parts stream in: the joined file is never read again.
-    monkeypatch.setattr("lhymirror.sync.hash_file", lambda path: pytest.fail(f"read {path}"))
+    monkeypatch.setattr("lhymirror.fetch.sync.hash_file", lambda path: pytest.fail(f"read {path}"))
     status, _, _ = run_cli(course.args(), capsys)
     assert status == 0
     assert (course.root / str(YEAR) / "data" / "hw.bin").read_bytes() == whole

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from factories import sha
-from lhymirror.transfer import AssemblyDigest
+from lhymirror.fetch.transfer import AssemblyDigest
 
 
 def append(path: Path, whole: AssemblyDigest, data: bytes) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lhymirror.units import format_size
+from lhymirror.core.units import format_size
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Safe, verified extraction (lhymirror.unpack, `lhymirror unpack`)."""
+"""Safe, verified extraction (lhymirror.archive.unpack, `lhymirror unpack`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from lhymirror.archive.unpack import TEMP_PREFIX, UnpackError, unpack_archive
 from lhymirror.cli import main
-from lhymirror.errors import UsageError
-from lhymirror.unpack import TEMP_PREFIX, UnpackError, unpack_archive
+from lhymirror.core.errors import UsageError
 from test_archive_read import FORMATS, Spec, write_archive
 from test_verify import PAYLOAD, TOP, archive_with, bag_specs, packed, replace_member
 

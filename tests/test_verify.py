@@ -1,4 +1,4 @@
-"""Offline verification of archives, bag folders and the mirror (lhymirror.verify, `verify`).
+"""Offline verification of archives, bag folders and the mirror (`lhymirror.archive.verify`).
 
 Also home of the bag helpers (``bag_specs``, ``make_mirror``) that the unpack tests reuse.
 """
@@ -17,20 +17,21 @@ from pathlib import Path
 import pytest
 
 import lhymirror
-from lhymirror.archive_read import ArchiveFormatError
-from lhymirror.bag import (
+from lhymirror.archive.bag import (
     BAG_DECLARATION,
     format_bag_info,
     format_checksum_manifest,
     payload_oxum,
 )
+from lhymirror.archive.pack import pack_year
+from lhymirror.archive.read import ArchiveFormatError
+from lhymirror.archive.unpack import unpack_archive
+from lhymirror.archive.verify import Problem, VerifyReport, verify_mirror, verify_path
 from lhymirror.cli import main
-from lhymirror.errors import UsageError
-from lhymirror.manifest import Manifest, parse_manifest
-from lhymirror.pack import pack_year
-from lhymirror.store import FileRecord, MirrorStore, utc_now
-from lhymirror.unpack import unpack_archive
-from lhymirror.verify import Problem, VerifyReport, verify_mirror, verify_path
+from lhymirror.core.errors import UsageError
+from lhymirror.core.units import utc_now
+from lhymirror.manifest.model import Manifest, parse_manifest
+from lhymirror.mirror.store import FileRecord, MirrorStore
 from test_archive_read import FORMATS, Spec, seeded_bytes, sha, write_archive
 
 TOP = "ml-2022-v1"
@@ -479,7 +480,7 @@ def test_verify_works_with_all_networking_disabled(
 
 def test_verify_and_unpack_import_no_http_client() -> None:
     code = (
-        "import sys, lhymirror.verify, lhymirror.unpack, lhymirror.cli.verify_cmd, "
+        "import sys, lhymirror.archive.verify, lhymirror.archive.unpack, lhymirror.cli.verify_cmd, "
         "lhymirror.cli.unpack_cmd\n"
         "print(sorted(m for m in ('requests', 'urllib3', 'http.client', 'urllib.request') "
         "if m in sys.modules))"

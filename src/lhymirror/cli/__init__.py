@@ -18,7 +18,7 @@ from lhymirror import __version__
 from lhymirror.cli.commands import COMMANDS
 from lhymirror.cli.common import HelpFormatter
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
-from lhymirror.errors import LhymirrorError, ManifestError
+from lhymirror.core.errors import LhymirrorError, ManifestError
 
 DESCRIPTION = """\
 Keep complete, verified, offline copies of Hung-yi Lee's NTU Machine Learning course:

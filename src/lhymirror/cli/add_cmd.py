@@ -14,8 +14,8 @@ from lhymirror.cli.common import (
     selected_manifest,
     selected_store,
 )
-from lhymirror.errors import UsageError
-from lhymirror.sync import import_file
+from lhymirror.core.errors import UsageError
+from lhymirror.fetch.sync import import_file
 
 
 def register(subparsers: Any) -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from lhymirror.cli.commands import COMMANDS
-from lhymirror.errors import UsageError
-from lhymirror.manifest import Manifest, load_manifest, shipped_manifest_path
-from lhymirror.store import MirrorStore
-from lhymirror.units import format_size
+from lhymirror.core.errors import UsageError
+from lhymirror.core.units import format_size
+from lhymirror.manifest.model import Manifest, load_manifest, shipped_manifest_path
+from lhymirror.mirror.store import MirrorStore
 
 __all__ = [
     "HelpFormatter",

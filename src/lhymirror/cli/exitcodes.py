@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from lhymirror.errors import (
+from lhymirror.core.errors import (
     DownloadError,
     IncompleteError,
     IntegrityError,

@@ -13,7 +13,14 @@ from lhymirror.cli.common import (
     print_json,
     selected_manifest,
 )
-from lhymirror.manifest import FILE_KINDS, LINK_KINDS, FileEntry, Link, Manifest, section_sort_key
+from lhymirror.manifest.model import (
+    FILE_KINDS,
+    LINK_KINDS,
+    FileEntry,
+    Link,
+    Manifest,
+    section_sort_key,
+)
 
 
 def register(subparsers: Any) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from lhymirror.cli.common import add_command
-from lhymirror.errors import ManifestError, UsageError
-from lhymirror.manifest import load_manifest, manifest_warnings, shipped_manifest_dir
+from lhymirror.core.errors import ManifestError, UsageError
+from lhymirror.manifest.model import load_manifest, manifest_warnings, shipped_manifest_dir
 
 
 def register(subparsers: Any) -> None:

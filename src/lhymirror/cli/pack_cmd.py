@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lhymirror.archive_write import FORMATS
+from lhymirror.archive.pack import IncompleteMirrorError, PackResult, collect_payload, pack_year
+from lhymirror.archive.write import FORMATS
 from lhymirror.cli.common import (
     add_command,
     add_manifest_arguments,
@@ -17,7 +18,6 @@ from lhymirror.cli.common import (
     selected_manifest,
     selected_store,
 )
-from lhymirror.pack import IncompleteMirrorError, PackResult, collect_payload, pack_year
 
 DEFAULT_OUT = Path("dist")
 

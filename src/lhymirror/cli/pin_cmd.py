@@ -14,9 +14,9 @@ from lhymirror.cli.common import (
     selected_manifest,
     selected_store,
 )
-from lhymirror.errors import UsageError
-from lhymirror.manifest import FileEntry, Manifest, write_manifest
-from lhymirror.store import MirrorStore
+from lhymirror.core.errors import UsageError
+from lhymirror.manifest.model import FileEntry, Manifest, write_manifest
+from lhymirror.mirror.store import MirrorStore
 
 INSTALL_FOLDERS = ("site-packages", "dist-packages")
 

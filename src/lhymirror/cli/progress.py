@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from lhymirror.cli.common import format_size
-from lhymirror.plan import SyncPlan
-from lhymirror.sync import FileOutcome, SyncReport
+from lhymirror.fetch.plan import SyncPlan
+from lhymirror.fetch.sync import FileOutcome, SyncReport
 
 MAX_ACTIVE_SHOWN = 3
 RESUME_HINT = "run the same command again to resume"

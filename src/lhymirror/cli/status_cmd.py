@@ -15,7 +15,7 @@ from lhymirror.cli.common import (
     selected_manifest,
     selected_store,
 )
-from lhymirror.store import LocalState
+from lhymirror.mirror.store import LocalState
 
 LABELS = {
     "ok": "ok",

@@ -19,15 +19,15 @@ from lhymirror.cli.common import (
 )
 from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
-from lhymirror.errors import DownloadError, IncompleteError, IntegrityError, StorageError
-from lhymirror.kaggle import KaggleCredentials, load_credentials
-from lhymirror.manifest import FILE_KINDS, Manifest
-from lhymirror.plan import PlanItem, SyncPlan, plan_sync
-from lhymirror.sources import source_kind
-from lhymirror.store import MirrorStore
-from lhymirror.sync import Fetcher, SyncReport, run_sync
-from lhymirror.transfer import TransferEvents
-from lhymirror.units import count_of
+from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError, StorageError
+from lhymirror.core.units import count_of
+from lhymirror.fetch.kaggle import KaggleCredentials, load_credentials
+from lhymirror.fetch.plan import PlanItem, SyncPlan, plan_sync
+from lhymirror.fetch.sync import Fetcher, SyncReport, run_sync
+from lhymirror.fetch.transfer import TransferEvents
+from lhymirror.manifest.model import FILE_KINDS, Manifest
+from lhymirror.manifest.sources import source_kind
+from lhymirror.mirror.store import MirrorStore
 
 MIRROR_ENV = "LHYMIRROR_MIRROR"
 DEFAULT_JOBS = 4
@@ -156,8 +156,8 @@ def build_downloader(
     kaggle_credentials: KaggleCredentials | None,
 ) -> Fetcher:
     """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
-    # Imported here: requests is needed only once a file is transferred (see lhymirror.sync).
-    from lhymirror.download import Downloader  # noqa: PLC0415
+    # Imported here: requests is needed only once a file is transferred (see lhymirror.fetch.sync).
+    from lhymirror.fetch.download import Downloader  # noqa: PLC0415
 
     return Downloader(store, events=events, offline=offline, kaggle_credentials=kaggle_credentials)
 

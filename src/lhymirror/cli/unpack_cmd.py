@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lhymirror.archive.unpack import UnpackError, unpack_archive
 from lhymirror.cli.common import add_command
 from lhymirror.cli.exitcodes import ExitStatus
-from lhymirror.unpack import UnpackError, unpack_archive
 
 
 def register(subparsers: Any) -> None:

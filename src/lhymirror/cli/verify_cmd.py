@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lhymirror.archive.verify import VerifyReport, verify_mirror, verify_path
 from lhymirror.cli.common import (
     add_command,
     add_root_argument,
@@ -17,9 +18,8 @@ from lhymirror.cli.common import (
     selected_store,
 )
 from lhymirror.cli.exitcodes import ExitStatus
-from lhymirror.errors import IntegrityError, UsageError
-from lhymirror.units import count_of
-from lhymirror.verify import VerifyReport, verify_mirror, verify_path
+from lhymirror.core.errors import IntegrityError, UsageError
+from lhymirror.core.units import count_of
 
 
 def register(subparsers: Any) -> None:

@@ -25,18 +25,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lhymirror.errors import StorageError
-from lhymirror.fsutil import atomic_write_text, hash_file, replace_durably, try_lock
-from lhymirror.manifest import FileEntry
-from lhymirror.safepath import path_problems
+from lhymirror.core.errors import StorageError, storage_errors
+from lhymirror.core.units import utc_now
+from lhymirror.core.fsutil import atomic_write_text, hash_file, replace_durably, try_lock
+from lhymirror.manifest.model import FileEntry
+from lhymirror.core.safepath import path_problems
 
 META_DIR = ".lhymirror"
 RECORD_VERSION = 1
-
-
-def utc_now() -> str:
-    """The current time as an ISO 8601 UTC string (seconds precision)."""
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -365,28 +361,3 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-@contextlib.contextmanager
-def storage_errors(path: Path) -> Iterator[None]:
-    """Turn ``OSError`` (disk full, permission denied…) into a one-line ``StorageError``."""
-    try:
-        yield
-    except OSError as exc:
-        raise StorageError(
-            "cannot write to disk" if exc.errno in _WRITE_ERRNOS else "file system error",
-            where=str(path),
-            detail=exc.strerror or str(exc),
-            hint=_storage_hint(exc),
-        ) from exc
-
-
-_WRITE_ERRNOS = {28, 122, 30, 27}  # ENOSPC, EDQUOT, EROFS, EFBIG
-
-
-def _storage_hint(exc: OSError) -> str:
-    if exc.errno in (28, 122):
-        return "Free some space (partial downloads are kept and resume), then run again."
-    if exc.errno in (13, 1):
-        return "Check the folder's permissions or choose another --root."
-    return "Check the path and the disk."

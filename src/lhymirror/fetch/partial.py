@@ -9,7 +9,7 @@ A part of a split file is kept in place instead: its bytes are the region of the
 that starts at ``target.offset`` (the parts before it end there), and a verified part stays where
 it is, its sidecar marked ``complete``. The parts are thus never copied to be joined, and as each
 part's bytes are appended they also feed the assembly's running digest
-(:class:`~lhymirror.transfer.AssemblyDigest`), so the joined whole is never read again either.
+(:class:`~lhymirror.fetch.transfer.AssemblyDigest`), so the joined whole is never read again either.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from lhymirror.errors import StorageError
-from lhymirror.fsutil import (
+from lhymirror.core.errors import StorageError, storage_errors
+from lhymirror.core.fsutil import (
     CHUNK_SIZE,
     BackgroundWriteback,
     atomic_writer,
@@ -30,10 +30,10 @@ from lhymirror.fsutil import (
     hash_stream,
     replace_durably,
 )
-from lhymirror.store import MirrorStore, PartialState, storage_errors
+from lhymirror.mirror.store import MirrorStore, PartialState
 
 if TYPE_CHECKING:
-    from lhymirror.download import Target
+    from lhymirror.fetch.download import Target
 
 STATE_EVERY = 32 * CHUNK_SIZE  # bytes between sidecar updates (resume uses the file size)
 

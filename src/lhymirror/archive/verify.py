@@ -7,8 +7,8 @@ wrong ``Payload-Oxum``, tag files that differ from ``tagmanifest-sha256.txt`` an
 that differs from its ``.sha256`` sidecar.
 
 An archive is read once, as a stream, without extracting: each payload member is hashed in
-:data:`~lhymirror.fsutil.CHUNK_SIZE` pieces as it passes and only ``(size, sha256)`` per path is
-kept, so memory does not grow with the archive. ``fast`` checks counts and sizes only.
+:data:`~lhymirror.core.fsutil.CHUNK_SIZE` pieces as it passes and only ``(size, sha256)`` per
+path is kept, so memory does not grow with the archive. ``fast`` checks counts and sizes only.
 """
 
 from __future__ import annotations
@@ -22,14 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from lhymirror.archive_read import (
-    DEFAULT_LIMITS,
-    ArchiveLimits,
-    ArchiveMember,
-    ArchiveReader,
-    ArchiveReadError,
-)
-from lhymirror.bag import (
+from lhymirror.archive.bag import (
     MISSING_FILE_LABEL,
     PAYLOAD_DIR,
     PAYLOAD_MANIFEST,
@@ -42,11 +35,18 @@ from lhymirror.bag import (
     parse_sidecar,
     sidecar_path,
 )
-from lhymirror.errors import IntegrityError, LhymirrorError, UsageError
-from lhymirror.fsutil import CHUNK_SIZE, ThreadedDigest
-from lhymirror.manifest import FileEntry, Manifest, parse_manifest
-from lhymirror.safepath import path_problems
-from lhymirror.store import MirrorStore
+from lhymirror.archive.read import (
+    DEFAULT_LIMITS,
+    ArchiveLimits,
+    ArchiveMember,
+    ArchiveReader,
+    ArchiveReadError,
+)
+from lhymirror.core.errors import IntegrityError, LhymirrorError, UsageError
+from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
+from lhymirror.core.safepath import path_problems
+from lhymirror.manifest.model import FileEntry, Manifest, parse_manifest
+from lhymirror.mirror.store import MirrorStore
 
 REQUIRED_TAG_FILES = ("bagit.txt", "bag-info.txt", PAYLOAD_MANIFEST, TAG_MANIFEST)
 PARSED_TAG_FILES = frozenset({*REQUIRED_TAG_FILES, "lhymirror.toml"})

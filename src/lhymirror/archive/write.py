@@ -15,8 +15,8 @@ In a zip, data that is already compressed (see :data:`STORED_EXTENSIONS`) is sto
 deflating it again costs time and gains nothing. Everything else (text, notebooks, CSV, code,
 unknown binaries) is deflated.
 
-Payload is streamed from a file object in :data:`~lhymirror.fsutil.CHUNK_SIZE` pieces and hashed
-on the way, so memory stays constant whatever the file size.
+Payload is streamed from a file object in :data:`~lhymirror.core.fsutil.CHUNK_SIZE` pieces and
+hashed on the way, so memory stays constant whatever the file size.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from lhymirror.fsutil import CHUNK_SIZE, DIR_MODE, FILE_MODE, ThreadedDigest
+from lhymirror.core.fsutil import CHUNK_SIZE, DIR_MODE, FILE_MODE, ThreadedDigest
 
 FORMATS = ("zip", "tar", "tar.gz")
 FORMAT_EXTENSIONS = {"zip": ".zip", "tar": ".tar", "tar.gz": ".tar.gz"}

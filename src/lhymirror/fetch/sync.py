@@ -23,14 +23,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, get_args
 
-from lhymirror.errors import (
+from lhymirror.core.errors import (
     DownloadError,
     IntegrityError,
     LhymirrorError,
     StorageError,
     UsageError,
+    storage_errors,
 )
-from lhymirror.fsutil import (
+from lhymirror.core.fsutil import (
     CHUNK_SIZE,
     BackgroundWriteback,
     ThreadedDigest,
@@ -39,21 +40,21 @@ from lhymirror.fsutil import (
     hash_file,
     replace_durably,
 )
-from lhymirror.manifest import FileEntry
-from lhymirror.plan import (
+from lhymirror.core.units import format_size, utc_now
+from lhymirror.fetch.plan import (
     PartPlan,
     PlanItem,
     SyncPlan,
 )
-from lhymirror.store import Expected, FileRecord, MirrorStore, storage_errors, utc_now
-from lhymirror.transfer import (
+from lhymirror.fetch.transfer import (
     AssemblyDigest,
     FetchResult,
     ManualStepRequired,
     Target,
     TransferEvents,
 )
-from lhymirror.units import format_size
+from lhymirror.manifest.model import FileEntry
+from lhymirror.mirror.store import Expected, FileRecord, MirrorStore
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
 Failure = Literal["download", "integrity", "storage"]
@@ -61,7 +62,7 @@ VERIFIED_OUTCOMES = ("downloaded", "resumed", "up-to-date")
 
 
 class Fetcher(Protocol):
-    """What :func:`run_sync` needs from a downloader (``lhymirror.download.Downloader``)."""
+    """What :func:`run_sync` needs from a downloader (``lhymirror.fetch.download.Downloader``)."""
 
     def fetch(self, target: Target, sources: Sequence[str], session: Any) -> FetchResult:
         """Fetch *target* from the first source that works; bytes land only when verified."""
@@ -179,7 +180,7 @@ def run_sync(
     """Run *plan* under the year's lock and report what happened to each file.
 
     ``downloader_factory(events)`` builds one downloader per worker thread; sleeps and clocks are
-    injected there; ``session_factory`` defaults to :func:`lhymirror.http.new_session`. Raises
+    injected there; ``session_factory`` defaults to :func:`lhymirror.fetch.http.new_session`. Raises
     ``StorageError`` when the lock is held elsewhere or space is short.
     """
     with store.lock(wait=lock_wait):
@@ -195,7 +196,7 @@ def run_sync(
 
 def _new_session() -> Any:
     # Imported here: a sync with nothing to transfer never needs requests, and starts faster.
-    from lhymirror.http import new_session  # noqa: PLC0415
+    from lhymirror.fetch.http import new_session  # noqa: PLC0415
 
     return new_session()
 

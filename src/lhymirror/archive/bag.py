@@ -2,7 +2,7 @@
 
 Pure string functions shared by ``pack`` (which writes bags) and ``verify``/``unpack`` (which read
 them). Nothing here touches the disk. Parsers never trust their input: any malformed line raises
-:class:`~lhymirror.errors.IntegrityError` naming the file (``where``) and the line number.
+:class:`~lhymirror.core.errors.IntegrityError` naming the file (``where``) and the line number.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lhymirror.errors import IntegrityError
+from lhymirror.core.errors import IntegrityError
 
 if TYPE_CHECKING:
-    from lhymirror.manifest import Manifest
+    from lhymirror.manifest.model import Manifest
 
 BAG_DECLARATION = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 PAYLOAD_DIR = "data"

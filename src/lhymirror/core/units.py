@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 
@@ -27,3 +28,8 @@ def count_of(number: int, noun: str) -> str:
 def slugify(text: str, *, default: str) -> str:
     """Lowercase letters and digits joined by single hyphens (*default* when none are left)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or default
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 UTC string (seconds precision)."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

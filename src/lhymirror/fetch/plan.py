@@ -30,10 +30,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
-from lhymirror.errors import UsageError
-from lhymirror.manifest import FileEntry, Manifest
-from lhymirror.sources import is_local_source, local_source, local_source_path, parse_source
-from lhymirror.store import Expected, MirrorStore, part_key
+from lhymirror.core.errors import UsageError
+from lhymirror.manifest.model import FileEntry, Manifest
+from lhymirror.manifest.sources import (
+    is_local_source,
+    local_source,
+    local_source_path,
+    parse_source,
+)
+from lhymirror.mirror.store import Expected, MirrorStore, part_key
 
 Action = Literal["up-to-date", "verify", "fetch", "manual", "needs-network"]
 

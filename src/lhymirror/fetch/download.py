@@ -26,25 +26,17 @@ from typing import BinaryIO, Literal
 import requests
 import urllib3
 
-from lhymirror import gdrive, kaggle
-from lhymirror.errors import DownloadError
-from lhymirror.fsutil import CHUNK_SIZE
-from lhymirror.http import (
+from lhymirror.core.errors import DownloadError
+from lhymirror.core.fsutil import CHUNK_SIZE
+from lhymirror.fetch import gdrive, kaggle
+from lhymirror.fetch.http import (
     InsecureRedirectError,
     RetryPolicy,
     is_retryable_status,
     parse_retry_after,
 )
-from lhymirror.partial import PartialDownload
-from lhymirror.sources import (
-    GDriveSource,
-    KaggleSource,
-    is_local_source,
-    local_source_path,
-    parse_source,
-)
-from lhymirror.store import MirrorStore
-from lhymirror.transfer import (
+from lhymirror.fetch.partial import PartialDownload
+from lhymirror.fetch.transfer import (
     FetchResult,
     ManualStepRequired,
     SilentEvents,
@@ -52,6 +44,14 @@ from lhymirror.transfer import (
     TransferEvents,
     UpstreamChangedError,
 )
+from lhymirror.manifest.sources import (
+    GDriveSource,
+    KaggleSource,
+    is_local_source,
+    local_source_path,
+    parse_source,
+)
+from lhymirror.mirror.store import MirrorStore
 
 SNIFF_BYTES = 1024  # looked at before the first byte is kept (HTML pages, PDF magic)
 RESUME_HINT = "Run the same command again to resume."

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from lhymirror.errors import IntegrityError
-from lhymirror.fsutil import CHUNK_SIZE, ThreadedDigest
-from lhymirror.safepath import collision_key, path_problems
+from lhymirror.core.errors import IntegrityError
+from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
+from lhymirror.core.safepath import collision_key, path_problems
 
 ArchiveFormat = Literal["zip", "tar", "tar.gz", "tar.compressed"]
 MemberKind = Literal["file", "dir", "symlink", "hardlink", "device", "fifo", "other"]
@@ -510,7 +510,7 @@ class _SequentialHasher:
     """File wrapper that hashes the file's bytes in order as the reader's reads pass over them.
 
     The archive is thus read once for both its members and its own checksum; the hashing itself
-    runs in a helper thread (:class:`~lhymirror.fsutil.ThreadedDigest`). Reads that continue
+    runs in a helper thread (:class:`~lhymirror.core.fsutil.ThreadedDigest`). Reads that continue
     where hashing stopped are hashed as they pass; small gaps are read once more; anything else
     (a zip's central directory, read first) waits for :meth:`hexdigest`.
     """

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from lhymirror.errors import UsageError
-from lhymirror.sources import KaggleSource
+from lhymirror.core.errors import UsageError
+from lhymirror.manifest.sources import KaggleSource
 
 API_HOST = "www.kaggle.com"
 API_BASE = f"https://{API_HOST}/api/v1/competitions/data"

@@ -1,7 +1,7 @@
 """The manifest: a typed, validated description of everything one year of a course offers.
 
 ``load_manifest`` reads a TOML file (``schema = 1``) and either returns a :class:`Manifest` or
-raises :class:`~lhymirror.errors.ManifestError` listing *every* problem found, each naming the
+raises :class:`~lhymirror.core.errors.ManifestError` listing *every* problem found, each naming the
 file, the entry (``files[12] (hw04-dataset)``) and the field. ``dump_manifest`` is the canonical
 writer: a manifest round-trips (load → dump → load gives an equal model) and entries keep their
 order, so tools can update checksums in place.
@@ -27,10 +27,10 @@ from pydantic import (
     field_validator,
 )
 
-from lhymirror.errors import LhymirrorError, ManifestError
-from lhymirror.safepath import collision_key, path_problems
-from lhymirror.sources import parse_source, source_kind
-from lhymirror.units import slugify
+from lhymirror.core.errors import LhymirrorError, ManifestError
+from lhymirror.core.safepath import collision_key, path_problems
+from lhymirror.core.units import slugify
+from lhymirror.manifest.sources import parse_source, source_kind
 
 FileKind = Literal["slide", "hw-slide", "dataset", "code", "other"]
 LinkKind = Literal["video", "notebook", "competition", "page"]
@@ -412,7 +412,7 @@ def dump_manifest(manifest: Manifest) -> str:
 
 def write_manifest(manifest: Manifest, path: Path | str) -> None:
     """Write the canonical form of *manifest* to *path* atomically."""
-    from lhymirror.fsutil import atomic_write_text  # noqa: PLC0415  (keeps model import light)
+    from lhymirror.core.fsutil import atomic_write_text  # noqa: PLC0415  (keeps model import light)
 
     atomic_write_text(Path(path), dump_manifest(manifest))
 
@@ -428,7 +428,7 @@ def _packaged_dir() -> Path:
 def _checkout_dir() -> Path:
     # In an editable install the wheel's force-included copy does not exist; the repository's
     # top-level manifests/ folder is the same data.
-    return Path(__file__).resolve().parents[2] / "manifests"
+    return Path(__file__).resolve().parents[3] / "manifests"
 
 
 def shipped_manifest_dir() -> Path:

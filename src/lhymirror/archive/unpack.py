@@ -1,6 +1,6 @@
 """Safe extraction of a bag archive: verified while extracted, put in place only when intact.
 
-The archive is read once (see :func:`lhymirror.verify.verify_archive`); each safe member is
+The archive is read once (see :func:`lhymirror.archive.verify.verify_archive`); each safe member is
 written into a fresh temporary folder created next to the destination (the same file system,
 so the final move is a rename). Nothing is written through a link (none can exist in a folder
 we just created and only fill with regular files opened with ``O_EXCL``), modes are normalised
@@ -19,12 +19,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from lhymirror.archive_read import DEFAULT_LIMITS, ArchiveLimits, ArchiveReadError
-from lhymirror.errors import IntegrityError, UsageError
-from lhymirror.fsutil import DIR_MODE, EXECUTABLE_MODE, FILE_MODE, fsync_dir
-from lhymirror.store import storage_errors
-from lhymirror.units import count_of
-from lhymirror.verify import VerifyReport, verify_archive
+from lhymirror.archive.read import DEFAULT_LIMITS, ArchiveLimits, ArchiveReadError
+from lhymirror.archive.verify import VerifyReport, verify_archive
+from lhymirror.core.errors import IntegrityError, UsageError, storage_errors
+from lhymirror.core.fsutil import DIR_MODE, EXECUTABLE_MODE, FILE_MODE, fsync_dir
+from lhymirror.core.units import count_of
 
 TEMP_PREFIX = ".lhymirror-unpack-"
 _BAG_FOLDER = "bag"  # the bag's folder inside the temporary folder

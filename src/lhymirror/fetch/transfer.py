@@ -1,7 +1,7 @@
 """What one transfer is about: its target, its result, its progress hooks and its outcomes.
 
-The vocabulary shared by the download engine (:mod:`lhymirror.download`) and the code that
-plans and runs transfers (:mod:`lhymirror.sync`). It needs no network library, so a sync with
+The vocabulary shared by the download engine (:mod:`lhymirror.fetch.download`) and the code that
+plans and runs transfers (:mod:`lhymirror.fetch.sync`). It needs no network library, so a sync with
 nothing to transfer never imports one.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from lhymirror.errors import IncompleteError, IntegrityError
-from lhymirror.fsutil import hash_stream
+from lhymirror.core.errors import IncompleteError, IntegrityError
+from lhymirror.core.fsutil import hash_stream
 
 
 class AssemblyDigest:

@@ -7,6 +7,10 @@ a message and an exit code (see :mod:`lhymirror.cli.exitcodes`).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 
 class LhymirrorError(Exception):
     """Base class of expected failures.
@@ -75,3 +79,28 @@ class StorageError(LhymirrorError):
 
 class IncompleteError(LhymirrorError):
     """Work is left that needs a human step (a manual download, accepting competition rules)."""
+
+
+@contextlib.contextmanager
+def storage_errors(path: Path) -> Iterator[None]:
+    """Turn ``OSError`` (disk full, permission denied…) into a one-line ``StorageError``."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(
+            "cannot write to disk" if exc.errno in _WRITE_ERRNOS else "file system error",
+            where=str(path),
+            detail=exc.strerror or str(exc),
+            hint=_storage_hint(exc),
+        ) from exc
+
+
+_WRITE_ERRNOS = {28, 122, 30, 27}  # ENOSPC, EDQUOT, EROFS, EFBIG
+
+
+def _storage_hint(exc: OSError) -> str:
+    if exc.errno in (28, 122):
+        return "Free some space (partial downloads are kept and resume), then run again."
+    if exc.errno in (13, 1):
+        return "Check the folder's permissions or choose another --root."
+    return "Check the path and the disk."

@@ -34,17 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lhymirror import __version__
-from lhymirror.archive_write import (
-    FORMATS,
-    ZIP_MIN_EPOCH,
-    ArchiveWriter,
-    Copied,
-    FollowingHasher,
-    HashingReader,
-    archive_extension,
-    archive_writer,
-)
-from lhymirror.bag import (
+from lhymirror.archive.bag import (
     BAG_DECLARATION,
     MISSING_FILE_LABEL,
     PAYLOAD_DIR,
@@ -57,8 +47,19 @@ from lhymirror.bag import (
     payload_oxum,
     sidecar_path,
 )
-from lhymirror.errors import IntegrityError, StorageError, UsageError
-from lhymirror.fsutil import (
+from lhymirror.archive.index_page import IndexFile, render_index
+from lhymirror.archive.write import (
+    FORMATS,
+    ZIP_MIN_EPOCH,
+    ArchiveWriter,
+    Copied,
+    FollowingHasher,
+    HashingReader,
+    archive_extension,
+    archive_writer,
+)
+from lhymirror.core.errors import IntegrityError, StorageError, UsageError, storage_errors
+from lhymirror.core.fsutil import (
     CHUNK_SIZE,
     BackgroundWriteback,
     abandoned_temps,
@@ -68,9 +69,8 @@ from lhymirror.fsutil import (
     temp_beside,
     try_lock,
 )
-from lhymirror.index_page import IndexFile, render_index
-from lhymirror.manifest import FileEntry, Manifest, dump_manifest
-from lhymirror.store import MirrorStore, storage_errors
+from lhymirror.manifest.model import FileEntry, Manifest, dump_manifest
+from lhymirror.mirror.store import MirrorStore
 
 SOURCE_DATE_EPOCH_ENV = "SOURCE_DATE_EPOCH"
 SOURCE_ORGANIZATION = "National Taiwan University (Prof. Hung-yi Lee)"

@@ -19,8 +19,8 @@ from itertools import groupby
 from typing import TypeVar
 from urllib.parse import quote
 
-from lhymirror.manifest import FileEntry, Link, Manifest, section_sort_key
-from lhymirror.units import count_of, format_size, slugify
+from lhymirror.core.units import count_of, format_size, slugify
+from lhymirror.manifest.model import FileEntry, Link, Manifest, section_sort_key
 
 OTHER_SECTION = "Other"
 _DEFAULT_MISSING_NOTE = (
