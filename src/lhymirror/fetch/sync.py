@@ -54,11 +54,13 @@ from lhymirror.fetch.transfer import (
     TransferEvents,
 )
 from lhymirror.manifest.model import FileEntry
-from lhymirror.mirror.store import Expected, FileRecord, MirrorStore
+from lhymirror.mirror.state import EntryState, Expected
+from lhymirror.mirror.store import FileRecord, MirrorStore
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
 Failure = Literal["download", "integrity", "storage"]
 VERIFIED_OUTCOMES = ("downloaded", "resumed", "up-to-date")
+REFUSED_HINT = "lhymirror never follows, reads around or replaces it: put the file there instead"
 
 
 class Fetcher(Protocol):
@@ -540,6 +542,9 @@ def _settled_outcome(item: PlanItem) -> FileOutcome:
         return _outcome(item, "up-to-date", size=item.size, sha256=item.expected.sha256)
     if item.action == "manual":
         return _outcome(item, "manual", size=item.size, reason=item.reason)
+    if item.action == "refused":
+        reason = f"{item.reason}; {REFUSED_HINT}"
+        return _outcome(item, "failed", size=item.size, reason=reason, failure="storage")
     needs = ", ".join(item.withheld) or "a network source"
     return _outcome(
         item,
@@ -555,7 +560,7 @@ def _verified_meanwhile(store: MirrorStore, item: PlanItem) -> bool:
     return (
         item.action == "fetch"
         and item.reason == "missing"
-        and store.is_unchanged_since_verified(item.entry)
+        and EntryState.read(store, item.entry).unchanged_since_verified
     )
 
 
@@ -679,7 +684,7 @@ def import_file(store: MirrorStore, entry: FileEntry, source: Path) -> FileRecor
     Checks size and sha256 when known (pinned or recorded); a file of unknown checksum is
     trusted and recorded as the reference. Leftover partial downloads of the entry are removed.
     """
-    expected = store.expected(entry)
+    expected = EntryState.read(store, entry).expected
     source = source.expanduser().absolute()
     if not source.is_file():
         raise UsageError("no such file", where=str(source), hint="Check the path and try again.")
