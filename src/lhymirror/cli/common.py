@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lhymirror.cli.commands import COMMANDS
+from lhymirror.cli.commands import COMMANDS, HelpFormatter
 from lhymirror.core.errors import UsageError
 from lhymirror.core.units import format_size
 from lhymirror.manifest.model import Manifest, load_manifest, shipped_manifest_path
@@ -33,10 +33,6 @@ __all__ = [
 
 ROOT_ENV = "LHYMIRROR_ROOT"
 DEFAULT_ROOT = Path("mirror")
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the hand-written line breaks of descriptions and examples."""
 
 
 def add_command(
