@@ -122,7 +122,8 @@ def _selected_year(args: argparse.Namespace) -> int | None:
             detail=f"{args.year_pos} and --year {args.year_opt}",
             hint="Give the year once.",
         )
-    return args.year_pos if args.year_pos is not None else args.year_opt
+    year: int | None = args.year_pos if args.year_pos is not None else args.year_opt
+    return year
 
 
 def print_json(data: Any) -> None:
@@ -144,7 +145,11 @@ def byte_progress(
     with tqdm(
         total=total, unit="B", unit_scale=True, desc=desc, file=sys.stderr, leave=False
     ) as bar:
-        yield bar.update
+
+        def advance(nbytes: int) -> None:
+            bar.update(nbytes)
+
+        yield advance
 
 
 def _ignore(nbytes: int) -> None:
