@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from lhymirror import __version__
 from lhymirror.cli.commands import COMMANDS
-from lhymirror.cli.common import HelpFormatter
+from lhymirror.cli.common import HelpFormatter, Parser
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
 from lhymirror.core.errors import LhymirrorError, ManifestError
 
@@ -34,7 +34,7 @@ example:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with *only*, other commands are placeholders (name and summary)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="lhymirror",
         description=DESCRIPTION,
         epilog=EXAMPLE,
