@@ -15,7 +15,8 @@ import traceback
 from collections.abc import Sequence
 
 from lhymirror import __version__
-from lhymirror.cli.commands import COMMANDS, HelpFormatter
+from lhymirror.cli.commands import COMMANDS
+from lhymirror.cli.common import HelpFormatter, Parser
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
 from lhymirror.core.errors import LhymirrorError, ManifestError
 
@@ -36,7 +37,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     ``only=""`` registers no command in full: ``--version`` and ``--help`` need none.
     """
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="lhymirror",
         description=DESCRIPTION,
         epilog=EXAMPLE,

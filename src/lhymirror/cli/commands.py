@@ -6,12 +6,7 @@ for ``sync``, cost start-up time); ``lhymirror --help`` lists the summaries from
 
 from __future__ import annotations
 
-import argparse
 from typing import NamedTuple
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the hand-written line breaks of descriptions and examples."""
 
 
 class Command(NamedTuple):
