@@ -11,13 +11,15 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lhymirror.cli.commands import COMMANDS
 from lhymirror.core.errors import UsageError
 from lhymirror.core.units import format_size
-from lhymirror.manifest.model import Manifest, load_manifest, shipped_manifest_path
-from lhymirror.mirror.store import MirrorStore
+
+if TYPE_CHECKING:  # imported when used: --version and --help must not pay for pydantic
+    from lhymirror.manifest.model import Manifest
+    from lhymirror.mirror.store import MirrorStore
 
 __all__ = [
     "HelpFormatter",
@@ -181,11 +183,15 @@ def mirror_root(root: Path | None) -> Path:
 
 def selected_store(args: argparse.Namespace, manifest: Manifest) -> MirrorStore:
     """The mirror of the manifest's year under the chosen root."""
+    from lhymirror.mirror.store import MirrorStore  # noqa: PLC0415
+
     return MirrorStore(mirror_root(args.root), manifest.year)
 
 
 def selected_manifest(args: argparse.Namespace) -> tuple[Manifest, Path]:
     """Load the manifest chosen by ``YEAR`` / ``--year`` / ``--manifest``."""
+    from lhymirror.manifest.model import load_manifest, shipped_manifest_path  # noqa: PLC0415
+
     year = _selected_year(args)
     if args.manifest is not None:
         _check_manifest_path(args.manifest)
@@ -225,7 +231,8 @@ def _selected_year(args: argparse.Namespace) -> int | None:
             detail=f"{args.year_pos} and --year {args.year_opt}",
             hint="Give the year once.",
         )
-    return args.year_pos if args.year_pos is not None else args.year_opt
+    year: int | None = args.year_pos if args.year_pos is not None else args.year_opt
+    return year
 
 
 def print_json(data: Any) -> None:
@@ -247,7 +254,11 @@ def byte_progress(
     with tqdm(
         total=total, unit="B", unit_scale=True, desc=desc, file=sys.stderr, leave=False
     ) as bar:
-        yield bar.update
+
+        def advance(nbytes: int) -> None:
+            bar.update(nbytes)
+
+        yield advance
 
 
 def _ignore(nbytes: int) -> None:
