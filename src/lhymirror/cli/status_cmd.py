@@ -15,9 +15,9 @@ from lhymirror.cli.common import (
     selected_manifest,
     selected_store,
 )
-from lhymirror.mirror.state import LocalState, local_state
+from lhymirror.mirror.state import FileStatus, LocalState, local_state
 
-LABELS = {
+LABELS: dict[FileStatus, str] = {
     "ok": "ok",
     "missing": "missing",
     "partial": "partial",
