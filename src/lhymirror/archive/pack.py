@@ -77,7 +77,6 @@ from lhymirror.mirror.state import (
     check_bytes,
     describe,
     expected_of,
-    open_regular,
 )
 from lhymirror.mirror.store import MirrorStore
 
@@ -469,7 +468,7 @@ def _copy_payload(
     archive (a full disk) propagates as a storage error.
     """
     try:
-        stream = open_regular(item.source)
+        stream = item.source.open("rb")
     except OSError as error:
         unreadable = FileProblem("unreadable", detail=error.strerror or str(error))
         return MissingFile.of(item.entry, unreadable)
