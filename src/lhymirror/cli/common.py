@@ -11,13 +11,15 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lhymirror.cli.commands import COMMANDS
 from lhymirror.core.errors import UsageError
 from lhymirror.core.units import format_size
-from lhymirror.manifest.model import Manifest, load_manifest, shipped_manifest_path
-from lhymirror.mirror.store import MirrorStore
+
+if TYPE_CHECKING:  # imported when used: --version and --help must not pay for pydantic
+    from lhymirror.manifest.model import Manifest
+    from lhymirror.mirror.store import MirrorStore
 
 __all__ = [
     "HelpFormatter",
@@ -181,11 +183,15 @@ def mirror_root(root: Path | None) -> Path:
 
 def selected_store(args: argparse.Namespace, manifest: Manifest) -> MirrorStore:
     """The mirror of the manifest's year under the chosen root."""
+    from lhymirror.mirror.store import MirrorStore  # noqa: PLC0415
+
     return MirrorStore(mirror_root(args.root), manifest.year)
 
 
 def selected_manifest(args: argparse.Namespace) -> tuple[Manifest, Path]:
     """Load the manifest chosen by ``YEAR`` / ``--year`` / ``--manifest``."""
+    from lhymirror.manifest.model import load_manifest, shipped_manifest_path  # noqa: PLC0415
+
     year = _selected_year(args)
     if args.manifest is not None:
         _check_manifest_path(args.manifest)
