@@ -33,7 +33,7 @@ from lhymirror.core.fsutil import (
 from lhymirror.mirror.store import MirrorStore, PartialState
 
 if TYPE_CHECKING:
-    from lhymirror.fetch.download import Target
+    from lhymirror.fetch.transfer import Target
 
 STATE_EVERY = 32 * CHUNK_SIZE  # bytes between sidecar updates (resume uses the file size)
 
