@@ -9,7 +9,7 @@ import pytest
 import tomli_w
 
 from factories import blob, file_entry, manifest_data, sha
-from lhymirror.cli import common, main
+from lhymirror.cli import main
 from lhymirror.manifest.model import load_manifest
 from lhymirror.mirror.store import FileRecord, MirrorStore, PartialState, part_key
 
@@ -82,6 +82,55 @@ def test_add_refuses_a_different_file(
     assert store.record("hw04") is None
 
 
+def test_add_names_the_users_file_not_the_destination(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw04", blob(1000, 2)))
+    source = downloaded(tmp_path, blob(1000, 3))
+    assert add(manifest, store, "hw04", source) == 5
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"({source})" in line
+    assert str(store.file_path("data/hw04.zip")) not in line
+
+
+def test_add_of_a_folder_says_so(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw04"))
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    assert add(manifest, store, "hw04", folder) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == f"lhymirror: error: is a folder ({folder}). Give the downloaded file."
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_add_refuses_the_file_of_another_entry(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str], pinned: bool
+) -> None:
+    faces, birds = blob(1000, 10), blob(1200, 11)
+    manifest = write_manifest(
+        tmp_path / "m.toml", entry("hw05", faces), entry("hw06", birds if pinned else None)
+    )
+    assert add(manifest, store, "hw06", downloaded(tmp_path, faces)) == 5
+    err = capsys.readouterr().err
+    assert "this is the file of another entry, not of hw06" in err
+    assert "sha256 is that of hw05 (data/hw05.zip)" in err
+    assert "Import it as hw05" in err
+    assert not store.file_path("data/hw06.zip").exists()
+    assert store.record("hw06") is None
+
+
+def test_add_refuses_the_recorded_file_of_another_entry(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw05"), entry("hw06"))
+    faces = downloaded(tmp_path, blob(1000, 12))
+    assert add(manifest, store, "hw05", faces) == 0
+    assert add(manifest, store, "hw06", faces) == 5
+    assert "that of hw05" in capsys.readouterr().err
+
+
 def test_add_refuses_a_file_of_the_wrong_size(tmp_path: Path, store: MirrorStore) -> None:
     data = blob(1000, 4)
     manifest = write_manifest(tmp_path / "m.toml", entry("hw04", size=999))
@@ -134,7 +183,7 @@ def test_add_takes_a_year_before_the_id(
 ) -> None:
     data = blob(100, 9)
     manifest = write_manifest(tmp_path / "2022.toml", entry("hw04", data))
-    monkeypatch.setattr(common, "shipped_manifest_path", lambda year: manifest)
+    monkeypatch.setattr("lhymirror.manifest.model.shipped_manifest_path", lambda year: manifest)
     source = downloaded(tmp_path, data)
     assert main(["add", "2022", "hw04", str(source), "--root", str(store.root)]) == 0
     assert store.file_path("data/hw04.zip").is_file()
@@ -211,7 +260,7 @@ def test_pin_refuses_a_manifest_inside_the_installed_package(
     write_manifest(shipped, entry("b"))
     before = shipped.read_text()
     record(store, "b", blob(10, 16))
-    monkeypatch.setattr(common, "shipped_manifest_path", lambda year: shipped)
+    monkeypatch.setattr("lhymirror.manifest.model.shipped_manifest_path", lambda year: shipped)
     assert main(["pin", "2022", "--root", str(store.root)]) == 2
     err = capsys.readouterr().err
     assert "installed package" in err and "--manifest" in err

@@ -114,7 +114,7 @@ class PartialDownload:
         digest = hashlib.sha256()
         with storage_errors(self.path), self.path.open("rb", buffering=0) as stream:
             stream.seek(self.base)
-            hash_stream(stream, digest=digest)  # type: ignore[arg-type]
+            hash_stream(stream, digest=digest)
         self._digest = digest
 
     @contextlib.contextmanager
