@@ -44,15 +44,11 @@ MAX_CLASS_LINES = 200
 # as they are split (an entry within the limit fails the test, so the list only shrinks).
 # Lowering an entry after a module shrinks keeps it from growing back.
 OVERSIZED_MODULES: dict[str, int] = {
-    "fetch/sync.py": 773,
-    "fetch/download.py": 640,
     "archive/verify.py": 663,
     "archive/read.py": 639,
     "archive/pack.py": 583,
 }
 OVERSIZED_CLASSES: dict[str, int] = {
-    "fetch/download.py:Downloader": 324,
-    "fetch/sync.py:_Runner": 291,
     "archive/read.py:ArchiveReader": 249,
     "mirror/store.py:MirrorStore": 236,
 }
@@ -160,7 +156,8 @@ def test_every_part_has_a_layer() -> None:
 
 
 def test_imports_follow_the_layers() -> None:
-    assert layer_problems(_modules()) == []
+    problems = layer_problems(_modules())
+    assert not problems, "\n".join(problems)
 
 
 def test_subpackage_inits_hold_no_imports() -> None:
@@ -213,11 +210,13 @@ def size_problems(sizes: dict[str, int], allowed: dict[str, int], limit: int) ->
 
 
 def test_no_module_is_too_long() -> None:
-    assert size_problems(_module_sizes(), OVERSIZED_MODULES, MAX_MODULE_LINES) == []
+    problems = size_problems(_module_sizes(), OVERSIZED_MODULES, MAX_MODULE_LINES)
+    assert not problems, "\n".join(problems)
 
 
 def test_no_class_is_too_long() -> None:
-    assert size_problems(_class_sizes(), OVERSIZED_CLASSES, MAX_CLASS_LINES) == []
+    problems = size_problems(_class_sizes(), OVERSIZED_CLASSES, MAX_CLASS_LINES)
+    assert not problems, "\n".join(problems)
 
 
 # -- the checks themselves can fail ---------------------------------------------------------
