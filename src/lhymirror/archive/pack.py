@@ -70,14 +70,7 @@ from lhymirror.core.fsutil import (
 )
 from lhymirror.core.streams import Reads
 from lhymirror.manifest.model import FileEntry, Manifest, dump_manifest
-from lhymirror.mirror.state import (
-    EntryState,
-    Expected,
-    FileProblem,
-    check_bytes,
-    describe,
-    expected_of,
-)
+from lhymirror.mirror.state import EntryState, Expected, FileProblem, check_bytes, expected_of
 from lhymirror.mirror.store import MirrorStore
 
 SOURCE_DATE_EPOCH_ENV = "SOURCE_DATE_EPOCH"
@@ -99,8 +92,8 @@ class MissingFile:
 
     @classmethod
     def of(cls, entry: FileEntry, problem: FileProblem) -> MissingFile:
-        """The entry left out because of *problem* (worded by :func:`describe`)."""
-        return cls(entry.id, entry.path, describe(problem), problem)
+        """The entry left out because of *problem* (in its one wording)."""
+        return cls(entry.id, entry.path, str(problem), problem)
 
     @property
     def kind(self) -> str:
@@ -470,8 +463,7 @@ def _copy_payload(
     try:
         stream = item.source.open("rb")
     except OSError as error:
-        unreadable = FileProblem("unreadable", detail=error.strerror or str(error))
-        return MissingFile.of(item.entry, unreadable)
+        return MissingFile.of(item.entry, FileProblem("unreadable", detail=error.strerror or ""))
     try:
         with stream:
             source = _ReadGuard(stream)
@@ -509,10 +501,7 @@ def _hash_only(stream: Reads, size: int, progress: ProgressCallback | None) -> C
 
 
 def _copy_problem(item: PayloadFile, copied: Copied) -> MissingFile | None:
-    """What the bytes copied turned out to hold, against what the file is held to.
-
-    A file that grew while being read has more bytes than expected (an unknown number).
-    """
+    """The copied bytes against what they are held to (grown: more bytes than expected)."""
     size = None if copied.trailing else copied.size
     problem = check_bytes(item.expected, size, copied.sha256)
     return None if problem is None else MissingFile.of(item.entry, problem)

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from lhymirror.core.errors import StorageError, storage_errors
-from lhymirror.core.units import utc_now
 from lhymirror.core.fsutil import atomic_write_text, replace_durably, try_lock
-from lhymirror.manifest.model import FileEntry
 from lhymirror.core.safepath import path_problems
+from lhymirror.core.units import utc_now
+from lhymirror.manifest.model import FileEntry
 
 META_DIR = ".lhymirror"
 RECORD_VERSION = 1
