@@ -24,7 +24,7 @@ from lhymirror.cli.progress import TransferProgress, problem_lines, summary_coun
 from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError, StorageError
 from lhymirror.core.units import count_of
 from lhymirror.fetch.job import Fetcher
-from lhymirror.fetch.plan import PlanItem, SyncPlan, plan_sync
+from lhymirror.fetch.plan import OFFLINE_HINT, PlanItem, SyncPlan, plan_sync
 from lhymirror.fetch.report import SyncReport
 from lhymirror.fetch.sources.kaggle import KaggleCredentials, load_credentials
 from lhymirror.fetch.sync import run_sync
@@ -141,16 +141,14 @@ def run(args: argparse.Namespace) -> int:
         report = run_sync(
             plan,
             store,
-            lambda events: build_downloader(
-                store, events=events, offline=args.offline, kaggle_credentials=credentials
-            ),
+            lambda events: build_downloader(store, events=events, kaggle_credentials=credentials),
             jobs=args.jobs,
             per_host=PER_HOST,
             events=progress,
             lock_wait=LOCK_WAIT,
         )
     print_report(args, manifest, report)
-    raise_for_report(report, store, offline=args.offline)
+    raise_for_report(report, store)
     return ExitStatus.OK
 
 
@@ -158,14 +156,13 @@ def build_downloader(
     store: MirrorStore,
     *,
     events: TransferEvents,
-    offline: bool,
     kaggle_credentials: KaggleCredentials | None,
 ) -> Fetcher:
     """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
     # Imported here: requests is needed only once a file is transferred (see lhymirror.fetch.sync).
     from lhymirror.fetch.download import Downloader  # noqa: PLC0415
 
-    return Downloader(store, events=events, offline=offline, kaggle_credentials=kaggle_credentials)
+    return Downloader(store, events=events, kaggle_credentials=kaggle_credentials)
 
 
 def kaggle_credentials_for(plan: SyncPlan) -> KaggleCredentials | None:
@@ -186,12 +183,12 @@ def mirror_bases(given: list[str] | None) -> list[str]:
     return [base for base in re.split(r"[\s,]+", os.environ.get(MIRROR_ENV, "")) if base]
 
 
-def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = False) -> None:
+def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
     """Raise the error that sums up an unfinished sync (the CLI maps it to the exit code).
 
     Failures outrank manual steps; among failures integrity outranks storage, which outranks
-    download: the most serious finding decides. *offline*: the files were not downloaded
-    because ``--offline`` forbade it, so the hint is to run without it, not to resume.
+    download: the most serious finding decides. After an ``--offline`` plan the files were not
+    downloaded because it forbade it, so the hint is to run without it, not to resume.
     """
     where = str(store.year_dir)
     failed = len(report.with_outcome("failed"))
@@ -211,9 +208,7 @@ def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = 
         raise DownloadError(
             f"{count_of(failed, 'file')} could not be downloaded",
             where=where,
-            hint="Run it without --offline to download them."
-            if offline
-            else "Run the same command again to resume.",
+            hint=OFFLINE_HINT if report.offline else "Run the same command again to resume.",
         )
     manual = len(report.with_outcome("manual"))
     if manual:
@@ -232,7 +227,7 @@ def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncRepor
     lines = problem_lines(
         report,
         lambda entry_id: import_command(args, manifest, entry_id),
-        resume_hint=not args.offline,
+        resume_hint=not report.offline,
     )
     for line in lines:
         print(line, file=sys.stderr)

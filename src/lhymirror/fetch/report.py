@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args
 
 from lhymirror.core.errors import LhymirrorError
 from lhymirror.fetch.plan import PlanItem
+from lhymirror.mirror.state import FileProblem
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
 Failure = Literal["download", "integrity", "storage"]
@@ -27,6 +28,11 @@ class FileOutcome:
     bytes_received: int = 0
     reason: str | None = None  # why it failed, or the manual step to take
     failure: Failure | None = None
+    problem: FileProblem | None = None  # what was wrong with the mirror file before this run
+
+    def to_json(self) -> dict[str, Any]:
+        """The outcome as plain JSON-ready data (the problem with its one wording)."""
+        return {**asdict(self), "problem": self.problem.to_json() if self.problem else None}
 
     @property
     def verified(self) -> bool:
@@ -41,6 +47,7 @@ class SyncReport:
     year: int
     root: str
     files: tuple[FileOutcome, ...]
+    offline: bool = False  # the plan withheld network sources (``--offline``)
 
     @property
     def complete(self) -> bool:
@@ -72,7 +79,8 @@ class SyncReport:
             "root": self.root,
             "complete": self.complete,
             "totals": {**self.counts(), "bytes_received": self.bytes_received},
-            "files": [asdict(f) for f in self.files],
+            "offline": self.offline,
+            "files": [f.to_json() for f in self.files],
         }
 
 
