@@ -82,6 +82,55 @@ def test_add_refuses_a_different_file(
     assert store.record("hw04") is None
 
 
+def test_add_names_the_users_file_not_the_destination(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw04", blob(1000, 2)))
+    source = downloaded(tmp_path, blob(1000, 3))
+    assert add(manifest, store, "hw04", source) == 5
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"({source})" in line
+    assert str(store.file_path("data/hw04.zip")) not in line
+
+
+def test_add_of_a_folder_says_so(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw04"))
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    assert add(manifest, store, "hw04", folder) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == f"lhymirror: error: is a folder ({folder}). Give the downloaded file."
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_add_refuses_the_file_of_another_entry(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str], pinned: bool
+) -> None:
+    faces, birds = blob(1000, 10), blob(1200, 11)
+    manifest = write_manifest(
+        tmp_path / "m.toml", entry("hw05", faces), entry("hw06", birds if pinned else None)
+    )
+    assert add(manifest, store, "hw06", downloaded(tmp_path, faces)) == 5
+    err = capsys.readouterr().err
+    assert "this is the file of another entry, not of hw06" in err
+    assert "sha256 is that of hw05 (data/hw05.zip)" in err
+    assert "Import it as hw05" in err
+    assert not store.file_path("data/hw06.zip").exists()
+    assert store.record("hw06") is None
+
+
+def test_add_refuses_the_recorded_file_of_another_entry(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw05"), entry("hw06"))
+    faces = downloaded(tmp_path, blob(1000, 12))
+    assert add(manifest, store, "hw05", faces) == 0
+    assert add(manifest, store, "hw06", faces) == 5
+    assert "that of hw05" in capsys.readouterr().err
+
+
 def test_add_refuses_a_file_of_the_wrong_size(tmp_path: Path, store: MirrorStore) -> None:
     data = blob(1000, 4)
     manifest = write_manifest(tmp_path / "m.toml", entry("hw04", size=999))

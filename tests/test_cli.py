@@ -155,11 +155,11 @@ def test_debug_shows_the_traceback_of_an_expected_error(
 
 
 def test_one_line_error_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["list", "--manifest", str(tmp_path / "missing.toml")]) == 3
+    assert main(["list", "--manifest", str(tmp_path / "missing.toml")]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line == (
-        f"lhymirror: error: invalid manifest ({tmp_path / 'missing.toml'}): file not found. "
-        "Fix the manifest and run `lhymirror manifest check` again."
+        f"lhymirror: error: no such manifest file ({tmp_path / 'missing.toml'}). "
+        "Check the path, or name a YEAR to use a shipped manifest."
     )
 
 

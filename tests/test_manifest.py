@@ -164,7 +164,7 @@ def test_manual_only_entry_is_recognised() -> None:
         (with_file(sha256="A" * 64), "is not a sha256"),
         (
             with_file(size=-1),
-            "files[0] (l01-rules).size: Input should be greater than or equal to 0",
+            "files[0] (l01-rules).size: must be 0 or more, not -1",
         ),
         (with_file(path="/etc/passwd"), "is absolute"),
         (with_file(path="slides/../../x.pdf"), "contains a '..' segment"),
@@ -183,6 +183,10 @@ def test_manual_only_entry_is_recognised() -> None:
         (with_file(path="data/nul.txt"), "name Windows reserves"),
         (with_file(path="data/com1.tar.gz"), "name Windows reserves"),
         (with_file(path="data/LPT9"), "name Windows reserves"),
+        (with_file(path="data/CONIN$"), "name Windows reserves"),
+        (with_file(path="conout$.txt"), "name Windows reserves"),
+        (with_file(path=".lhymirror/state/x.json"), "path: path '.lhymirror/state/x.json' uses"),
+        (with_file(path=".LHYMIRROR"), "reserved for lhymirror's records"),
         (with_file(path="slides/x."), "ending in a dot or space"),
         (with_file(path="slides/100%.pdf"), "contains '%'"),
         (with_file(path="slides /x.pdf"), "ending in a dot or space"),
@@ -224,6 +228,80 @@ def test_colliding_paths_are_rejected(first: str, second: str, expected: str) ->
     data["files"][1]["path"] = second
     problems = problems_of(data)
     assert any("files[1] (hw04-dataset).path" in p and expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "folder"),
+    [
+        ("v", "v/w.pdf", "v"),
+        ("data/thing", "data/thing/inner.bin", "data/thing"),
+        ("data/Thing", "data/thing/a/b.bin", "data/thing"),  # case-folded, like uniqueness
+        ("caf\u00e9", "cafe\u0301/x.pdf", "cafe\u0301"),  # NFC vs NFD
+    ],
+)
+@pytest.mark.parametrize("file_first", [True, False])
+def test_a_path_cannot_be_both_a_file_and_a_folder(
+    first: str, second: str, folder: str, file_first: bool
+) -> None:
+    data = base_manifest()
+    file_index, inner_index = (0, 1) if file_first else (1, 0)
+    data["files"][file_index]["path"] = first
+    data["files"][inner_index]["path"] = second
+    problems = problems_of(data)
+    inner = data["files"][inner_index]["id"]
+    other = data["files"][file_index]["id"]
+    expected = (
+        f"files[{inner_index}] ({inner}).path: {second!r} needs {folder!r} to be a folder, "
+        f"but files[{file_index}] ({other}) is a file there ({first!r})"
+    )
+    assert problems == [expected]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (base_manifest(year="2022"), "year: must be a whole number, not the string '2022'"),
+        (base_manifest(year=2022.0), "year: must be a whole number, not 2022.0"),
+        (base_manifest(schema=True), "schema: must be the whole number 1, not true"),
+        (base_manifest(schema="1"), "schema: must be 1, not the string '1'"),
+        (base_manifest(version=1), "version: must be a string in quotes, not 1"),
+        (base_manifest(course=["ML"]), "course: must be a string in quotes, not a list"),
+        (base_manifest(released="2022-06-30"), "released: must be a date like 2022-06-30"),
+        (base_manifest(released=dt.datetime(2022, 6, 30, 12)), "not a date with a time"),
+        (base_manifest(files={"id": "x"}), "files: must be a list in [ ], not a table"),
+        (base_manifest(files=["x"]), "files[0]: must be a table, not the string 'x'"),
+        (with_file(size="12"), "files[0] (l01-rules).size: must be a whole number, not the"),
+        (with_file(size=True), "files[0] (l01-rules).size: must be a whole number, not true"),
+        (with_file(size=1.5), "files[0] (l01-rules).size: must be a whole number, not 1.5"),
+        (with_file(urls="https://x.example/a.pdf"), "files[0] (l01-rules).urls: must be a list"),
+        (with_file(urls=[1]), "files[0] (l01-rules).urls[0]: must be a string in quotes, not 1"),
+        (with_file(insecure_http="yes"), "insecure_http: must be true or false, not the string"),
+        (with_file(insecure_http=1), "insecure_http: must be true or false, not 1"),
+        (with_file(title=3), "files[0] (l01-rules).title: must be a string in quotes, not 3"),
+        (with_file(kind="video"), "kind: must be 'slide', 'hw-slide', 'dataset', 'code' or"),
+        (with_file(id=7), "files[0].id: must be a string in quotes, not 7"),
+    ],
+)
+def test_types_are_strict_and_named_in_toml_terms(data: dict, expected: str) -> None:
+    problems = problems_of(data)
+    assert any(expected in problem for problem in problems), problems
+    assert not any("Input should" in problem for problem in problems), problems
+
+
+def test_parts_size_is_strict_too() -> None:
+    data = base_manifest()
+    data["files"][1]["parts"][1]["size"] = "123"
+    assert problems_of(data) == [
+        "files[1] (hw04-dataset).parts[1].size: must be a whole number, not the string '123' "
+        "(write it without quotes)"
+    ]
+
+
+def test_toml_dates_still_parse() -> None:
+    manifest = parse_manifest(
+        'schema = 1\ncourse = "ML"\nyear = 2022\nversion = "1"\nreleased = 2022-06-30\n'
+    )
+    assert manifest.released == dt.date(2022, 6, 30)
 
 
 def test_duplicate_ids_are_rejected() -> None:
@@ -355,3 +433,62 @@ def test_shipped_manifests_are_in_canonical_form(year: int) -> None:
     """So that `lhymirror pin` rewrites only the lines it fills in."""
     path = shipped_manifest_path(year)
     assert dump_manifest(load_manifest(path)) == path.read_text(encoding="utf-8")
+
+
+# -- what sync would refuse is refused by `manifest check`, before any request ---------------
+
+SYNC_REFUSES = """\
+schema = 1
+course = "ML"
+year = "2022"
+version = "1"
+
+[[files]]
+id = "state"
+kind = "other"
+path = ".lhymirror/state/x.json"
+urls = ["https://example.org/x"]
+
+[[files]]
+id = "v"
+kind = "slide"
+path = "v"
+urls = ["https://example.org/v"]
+
+[[files]]
+id = "w"
+kind = "slide"
+path = "v/w.pdf"
+urls = ["https://example.org/w"]
+
+[[files]]
+id = "console"
+kind = "slide"
+path = "slides/CONIN$.pdf"
+urls = ["https://example.org/c"]
+"""
+
+
+def test_manifest_check_and_sync_refuse_before_any_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import responses
+
+    from lhymirror.cli import main
+
+    manifest = tmp_path / "course.toml"
+    manifest.write_text(SYNC_REFUSES, encoding="utf-8")
+    assert main(["manifest", "check", str(manifest)]) == 3
+    err = capsys.readouterr().err
+    for expected in (
+        "year: must be a whole number, not the string '2022'",
+        "files[0] (state).path: path '.lhymirror/state/x.json' uses the name '.lhymirror'",
+        "files[2] (w).path: 'v/w.pdf' needs 'v' to be a folder, but files[1] (v) is a file",
+        "files[3] (console).path: path 'slides/CONIN$.pdf' uses a name Windows reserves",
+    ):
+        assert expected in err, err
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        status = main(["sync", "--manifest", str(manifest), "--root", str(tmp_path / "m")])
+        assert len(mocked.calls) == 0  # nothing was requested
+    assert status == 3
+    assert not (tmp_path / "m").exists()

@@ -69,6 +69,22 @@ def test_executable_members_keep_0755(tmp_path: Path) -> None:
     assert stat.S_IMODE((dest / "bagit.txt").stat().st_mode) == 0o644
 
 
+def test_an_existing_empty_folder_is_accepted_as_destination(tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    dest.mkdir()
+    assert unpack_archive(packed(tmp_path), dest) == dest
+    assert (dest / "bagit.txt").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(TEMP_PREFIX)]
+
+
+def test_a_link_to_an_empty_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "empty")
+    with pytest.raises(UsageError, match="destination already exists"):
+        unpack_archive(packed(tmp_path), tmp_path / "out")
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
 def test_existing_destination_is_refused_untouched(tmp_path: Path) -> None:
     dest = tmp_path / "out"
     dest.mkdir()

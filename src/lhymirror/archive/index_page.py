@@ -218,8 +218,8 @@ def _grouped_by_section(files: Sequence[IndexFile], links: Sequence[Link]) -> li
     sections: dict[str | None, Section] = {}
     for key, group in _by_section(files, lambda f: f.entry.section):
         sections[key] = (key or OTHER_SECTION, list(group), [])
-    for key, group in _by_section(links, lambda link: link.section):
-        sections.setdefault(key, (key or OTHER_SECTION, [], []))[2].extend(group)
+    for key, link_group in _by_section(links, lambda link: link.section):
+        sections.setdefault(key, (key or OTHER_SECTION, [], []))[2].extend(link_group)
     return [sections[key] for key in sorted(sections, key=section_sort_key)]
 
 

@@ -69,6 +69,7 @@ from lhymirror.core.fsutil import (
     temp_beside,
     try_lock,
 )
+from lhymirror.core.streams import Reads
 from lhymirror.manifest.model import FileEntry, Manifest, dump_manifest
 from lhymirror.mirror.store import MirrorStore
 
@@ -478,7 +479,7 @@ def _copy_payload(
             if writer is None:
                 copied = _hash_only(source, item.size, progress)
             else:
-                copied = writer.add_stream(name, source, item.size, progress=progress)  # type: ignore[arg-type]
+                copied = writer.add_stream(name, source, item.size, progress=progress)
     except _SourceUnreadable as error:
         return MissingFile(item.entry.id, item.entry.path, f"cannot read: {error}")
     return _copy_problem(item, copied)
@@ -491,7 +492,7 @@ class _SourceUnreadable(Exception):
 class _ReadGuard:
     """A mirror file whose read errors are told apart from the archive writer's errors."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Reads) -> None:
         self._stream = stream
 
     def read(self, size: int = -1) -> bytes:
@@ -501,8 +502,8 @@ class _ReadGuard:
             raise _SourceUnreadable(error.strerror or str(error)) from error
 
 
-def _hash_only(stream: object, size: int, progress: ProgressCallback | None) -> Copied:
-    reader = HashingReader(stream, size, progress=progress)  # type: ignore[arg-type]
+def _hash_only(stream: Reads, size: int, progress: ProgressCallback | None) -> Copied:
+    reader = HashingReader(stream, size, progress=progress)
     while reader.read(CHUNK_SIZE):
         pass
     return reader.result()

@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import io
 import lzma
@@ -35,11 +36,12 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, Self
 
 from lhymirror.core.errors import IntegrityError
 from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
 from lhymirror.core.safepath import collision_key, path_problems
+from lhymirror.core.streams import Reads
 
 ArchiveFormat = Literal["zip", "tar", "tar.gz", "tar.compressed"]
 MemberKind = Literal["file", "dir", "symlink", "hardlink", "device", "fifo", "other"]
@@ -124,7 +126,7 @@ class ArchiveMember:
     size: int  # declared (uncompressed) size
     mode: int  # permission bits as stored (0o644 when the archive holds none)
     unsafe: tuple[str, ...] = ()
-    _opener: Callable[[], BinaryIO] | None = field(default=None, repr=False)
+    _opener: Callable[[], Reads] | None = field(default=None, repr=False)
     failed: bool = False  # reading its data failed (a tar cannot be read past that point)
 
     @property
@@ -132,17 +134,17 @@ class ArchiveMember:
         """True for a regular file with nothing wrong in its header."""
         return self.kind == "file" and not self.unsafe
 
-    def open(self) -> BinaryIO:
+    def open(self) -> MemberStream:
         """A stream of the member's bytes, failing with ``ArchiveReadError`` on damage."""
         if not self.is_safe_file or self._opener is None:
             raise ValueError(f"member {self.name!r} cannot be opened")
-        return _MemberStream(self, self._opener)  # type: ignore[return-value]
+        return MemberStream(self, self._opener)
 
 
-class _MemberStream(io.RawIOBase):
+class MemberStream(io.RawIOBase):
     """Reads one member: at most its declared size, every decoding error named after it."""
 
-    def __init__(self, member: ArchiveMember, opener: Callable[[], BinaryIO]) -> None:
+    def __init__(self, member: ArchiveMember, opener: Callable[[], Reads]) -> None:
         super().__init__()
         self._member = member
         self._name = member.name
@@ -370,13 +372,13 @@ class ArchiveReader:
             lambda: self._open_zip_member(archive, info),
         )
 
-    def _open_zip_member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
+    def _open_zip_member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Reads:
         stream = archive.open(info)
         if not self._check_crc and hasattr(stream, "_expected_crc"):
             # The caller compares every member's sha256, which subsumes the CRC-32; skipping
             # zipfile's own CRC pass saves a third of the CPU of a verify.
             stream._expected_crc = None
-        return stream  # type: ignore[return-value]
+        return stream
 
     # -- tar ----------------------------------------------------------------------------------
 
@@ -425,7 +427,7 @@ class ArchiveReader:
                 info.size,
                 info.mode & 0o7777,
                 tuple(problems),
-                lambda info=info: archive.extractfile(info),  # type: ignore[misc]
+                functools.partial(_open_tar_member, archive, info),
             )
             yield member
             if member.failed:
@@ -482,20 +484,24 @@ class _OversizedHeader(Exception):
     """A tar extension header larger than the limit (tarfile would hold it in memory)."""
 
 
+# HeaderError's subclasses are not in tarfile.__all__, so typeshed leaves them out.
+_tar_internals: Any = tarfile
+
+
 class _CheckedTarInfo(tarfile.TarInfo):
     """TarInfo that refuses damaged and oversized headers instead of ending quietly."""
 
     max_header_size = DEFAULT_LIMITS.max_header_size
 
     @classmethod
-    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> Self:
         try:
             return super().fromtarfile(tarfile_)
-        except tarfile.EOFHeaderError:
+        except _tar_internals.EOFHeaderError:
             raise  # a zero block: the regular end of the archive
-        except tarfile.EmptyHeaderError as exc:
+        except _tar_internals.EmptyHeaderError as exc:
             raise _CorruptHeader("truncated: the end-of-archive marker is missing") from exc
-        except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as exc:
+        except (_tar_internals.TruncatedHeaderError, _tar_internals.InvalidHeaderError) as exc:
             raise _CorruptHeader(f"damaged header ({exc})") from exc
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
@@ -503,7 +509,9 @@ class _CheckedTarInfo(tarfile.TarInfo):
             raise _OversizedHeader(
                 f"an extended header claims {self.size} bytes (limit {self.max_header_size})"
             )
-        return super()._proc_member(tarfile_)  # type: ignore[misc]
+        # A private tarfile hook (not in typeshed): it reads the member's extension headers.
+        member: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
+        return member
 
 
 class _SequentialHasher:
@@ -568,6 +576,13 @@ class _SequentialHasher:
     def stop(self) -> None:
         """Drop the hashing (the reader was closed before the result was asked for)."""
         self._digest.close()
+
+
+def _open_tar_member(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Reads:
+    stream = archive.extractfile(info)
+    if stream is None:  # only for members that are not regular files, which are never opened
+        raise ValueError(f"member {info.name!r} holds no data")
+    return stream
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> MemberKind:

@@ -52,8 +52,9 @@ def unpack_archive(
 ) -> Path:
     """Extract *archive*'s bag folder to *dest* (default: ``./<top folder>``); return its path.
 
-    Raises ``UsageError`` when *dest* already exists, ``UnpackError`` (an ``IntegrityError``)
-    when the archive is not intact, with nothing left at *dest* in either case.
+    *dest* may be an existing empty folder (as ``unzip -d`` allows); it is replaced by the bag
+    folder. Raises ``UsageError`` when *dest* is anything else that exists, ``UnpackError`` (an
+    ``IntegrityError``) when the archive is not intact, with nothing changed at *dest* either way.
     """
     archive = Path(archive)
     if not archive.is_file():
@@ -75,6 +76,8 @@ def unpack_archive(
         _refuse_existing(target)
         with storage_errors(target):
             sink.root.mkdir(mode=DIR_MODE, exist_ok=True)  # an archive of tag files only
+            if os.name == "nt" and target.is_dir():
+                target.rmdir()  # POSIX rename replaces an empty folder atomically; Windows cannot
             sink.root.rename(target)
             fsync_dir(target.parent)
         return target
@@ -83,9 +86,12 @@ def unpack_archive(
 
 
 def _refuse_existing(dest: Path) -> None:
+    """``UsageError`` unless *dest* is free: absent, or an empty folder (not a link to one)."""
+    if dest.is_dir() and not dest.is_symlink() and not any(dest.iterdir()):
+        return
     if dest.exists() or dest.is_symlink():
         raise UsageError(
-            "destination already exists",
+            "destination already exists and is not an empty folder",
             where=str(dest),
             hint="Choose another DEST, or move the existing folder away first.",
         )

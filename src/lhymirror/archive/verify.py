@@ -45,6 +45,7 @@ from lhymirror.archive.read import (
 from lhymirror.core.errors import IntegrityError, LhymirrorError, UsageError
 from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
 from lhymirror.core.safepath import path_problems
+from lhymirror.core.streams import Reads
 from lhymirror.manifest.model import FileEntry, Manifest, parse_manifest
 from lhymirror.mirror.store import MirrorStore
 
@@ -241,7 +242,7 @@ class _BagScan:
 
 
 def _digest(
-    stream: BinaryIO,
+    stream: Reads,
     *,
     keep: int = 0,
     sink: BinaryIO | None = None,

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lhymirror.core.fsutil import CHUNK_SIZE, DIR_MODE, FILE_MODE, ThreadedDigest
+from lhymirror.core.streams import Reads
 
 FORMATS = ("zip", "tar", "tar.gz")
 FORMAT_EXTENSIONS = {"zip": ".zip", "tar": ".tar", "tar.gz": ".tar.gz"}
@@ -122,7 +123,7 @@ class ArchiveWriter(ABC):
     def add_stream(
         self,
         name: str,
-        stream: BinaryIO,
+        stream: Reads,
         size: int,
         *,
         progress: ProgressCallback | None = None,
@@ -142,7 +143,7 @@ class ArchiveWriter(ABC):
     def _write_directory(self, name: str) -> None: ...
 
     @abstractmethod
-    def _write_stream(self, name: str, stream: BinaryIO | HashingReader, size: int) -> None: ...
+    def _write_stream(self, name: str, stream: Reads, size: int) -> None: ...
 
     @abstractmethod
     def close(self) -> None:
@@ -162,7 +163,7 @@ class HashingReader:
     """Reads at most *limit* bytes from *stream*, hashing them; pads with zeros if it ends early."""
 
     def __init__(
-        self, stream: BinaryIO, limit: int, *, progress: ProgressCallback | None = None
+        self, stream: Reads, limit: int, *, progress: ProgressCallback | None = None
     ) -> None:
         self._stream = stream
         self._remaining = limit
@@ -225,7 +226,7 @@ class ZipArchiveWriter(ArchiveWriter):
         info.external_attr |= 0x10  # MS-DOS directory flag, for Windows tools
         self._zip.writestr(info, b"")
 
-    def _write_stream(self, name: str, stream: BinaryIO | HashingReader, size: int) -> None:
+    def _write_stream(self, name: str, stream: Reads, size: int) -> None:
         info = self._info(name, 0o100000 | FILE_MODE, compress=not is_stored_in_zip(name))
         info.file_size = size  # lets zipfile choose zip64 headers from the size, deterministically
         with self._zip.open(info, mode="w") as member:
@@ -252,7 +253,7 @@ class TarArchiveWriter(ArchiveWriter):
                 filename="", mode="wb", fileobj=target, compresslevel=gzip_level, mtime=0
             )
         self._tar = tarfile.TarFile(
-            fileobj=self._gzip or target,  # type: ignore[arg-type]
+            fileobj=self._gzip or target,
             mode="w",
             format=tarfile.PAX_FORMAT,
             encoding="utf-8",
@@ -272,8 +273,8 @@ class TarArchiveWriter(ArchiveWriter):
     def _write_directory(self, name: str) -> None:
         self._tar.addfile(self._info(name, tarfile.DIRTYPE, DIR_MODE))
 
-    def _write_stream(self, name: str, stream: BinaryIO | HashingReader, size: int) -> None:
-        self._tar.addfile(self._info(name, tarfile.REGTYPE, FILE_MODE, size), stream)  # type: ignore[arg-type]
+    def _write_stream(self, name: str, stream: Reads, size: int) -> None:
+        self._tar.addfile(self._info(name, tarfile.REGTYPE, FILE_MODE, size), stream)
 
     def close(self) -> None:
         """Write the end-of-archive blocks (and the gzip trailer)."""
@@ -284,7 +285,8 @@ class TarArchiveWriter(ArchiveWriter):
     def abandon(self) -> None:
         """Drop the file so that gzip never writes its trailer into it."""
         if self._gzip is not None:
-            self._gzip.fileobj = None
+            # None is how GzipFile itself marks a closed file; typeshed does not admit it.
+            self._gzip.fileobj = None  # type: ignore[assignment]
 
 
 @contextlib.contextmanager

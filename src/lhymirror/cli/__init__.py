@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from lhymirror import __version__
 from lhymirror.cli.commands import COMMANDS
-from lhymirror.cli.common import HelpFormatter
+from lhymirror.cli.common import HelpFormatter, Parser
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
 from lhymirror.core.errors import LhymirrorError, ManifestError
 
@@ -33,8 +33,11 @@ example:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser; with *only*, other commands are placeholders (name and summary)."""
-    parser = argparse.ArgumentParser(
+    """The argument parser; with *only*, other commands are placeholders (name and summary).
+
+    ``only=""`` registers no command in full: ``--version`` and ``--help`` need none.
+    """
+    parser = Parser(
         prog="lhymirror",
         description=DESCRIPTION,
         epilog=EXAMPLE,
@@ -62,7 +65,7 @@ def _command_in(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit status."""
     words = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(only=_command_in(words))
+    parser = build_parser(only=_command_in(words) or "")
     args = parser.parse_args(words)
     if getattr(args, "handler", None) is None:
         parser.print_help(sys.stderr)

@@ -27,6 +27,7 @@ def register(subparsers: Any) -> None:
             Copy a file you downloaded yourself (a manual step, a blocked download) to its
             place in the mirror. Its size and sha256 are checked first when the manifest or an
             earlier download knows them; on a mismatch nothing is placed (exit status 5).
+            The file of another entry (same sha256) is refused too (exit status 5).
             Works for any file of the manifest.
         """,
         example="""
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     store = selected_store(args, manifest)
     expected = store.expected(entry)
-    record = import_file(store, entry, args.file)
+    record = import_file(store, entry, args.file, others=manifest.files)
     note = (
         f"matches the {expected.origin} sha256"
         if expected.sha256

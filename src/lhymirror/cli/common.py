@@ -6,29 +6,36 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lhymirror.cli.commands import COMMANDS
 from lhymirror.core.errors import UsageError
 from lhymirror.core.units import format_size
-from lhymirror.manifest.model import Manifest, load_manifest, shipped_manifest_path
-from lhymirror.mirror.store import MirrorStore
+
+if TYPE_CHECKING:  # imported when used: --version and --help must not pay for pydantic
+    from lhymirror.manifest.model import Manifest
+    from lhymirror.mirror.store import MirrorStore
 
 __all__ = [
     "HelpFormatter",
+    "Parser",
     "add_command",
+    "add_list_option",
     "add_manifest_arguments",
     "add_root_argument",
     "byte_progress",
     "format_size",
     "mirror_root",
+    "positive_int",
     "print_json",
     "selected_manifest",
     "selected_store",
+    "year_number",
 ]
 
 ROOT_ENV = "LHYMIRROR_ROOT"
@@ -37,6 +44,87 @@ DEFAULT_ROOT = Path("mirror")
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the hand-written line breaks of descriptions and examples."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line naming the option plainly (``--jobs: …``)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print one error line pointing at ``--help``, then exit with the usage status (2)."""
+        self.exit(
+            2,
+            f"{self.prog}: error: {_plain_option_error(message)}. See `{self.prog} --help`.\n",
+        )
+
+
+def _plain_option_error(message: str) -> str:
+    """``argument --jobs/-j: x`` becomes ``--jobs: x`` (the long name is the one documented)."""
+    match = re.match(r"argument ([^:]+): (.*)", message, re.DOTALL)
+    if match is None:
+        return message
+    names, rest = match.groups()
+    return f"{names.split('/')[0]}: {rest}"
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (``--jobs``)."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def year_number(text: str) -> int:
+    """An argparse type: a course year such as 2022."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a year such as 2022, got {text!r}") from None
+
+
+class _ListAction(argparse.Action):
+    """One value per use, split at commas; repeated uses add up (``--only a,b --only c``).
+
+    One value per use (not ``nargs="+"``) so an option never swallows the YEAR after it.
+    argparse would check ``choices`` against the whole ``a,b`` text, so *allowed* is checked
+    here, item by item.
+    """
+
+    def __init__(self, *args: Any, allowed: Sequence[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.allowed = allowed
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        items = [item.strip() for item in str(values).split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentError(self, f"expected {self.metavar}, got {values!r}")
+        wrong = [item for item in items if self.allowed is not None and item not in self.allowed]
+        if wrong:
+            choices = ", ".join(self.allowed or ())
+            raise argparse.ArgumentError(self, f"unknown value {wrong[0]!r} (one of {choices})")
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), *items])
+
+
+def add_list_option(
+    parser: argparse.ArgumentParser,
+    *flags: str,
+    metavar: str,
+    help: str,
+    choices: Sequence[str] | None = None,
+) -> None:
+    """A repeatable option whose values may also be comma-separated; the default is ``[]``."""
+    parser.add_argument(
+        *flags, action=_ListAction, default=[], metavar=metavar, help=help, allowed=choices
+    )
 
 
 def add_command(
@@ -67,8 +155,10 @@ def add_command(
 
 def add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
     """``YEAR`` | ``--year YEAR`` | ``--manifest FILE``: which manifest a command works on."""
-    parser.add_argument("year_pos", nargs="?", type=int, metavar="YEAR", help="course year")
-    parser.add_argument("--year", type=int, dest="year_opt", metavar="YEAR", help="course year")
+    parser.add_argument("year_pos", nargs="?", type=year_number, metavar="YEAR", help="course year")
+    parser.add_argument(
+        "--year", type=year_number, dest="year_opt", metavar="YEAR", help="course year"
+    )
     parser.add_argument(
         "--manifest", type=Path, metavar="FILE", help="use this manifest instead of a shipped one"
     )
@@ -93,13 +183,18 @@ def mirror_root(root: Path | None) -> Path:
 
 def selected_store(args: argparse.Namespace, manifest: Manifest) -> MirrorStore:
     """The mirror of the manifest's year under the chosen root."""
+    from lhymirror.mirror.store import MirrorStore  # noqa: PLC0415
+
     return MirrorStore(mirror_root(args.root), manifest.year)
 
 
 def selected_manifest(args: argparse.Namespace) -> tuple[Manifest, Path]:
     """Load the manifest chosen by ``YEAR`` / ``--year`` / ``--manifest``."""
+    from lhymirror.manifest.model import load_manifest, shipped_manifest_path  # noqa: PLC0415
+
     year = _selected_year(args)
     if args.manifest is not None:
+        _check_manifest_path(args.manifest)
         manifest = load_manifest(args.manifest)
         if year is not None and year != manifest.year:
             raise UsageError(
@@ -115,6 +210,20 @@ def selected_manifest(args: argparse.Namespace) -> tuple[Manifest, Path]:
     return load_manifest(path), path
 
 
+def _check_manifest_path(path: Path) -> None:
+    """A ``--manifest`` that is not there is a usage error (exit 2), not an invalid manifest."""
+    if path.is_dir():
+        raise UsageError(
+            "--manifest is a folder", where=str(path), hint="Give the manifest's .toml file."
+        )
+    if not path.exists():
+        raise UsageError(
+            "no such manifest file",
+            where=str(path),
+            hint="Check the path, or name a YEAR to use a shipped manifest.",
+        )
+
+
 def _selected_year(args: argparse.Namespace) -> int | None:
     if args.year_pos is not None and args.year_opt is not None and args.year_pos != args.year_opt:
         raise UsageError(
@@ -122,7 +231,8 @@ def _selected_year(args: argparse.Namespace) -> int | None:
             detail=f"{args.year_pos} and --year {args.year_opt}",
             hint="Give the year once.",
         )
-    return args.year_pos if args.year_pos is not None else args.year_opt
+    year: int | None = args.year_pos if args.year_pos is not None else args.year_opt
+    return year
 
 
 def print_json(data: Any) -> None:
@@ -144,7 +254,11 @@ def byte_progress(
     with tqdm(
         total=total, unit="B", unit_scale=True, desc=desc, file=sys.stderr, leave=False
     ) as bar:
-        yield bar.update
+
+        def advance(nbytes: int) -> None:
+            bar.update(nbytes)
+
+        yield advance
 
 
 def _ignore(nbytes: int) -> None:

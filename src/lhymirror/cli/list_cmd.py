@@ -8,6 +8,7 @@ from typing import Any
 
 from lhymirror.cli.common import (
     add_command,
+    add_list_option,
     add_manifest_arguments,
     format_size,
     print_json,
@@ -39,11 +40,13 @@ def register(subparsers: Any) -> None:
         """,
     )
     add_manifest_arguments(parser)
-    parser.add_argument(
+    add_list_option(
+        parser,
         "--kind",
-        action="append",
+        metavar="KIND",
         choices=FILE_KINDS + LINK_KINDS,
-        help="only entries of this kind (repeatable)",
+        help=f"only entries of these kinds ({', '.join(FILE_KINDS + LINK_KINDS)}); "
+        "comma-separated or repeated",
     )
     parser.add_argument("--links", action="store_true", help="also list link-only resources")
     parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -15,9 +15,9 @@ from lhymirror.cli.common import (
     selected_manifest,
     selected_store,
 )
-from lhymirror.mirror.store import LocalState
+from lhymirror.mirror.store import FileStatus, LocalState
 
-LABELS = {
+LABELS: dict[FileStatus, str] = {
     "ok": "ok",
     "missing": "missing",
     "partial": "partial",

@@ -10,9 +10,11 @@ from typing import Any
 
 from lhymirror.cli.common import (
     add_command,
+    add_list_option,
     add_manifest_arguments,
     add_root_argument,
     format_size,
+    positive_int,
     print_json,
     selected_manifest,
     selected_store,
@@ -54,24 +56,25 @@ def register(subparsers: Any) -> None:
         """,
         example="""
             lhymirror sync 2022
-            lhymirror sync 2022 --only 'hw0*' --kind dataset --jobs 8
+            lhymirror sync 2022 --only 'hw0*' --kind dataset,code --jobs 8
             lhymirror sync 2022 --from /media/usb/lhymirror --offline
         """,
     )
     add_manifest_arguments(parser)
     add_root_argument(parser)
     parser.add_argument(
-        "--jobs", "-j", type=_positive, default=DEFAULT_JOBS, metavar="N",
+        "--jobs", "-j", type=positive_int, default=DEFAULT_JOBS, metavar="N",
         help=f"parallel transfers (default {DEFAULT_JOBS}); at most {PER_HOST} go to one "
         "course server, while --mirror and --from bases get all N",
     )  # fmt: skip
-    parser.add_argument(
-        "--only", action="extend", nargs="+", default=[], metavar="ID_OR_GLOB",
-        help="only these files: ids or globs on ids or paths ('hw0*', 'data/*')",
+    add_list_option(
+        parser, "--only", metavar="ID_OR_GLOB",
+        help="only these files: ids or globs on ids or paths ('hw0*', 'data/*'); "
+        "comma-separated or repeated (a comma in a path glob: [,])",
     )  # fmt: skip
-    parser.add_argument(
-        "--kind", action="extend", nargs="+", default=[], choices=FILE_KINDS, metavar="KIND",
-        help=f"only files of these kinds ({', '.join(FILE_KINDS)})",
+    add_list_option(
+        parser, "--kind", metavar="KIND", choices=FILE_KINDS,
+        help=f"only files of these kinds ({', '.join(FILE_KINDS)}); comma-separated or repeated",
     )  # fmt: skip
     parser.add_argument(
         "--mirror", action="append", default=None, metavar="BASE",
@@ -93,10 +96,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--rehash", action="store_true", help="re-hash files even when unchanged since verified"
     )
-    parser.add_argument(
-        "--accept-upstream", action="extend", nargs="+", default=[], metavar="ID",
+    add_list_option(
+        parser, "--accept-upstream", metavar="ID",
         help="take these files as upstream serves them now, although they differ from the "
-        "manifest's checksum (recorded; `lhymirror pin` writes them back)",
+        "manifest's checksum (recorded; `lhymirror pin` writes them back); comma-separated "
+        "or repeated",
     )  # fmt: skip
     parser.set_defaults(handler=run)
 
@@ -263,10 +267,3 @@ def _plan_line(item: PlanItem) -> str:
     parts = f" in {len(item.parts)} parts" if item.parts else ""
     size = format_size(item.size)
     return f"{item.action:<13} {item.id}  {item.entry.path} ({size}){parts}{origin}: {item.reason}"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value

@@ -26,7 +26,8 @@ def register(subparsers: Any) -> None:
             duplicates, bombs) are refused. Prints DEST's path on stdout.
 
             Exit status: 0 extracted; 5 the archive is damaged (every problem is listed and
-            nothing is left at DEST); 2 DEST already exists or ARCHIVE does not.
+            nothing is left at DEST); 2 DEST exists and is not an empty folder,
+            or ARCHIVE does not exist.
         """,
         example="""
             lhymirror unpack dist/lhy-ml-2022-v1.zip ~/courses/ml2022
@@ -34,7 +35,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("archive", type=Path, metavar="ARCHIVE", help="the .zip/.tar/.tar.gz")
     parser.add_argument(
-        "dest", nargs="?", type=Path, metavar="DEST", help="folder to create (must not exist)"
+        "dest", nargs="?", type=Path, metavar="DEST", help="folder to create (absent or empty)"
     )
     parser.set_defaults(handler=run)
 

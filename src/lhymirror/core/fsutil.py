@@ -12,6 +12,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from lhymirror.core.streams import ReadsInto
+
 CHUNK_SIZE = 1024 * 1024
 # Modes of what lhymirror writes (files in archives and extractions, folders, executables).
 FILE_MODE = 0o644
@@ -20,7 +22,7 @@ EXECUTABLE_MODE = 0o755
 
 
 def hash_stream(
-    stream: BinaryIO, *, digest: Any = None, limit: int | None = None
+    stream: ReadsInto, *, digest: Any = None, limit: int | None = None
 ) -> tuple[int, str]:
     """Read *stream* to its end (or *limit* bytes) in fixed-size chunks; ``(size, sha256 hex)``.
 
@@ -32,7 +34,7 @@ def hash_stream(
     view = memoryview(bytearray(CHUNK_SIZE))
     while limit is None or size < limit:
         wanted = view if limit is None else view[: min(CHUNK_SIZE, limit - size)]
-        n = stream.readinto(wanted)  # type: ignore[attr-defined]
+        n = stream.readinto(wanted)
         if not n:
             break
         digest.update(view[:n])
@@ -43,7 +45,7 @@ def hash_stream(
 def hash_file(path: Path) -> tuple[int, str]:
     """``(size, sha256 hex)`` of a file, read in constant memory."""
     with path.open("rb", buffering=0) as stream:
-        return hash_stream(stream)  # type: ignore[arg-type]
+        return hash_stream(stream)
 
 
 def fsync_file(path: Path) -> None:

@@ -11,7 +11,7 @@ import unicodedata
 
 WINDOWS_FORBIDDEN_CHARS = frozenset('<>:"|?*')
 WINDOWS_RESERVED_NAMES = frozenset(
-    ["CON", "PRN", "AUX", "NUL"]
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
     + [f"COM{i}" for i in range(1, 10)]
     + [f"LPT{i}" for i in range(1, 10)]
     + ["COM¹", "COM²", "COM³", "LPT¹", "LPT²", "LPT³"]

@@ -33,7 +33,7 @@ from lhymirror.core.fsutil import (
 from lhymirror.mirror.store import MirrorStore, PartialState
 
 if TYPE_CHECKING:
-    from lhymirror.fetch.download import Target
+    from lhymirror.fetch.transfer import Target
 
 STATE_EVERY = 32 * CHUNK_SIZE  # bytes between sidecar updates (resume uses the file size)
 
@@ -114,7 +114,7 @@ class PartialDownload:
         digest = hashlib.sha256()
         with storage_errors(self.path), self.path.open("rb", buffering=0) as stream:
             stream.seek(self.base)
-            hash_stream(stream, digest=digest)  # type: ignore[arg-type]
+            hash_stream(stream, digest=digest)
         self._digest = digest
 
     @contextlib.contextmanager

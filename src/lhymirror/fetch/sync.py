@@ -624,11 +624,14 @@ def write_verified(
     size: int | None,
     sha256: str | None,
     what: str = "copied",
+    named: Path | None = None,
+    check: Callable[[int, str], None] | None = None,
 ) -> tuple[int, str]:
     """Concatenate *inputs* into *target* while hashing; place it only if size/sha256 match.
 
     The bytes go to a temporary file next to *target*, are fsynced and renamed into place
-    atomically; on a mismatch nothing is placed and ``IntegrityError`` names both checksums.
+    atomically; on a mismatch nothing is placed and ``IntegrityError`` names both checksums
+    and *named* (default *target*). *check(size, sha256)* may refuse the bytes too, by raising.
     """
     digest = ThreadedDigest()  # hashing overlaps with reading and writing the next chunk
     total = 0
@@ -645,7 +648,9 @@ def write_verified(
             digest.close()
             raise
         actual = digest.hexdigest()
-        _check_verified(target, what, total, actual, size=size, sha256=sha256)
+        if check is not None:
+            check(total, actual)
+        _check_verified(named or target, what, total, actual, size=size, sha256=sha256)
     return total, actual
 
 
@@ -673,25 +678,63 @@ def _verification_problem(
     return None
 
 
-def import_file(store: MirrorStore, entry: FileEntry, source: Path) -> FileRecord:
+def import_file(
+    store: MirrorStore, entry: FileEntry, source: Path, *, others: Iterable[FileEntry] = ()
+) -> FileRecord:
     """Copy a file the user downloaded by hand into the mirror, verified, and record it.
 
     Checks size and sha256 when known (pinned or recorded); a file of unknown checksum is
-    trusted and recorded as the reference. Leftover partial downloads of the entry are removed.
+    trusted and recorded as the reference, unless its bytes are those another entry of
+    *others* is held to (a mix-up). Leftover partial downloads of the entry are removed.
+    Errors name *source*, the user's file.
     """
     expected = store.expected(entry)
     source = source.expanduser().absolute()
+    if source.is_dir():
+        raise UsageError("is a folder", where=str(source), hint="Give the downloaded file.")
     if not source.is_file():
         raise UsageError("no such file", where=str(source), hint="Check the path and try again.")
     target = store.file_path(entry.path)
+    owners = _owners_by_sha256(store, entry, others)
+
+    def not_another_entrys(size: int, sha: str) -> None:
+        other = owners.get(sha)
+        if other is not None and sha != expected.sha256:
+            raise IntegrityError(
+                f"this is the file of another entry, not of {entry.id}",
+                where=str(source),
+                detail=f"its sha256 is that of {other.id} ({other.path})",
+                hint=f"Nothing was placed. Import it as {other.id}, or give the file of "
+                f"{entry.id} ({entry.path}).",
+            )
+
     with store.lock():
         size, sha = write_verified(
-            target, [source], size=expected.size, sha256=expected.sha256, what="imported"
+            target,
+            [source],
+            size=expected.size,
+            sha256=expected.sha256,
+            what="imported",
+            named=source,
+            check=not_another_entrys,
         )
         record = _record_for(entry, target, size, sha, source=f"file:{source}", held_to=expected)
         store.save_record(record)
         store.discard_partials(entry)
     return record
+
+
+def _owners_by_sha256(
+    store: MirrorStore, entry: FileEntry, others: Iterable[FileEntry]
+) -> dict[str, FileEntry]:
+    """The other entries by the sha256 they are held to (pinned or recorded)."""
+    owners: dict[str, FileEntry] = {}
+    for other in others:
+        if other.id != entry.id:
+            sha = store.expected(other).sha256
+            if sha is not None:
+                owners.setdefault(sha, other)
+    return owners
 
 
 class _Events:

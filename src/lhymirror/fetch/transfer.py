@@ -54,7 +54,7 @@ class AssemblyDigest:
         with path.open("rb", buffering=0) as stream:
             stream.seek(self.covered)
             wanted = end - self.covered
-            size, _ = hash_stream(stream, digest=self._digest, limit=wanted)  # type: ignore[arg-type]
+            size, _ = hash_stream(stream, digest=self._digest, limit=wanted)
         self.covered += size
         if self.covered < end:
             raise OSError(f"{path} ends at {self.covered} bytes, expected {end}")

@@ -13,7 +13,6 @@ import datetime as dt
 import importlib.resources
 import re
 import tomllib
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -30,12 +29,14 @@ from pydantic import (
 from lhymirror.core.errors import LhymirrorError, ManifestError
 from lhymirror.core.safepath import collision_key, path_problems
 from lhymirror.core.units import slugify
+from lhymirror.manifest.checks import collection_problems, field_problems, toml_value
 from lhymirror.manifest.sources import parse_source, source_kind
 
 FileKind = Literal["slide", "hw-slide", "dataset", "code", "other"]
 LinkKind = Literal["video", "notebook", "competition", "page"]
 FILE_KINDS: tuple[str, ...] = get_args(FileKind)
 LINK_KINDS: tuple[str, ...] = get_args(LinkKind)
+RESERVED_FOLDER = ".lhymirror"  # the mirror's own records live here (mirror/store.py)
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Size = Annotated[int, Field(ge=0)]
 EntryId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=100)]
@@ -64,14 +65,28 @@ def _check_sources(urls: tuple[str, ...]) -> tuple[str, ...]:
 SourceText = Annotated[str, Field(min_length=1)]
 
 
+def _list_as_tuple(value: Any) -> Any:
+    """TOML arrays arrive as lists; the model keeps tuples (strict mode accepts only those)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _not_bool_or_float(value: Any) -> Any:
+    """``schema = true`` or ``1.0`` equals 1 in Python; the manifest wants the integer."""
+    if isinstance(value, bool | float):
+        raise ValueError(f"must be the whole number 1, not {toml_value(value)}")
+    return value
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # Strict: a quoted "2022" is not a year and 1.0 is not a size. TOML already gives every
+    # value its type, so whatever would need coercing is a mistake in the manifest.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Part(_Model):
     """One piece of a file that upstream split into several downloads."""
 
-    urls: tuple[SourceText, ...] = Field(min_length=1)
+    urls: Annotated[tuple[SourceText, ...], BeforeValidator(_list_as_tuple)] = Field(min_length=1)
     size: Size | None = None
     sha256: Sha256 | None = None
 
@@ -94,8 +109,14 @@ class FileEntry(_Model):
     title: NonEmpty | None = None
     section: NonEmpty | None = None
     path: NonEmpty
-    urls: tuple[SourceText, ...] | None = None
-    parts: tuple[Annotated[Part, BeforeValidator(_part_shorthand)], ...] | None = None
+    urls: Annotated[tuple[SourceText, ...], BeforeValidator(_list_as_tuple)] | None = None
+    parts: (
+        Annotated[
+            tuple[Annotated[Part, BeforeValidator(_part_shorthand)], ...],
+            BeforeValidator(_list_as_tuple),
+        ]
+        | None
+    ) = None
     size: Size | None = None
     sha256: Sha256 | None = None
     manual: NonEmpty | None = None
@@ -106,6 +127,8 @@ class FileEntry(_Model):
     @classmethod
     def _safe_path(cls, path: str) -> str:
         problems = path_problems(path)
+        if collision_key(path.split("/", 1)[0]) == RESERVED_FOLDER:
+            problems.append(f"uses the name {RESERVED_FOLDER!r}, reserved for lhymirror's records")
         if "%" in path:
             # BagIt manifests must write '%' as '%25' (RFC 8493), which bagit-python and
             # `sha256sum -c` then fail to match: archives would not verify with standard tools.
@@ -164,17 +187,17 @@ class Link(_Model):
 class Manifest(_Model):
     """Everything one year of a course offers for download, plus its link-only resources."""
 
-    schema_: Literal[1] = Field(alias="schema")
+    schema_: Annotated[Literal[1], BeforeValidator(_not_bool_or_float)] = Field(alias="schema")
     course: NonEmpty
     slug: Slug | None = None
     year: Annotated[int, Field(ge=1900, le=2999)]
     version: Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]*$", max_length=40)]
     homepage: NonEmpty | None = None
     released: dt.date | None = None
-    files: tuple[FileEntry, ...] = ()
-    links: tuple[Link, ...] = ()
+    files: Annotated[tuple[FileEntry, ...], BeforeValidator(_list_as_tuple)] = ()
+    links: Annotated[tuple[Link, ...], BeforeValidator(_list_as_tuple)] = ()
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
     @property
     def effective_slug(self) -> str:
@@ -218,125 +241,15 @@ def parse_manifest(text: str, *, where: str = "<manifest>") -> Manifest:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(where, [f"not valid TOML: {exc}"]) from None
-    problems = _collection_problems(raw)
+    problems = collection_problems(raw)
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
-        problems = _field_problems(exc, raw) + problems
+        problems = field_problems(exc, raw) + problems
         manifest = None
     if problems or manifest is None:
         raise ManifestError(where, problems)
     return manifest
-
-
-def _field_problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
-    problems = []
-    for error in exc.errors(include_url=False):
-        loc = _describe_location(error["loc"], raw)
-        problems.append(f"{loc}: {_describe_error(error)}")
-    return problems
-
-
-def _describe_error(error: Any) -> str:
-    kind = error["type"]
-    field = error["loc"][-1] if error["loc"] else ""
-    if kind == "string_pattern_mismatch" and field in _PATTERN_HINTS:
-        return f"{error['input']!r} {_PATTERN_HINTS[field]}"
-    if kind == "extra_forbidden":
-        return "unknown key (check its spelling against the manifest format in the README)"
-    if kind == "missing":
-        return "required key is missing"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
-
-
-_PATTERN_HINTS = {
-    "sha256": "is not a sha256 (64 lowercase hex digits)",
-    "id": "is not a valid id (lowercase letters, digits, '.', '_', '-')",
-    "slug": "is not a valid slug (lowercase letters, digits and single '-')",
-    "version": "is not a valid version (letters, digits, '.', '_', '-')",
-}
-
-
-def _describe_location(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
-    """Turn pydantic's ``('files', 3, 'sha256')`` into ``files[3] (an-id).sha256``."""
-    text = ""
-    node: Any = raw
-    for step in loc:
-        if isinstance(step, int):
-            text += f"[{step}]"
-            node = node[step] if isinstance(node, list) and step < len(node) else None
-            if isinstance(node, dict) and isinstance(node.get("id"), str):
-                text += f" ({node['id']})"
-        else:
-            text += f".{step}" if text else str(step)
-            node = node.get(step) if isinstance(node, dict) else None
-    return text or "manifest"
-
-
-def _collection_problems(raw: dict[str, Any]) -> list[str]:
-    """Cross-entry and cross-field checks, run on raw data so they report with field errors."""
-    files = raw.get("files")
-    if not isinstance(files, list):
-        return []
-    entries = [(i, entry) for i, entry in enumerate(files) if isinstance(entry, dict)]
-    return [
-        *_duplicate_problems(entries, "id", lambda v: v),
-        *_duplicate_problems(entries, "path", collision_key),
-        *(p for i, entry in entries for p in _entry_shape_problems(i, entry)),
-    ]
-
-
-def _entry_label(index: int, entry: dict[str, Any]) -> str:
-    entry_id = entry.get("id")
-    return f"files[{index}] ({entry_id})" if isinstance(entry_id, str) else f"files[{index}]"
-
-
-def _duplicate_problems(
-    entries: list[tuple[int, dict[str, Any]]], field: str, key: Any
-) -> Iterator[str]:
-    seen: dict[str, tuple[int, str]] = {}
-    for index, entry in entries:
-        value = entry.get(field)
-        if not isinstance(value, str):
-            continue
-        first = seen.setdefault(key(value), (index, value))
-        if first[0] != index:
-            same = "the same" if first[1] == value else "a colliding (case or Unicode form)"
-            yield (
-                f"{_entry_label(index, entry)}.{field}: {value!r} is {same} {field} as "
-                f"files[{first[0]}] ({first[1]!r})"
-            )
-
-
-def _entry_shape_problems(index: int, entry: dict[str, Any]) -> Iterator[str]:
-    label = _entry_label(index, entry)
-    has_urls, has_parts = "urls" in entry, "parts" in entry
-    if has_urls and has_parts:
-        yield f"{label}: has both urls and parts (give exactly one)"
-    elif not has_urls and not has_parts and "manual" not in entry:
-        yield f"{label}: has no urls, parts or manual (give one)"
-    if entry.get("insecure_http") is True:
-        return
-    for source in _raw_sources(entry):
-        if source.lower().startswith("http://"):
-            yield (
-                f"{label}.urls: {source!r} is plain http; use https, or set "
-                "insecure_http = true if the host offers nothing else"
-            )
-
-
-def _raw_sources(entry: dict[str, Any]) -> Iterable[str]:
-    urls = entry.get("urls")
-    if isinstance(urls, list):
-        yield from (u for u in urls if isinstance(u, str))
-    parts = entry.get("parts")
-    if isinstance(parts, list):
-        for part in parts:
-            if isinstance(part, str):
-                yield part
-            elif isinstance(part, dict) and isinstance(part.get("urls"), list):
-                yield from (u for u in part["urls"] if isinstance(u, str))
 
 
 # ---------------------------------------------------------------------------------------------

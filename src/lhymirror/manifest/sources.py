@@ -6,13 +6,13 @@ A source is written as a string in the manifest: an ``https://`` (or, with ``ins
 
 from __future__ import annotations
 
-import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-if os.name == "nt":  # what urllib.request does, without importing its HTTP client
+if sys.platform == "win32":  # what urllib.request does, without importing its HTTP client
     from nturl2path import url2pathname
 else:
     url2pathname = unquote

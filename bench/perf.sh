@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# perf.sh — lhymirror against same-run references, alternating A B A B (see bench/README.md).
+#
+#   bench/perf.sh [--scale 0.5] [--pairs 5] [--steps sync,pack,verify,verify-fast]
+#                 [--bin PATH] [--work DIR]
+#
+# Uses ../shared/bench (corpus.py, serve.sh, lib/pybench.py, lib/mkinputs.py) when it sits
+# beside this repository, or SHARED_BENCH=DIR. The Python running this script must have
+# requests and bagit (the project's test extra has both). Loopback only.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SHARED=${SHARED_BENCH:-$HERE/../../shared/bench}
+[ -d "$SHARED" ] || SHARED=$HERE/../../../shared/bench
+[ -f "$SHARED/corpus.py" ] || { echo "perf.sh: no shared bench harness (set SHARED_BENCH)" >&2; exit 2; }
+SCALE=0.5; PAIRS=5; STEPS="sync,pack,verify,verify-fast"; BIN=$(command -v lhymirror || true)
+WORK=${TMPDIR:-/tmp}/lhymirror-perf
+while [ $# -gt 0 ]; do
+    case $1 in
+        --scale) SCALE=$2; shift 2;;
+        --pairs) PAIRS=$2; shift 2;;
+        --steps) STEPS=$2; shift 2;;
+        --bin) BIN=$2; shift 2;;
+        --work) WORK=$2; shift 2;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0;;
+        *) echo "perf.sh: unknown option $1" >&2; exit 2;;
+    esac
+done
+[ -x "$BIN" ] || { echo "perf.sh: no lhymirror (pass --bin PATH)" >&2; exit 2; }
+PY=$(command -v python3)
+has() { case ",$STEPS," in *",$1,"*) return 0;; *) return 1;; esac; }
+AB="$PY $HERE/ab.py --pairs $PAIRS --json $WORK/results.jsonl"
+mkdir -p "$WORK"; rm -f "$WORK/results.jsonl"
+CORPUS=$("$PY" "$SHARED/corpus.py" "$WORK/corpus" --scale "$SCALE" | tail -n 1)
+MAN="$CORPUS/bench-manifest.toml"
+PORT=$("$SHARED/serve.sh" start "$CORPUS" "$WORK/srv")
+trap '"$SHARED/serve.sh" stop "$WORK/srv" >/dev/null 2>&1 || true' EXIT
+"$PY" "$SHARED/lib/mkinputs.py" "$CORPUS" "$PORT" "$WORK/inputs"
+echo "== corpus $(du -sh "$CORPUS" | cut -f1) at scale $SCALE, $PAIRS pairs, $(nproc) cores, $(date -u +%FT%TZ)"
+echo "== hashlib sha256 alone over the corpus payload (one core):"
+"$PY" - "$CORPUS" <<'PYEOF'
+import hashlib, os, sys, time
+total = 0; t = time.perf_counter(); c0 = time.process_time()
+for root, _, files in os.walk(sys.argv[1]):
+    for name in files:
+        with open(os.path.join(root, name), "rb", buffering=0) as f:
+            h = hashlib.sha256()
+            while chunk := f.read(1 << 20):
+                h.update(chunk); total += len(chunk)
+print(f"   {total/1e6:.0f} MB in {time.perf_counter()-t:.3f} s wall, {time.process_time()-c0:.3f} s CPU")
+PYEOF
+REF="$WORK/ref"
+if has sync; then
+    echo "== sync --jobs 4 vs the minimal verified Python mirror (2 threads)"
+    $AB --prepare "rm -rf '$WORK/d' && mkdir -p '$WORK/d' && sync" \
+        --a "pybench mirror x2" "$PY $SHARED/lib/pybench.py mirror $WORK/inputs/mirror.tsv $WORK/d --threads 2" \
+        --b "lhymirror sync -j4" "$BIN sync --manifest $MAN --root $WORK/d --mirror http://127.0.0.1:$PORT --jobs 4"
+fi
+if has pack || has verify || has verify-fast; then
+    rm -rf "$REF"; "$BIN" sync --manifest "$MAN" --root "$REF" --mirror "http://127.0.0.1:$PORT" >/dev/null
+    YEARDIR=$(find "$REF" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+fi
+if has pack; then
+    echo "== pack (zip) vs GNU tar with reproducible flags on the same files"
+    REPRO="--sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner"
+    $AB --prepare "rm -rf '$WORK/p' && mkdir -p '$WORK/p' && sync" \
+        --a "tar repro" "tar $REPRO -cf $WORK/p/a.tar -C $YEARDIR ." \
+        --b "lhymirror pack" "$BIN pack --manifest $MAN --root $REF --out $WORK/p"
+fi
+if has verify || has verify-fast; then
+    rm -rf "$WORK/a" "$WORK/x"; mkdir -p "$WORK/a"
+    "$BIN" pack --manifest "$MAN" --root "$REF" --out "$WORK/a" >/dev/null
+    ARCHIVE=$(find "$WORK/a" -name '*.zip' | head -n 1)
+    "$BIN" unpack "$ARCHIVE" "$WORK/x/bag" >/dev/null
+    BAG=$(find "$WORK/x" -name bagit.txt -printf '%h\n' | head -n 1)
+fi
+if has verify; then
+    echo "== verify ARCHIVE vs bagit --validate on the extracted bag"
+    $AB --a "bagit --validate" "$PY -m bagit --validate $BAG" \
+        --b "lhymirror verify" "$BIN verify $ARCHIVE"
+fi
+if has verify-fast; then
+    echo "== verify --fast vs bagit --validate --fast"
+    $AB --a "bagit --validate --fast" "$PY -m bagit --validate --fast $BAG" \
+        --b "lhymirror verify --fast" "$BIN verify --fast $ARCHIVE"
+fi
+echo "== results: $WORK/results.jsonl"
