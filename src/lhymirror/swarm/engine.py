@@ -120,6 +120,12 @@ def info_hash_hex(params_or_info: Any) -> str:
     return str(best)
 
 
+def file_layout(info: Any) -> Any:
+    """The ``file_storage`` of a ``torrent_info`` (``layout()`` since libtorrent 2.1)."""
+    layout = getattr(info, "layout", None)
+    return layout() if layout is not None else info.files()
+
+
 class ResumeFiles:
     """libtorrent resume data kept as ``<folder>/<info-hash>.resume``, so a rerun continues."""
 

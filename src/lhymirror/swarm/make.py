@@ -119,7 +119,9 @@ def make_torrent(
         try:
             lt.set_piece_hashes(creator, str(base), callback)
         except RuntimeError as exc:  # a file vanished or shrank while being hashed
-            raise StorageError("cannot read the files to share", where=str(base), detail=str(exc))
+            raise StorageError(
+                "cannot read the files to share", where=str(base), detail=str(exc)
+            ) from exc
     data = bytes(lt.bencode(creator.generate()))
     info = lt.torrent_info(lt.bdecode(data))
     return Torrent(
