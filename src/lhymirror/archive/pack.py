@@ -26,7 +26,6 @@ from __future__ import annotations
 import calendar
 import hashlib
 import os
-import stat as stat_module
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,8 +52,8 @@ from lhymirror.archive.write import (
     ZIP_MIN_EPOCH,
     ArchiveWriter,
     Copied,
-    FollowingHasher,
     HashingReader,
+    HashingSink,
     archive_extension,
     archive_writer,
 )
@@ -71,6 +70,7 @@ from lhymirror.core.fsutil import (
 )
 from lhymirror.core.streams import Reads
 from lhymirror.manifest.model import FileEntry, Manifest, dump_manifest
+from lhymirror.mirror.state import EntryState, Expected, FileProblem, check_bytes, expected_of
 from lhymirror.mirror.store import MirrorStore
 
 SOURCE_DATE_EPOCH_ENV = "SOURCE_DATE_EPOCH"
@@ -88,6 +88,17 @@ class MissingFile:
     id: str
     path: str
     reason: str
+    problem: FileProblem | None = None  # None only for a path that is never safe
+
+    @classmethod
+    def of(cls, entry: FileEntry, problem: FileProblem) -> MissingFile:
+        """The entry left out because of *problem* (in its one wording)."""
+        return cls(entry.id, entry.path, str(problem), problem)
+
+    @property
+    def kind(self) -> str:
+        """The problem's kind (``missing``, ``size``, ``checksum``, ``symlink``, …)."""
+        return self.problem.kind if self.problem is not None else "unsafe"
 
     def describe(self) -> str:
         """``<path> (<reason>)``: one line for listings and ``bag-info.txt``."""
@@ -131,7 +142,7 @@ class PayloadFile:
     source: Path
     size: int
     sha256: str
-    origin: str
+    expected: Expected  # size (from ``stat``, when the manifest has none), sha256 and origin
 
     @property
     def bag_path(self) -> str:
@@ -290,27 +301,18 @@ def plan_bag(
 
 
 def _check_entry(entry: FileEntry, store: MirrorStore) -> PayloadFile | MissingFile:
-    """The payload for one entry, or why it cannot be packed (checked by ``stat`` only)."""
-
-    def missing(reason: str) -> MissingFile:
-        return MissingFile(entry.id, entry.path, reason)
-
+    """The payload for one entry, or why it cannot be packed (checked by ``lstat`` only)."""
     try:
-        source = store.file_path(entry.path)
+        state = EntryState.read(store, entry)
     except StorageError as error:
-        return missing(f"unsafe path in the mirror: {error.what}")
-    expected = store.expected(entry)
-    try:
-        stat = source.stat()
-    except OSError:
-        return missing("manual download not imported" if entry.is_manual_only else "not in mirror")
-    if not stat_module.S_ISREG(stat.st_mode):
-        return missing("not a regular file in the mirror")
-    if expected.sha256 is None:
-        return missing("not verified: no checksum known")
-    if expected.size is not None and stat.st_size != expected.size:
-        return missing(f"size {stat.st_size} differs from the expected {expected.size}")
-    return PayloadFile(entry, source, stat.st_size, expected.sha256, expected.origin)
+        return MissingFile(entry.id, entry.path, f"unsafe path in the mirror: {error.what}")
+    problem = state.check()
+    if problem is not None:
+        return MissingFile.of(entry, problem)
+    sha256, size = state.expected.sha256, state.disk.size
+    assert sha256 is not None and size is not None  # no problem: a present, verified file
+    expected = Expected(size, sha256, state.expected.origin)
+    return PayloadFile(entry, state.path, size, sha256, expected)
 
 
 def _by_path(missing: Sequence[MissingFile]) -> list[MissingFile]:
@@ -329,7 +331,7 @@ def _filled_manifest(
 def _filled_entry(entry: FileEntry, item: PayloadFile | None, store: MirrorStore) -> FileEntry:
     if item is not None:
         return entry.model_copy(update={"size": item.size, "sha256": item.sha256})
-    expected = store.expected(entry)
+    expected = expected_of(entry, store.record(entry.id))
     if expected.sha256 is None:
         return entry
     return entry.model_copy(update={"size": expected.size, "sha256": expected.sha256})
@@ -367,7 +369,7 @@ def _write_temp_archive(
 ) -> tuple[Path, str, list[MissingFile]]:
     """Write the bag into a temporary file next to *target*.
 
-    Returns the file, its sha256 (hashed by a helper thread following the writer; empty when
+    Returns the file, its sha256 (hashed as it is written, by a helper thread; empty when
     files were damaged, as the archive is then discarded) and the damaged files.
     """
     with storage_errors(target.parent):
@@ -376,18 +378,15 @@ def _write_temp_archive(
     try:
         with storage_errors(temp), os.fdopen(fd, "w+b") as stream:
             try_lock(stream)  # held while writing: tells a later pack this file is not litter
-            hasher = FollowingHasher(temp)
+            sink = HashingSink(stream)
             try:
                 with BackgroundWriteback(stream) as writeback:
-                    damaged = _write_archive(
-                        writeback.watching(stream), hasher, plan, fmt, progress
-                    )
+                    damaged = _write_archive(writeback.watching(sink), plan, fmt, progress)  # type: ignore[arg-type]
                 stream.flush()
                 os.fsync(stream.fileno())
-                size = os.fstat(stream.fileno()).st_size
-                sha256 = "" if damaged else hasher.hexdigest(size)
+                sha256 = "" if damaged else sink.hexdigest()
             finally:
-                hasher.close()
+                sink.close()
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -402,24 +401,18 @@ def _remove_abandoned_temps(target: Path) -> None:
 
 def _write_archive(
     stream: BinaryIO,
-    hasher: FollowingHasher,
     plan: _Plan,
     fmt: str,
     progress: ProgressCallback | None,
 ) -> list[MissingFile]:
-    def member_done() -> None:
-        stream.flush()  # the helper thread reads the file back through its own handle
-        hasher.advance(stream.tell())
-
     with archive_writer(stream, fmt, mtime=plan.epoch) as writer:
-        return _write_members(writer, plan, progress, member_done)
+        return _write_members(writer, plan, progress)
 
 
 def _write_members(
     writer: ArchiveWriter,
     plan: _Plan,
     progress: ProgressCallback | None,
-    member_done: Callable[[], None],
 ) -> list[MissingFile]:
     """Add every member in sorted order; after a damaged file, only hash the rest."""
     damaged: list[MissingFile] = []
@@ -435,8 +428,6 @@ def _write_members(
             out.add_directory(name)
         else:
             out.add_bytes(name, member)
-        if not damaged:
-            member_done()
     return damaged
 
 
@@ -472,7 +463,7 @@ def _copy_payload(
     try:
         stream = item.source.open("rb")
     except OSError as error:
-        return MissingFile(item.entry.id, item.entry.path, f"cannot read: {error.strerror}")
+        return MissingFile.of(item.entry, FileProblem("unreadable", detail=error.strerror or ""))
     try:
         with stream:
             source = _ReadGuard(stream)
@@ -481,7 +472,7 @@ def _copy_payload(
             else:
                 copied = writer.add_stream(name, source, item.size, progress=progress)
     except _SourceUnreadable as error:
-        return MissingFile(item.entry.id, item.entry.path, f"cannot read: {error}")
+        return MissingFile.of(item.entry, FileProblem("unreadable", detail=str(error)))
     return _copy_problem(item, copied)
 
 
@@ -510,16 +501,10 @@ def _hash_only(stream: Reads, size: int, progress: ProgressCallback | None) -> C
 
 
 def _copy_problem(item: PayloadFile, copied: Copied) -> MissingFile | None:
-    def problem(reason: str) -> MissingFile:
-        return MissingFile(item.entry.id, item.entry.path, reason)
-
-    if copied.size < item.size:
-        return problem(f"file shrank to {copied.size} bytes while being packed")
-    if copied.trailing:
-        return problem("file grew while being packed")
-    if copied.sha256 != item.sha256:
-        return problem(f"sha256 {copied.sha256} differs from the {item.origin} {item.sha256}")
-    return None
+    """The copied bytes against what they are held to (grown: more bytes than expected)."""
+    size = None if copied.trailing else copied.size
+    problem = check_bytes(item.expected, size, copied.sha256)
+    return None if problem is None else MissingFile.of(item.entry, problem)
 
 
 def _verify_payload(

@@ -24,9 +24,11 @@ from lhymirror.cli.progress import TransferProgress, problem_lines, summary_coun
 from lhymirror.cli.swarm_options import add_session_arguments, session_options
 from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError, StorageError
 from lhymirror.core.units import count_of
-from lhymirror.fetch.kaggle import KaggleCredentials, load_credentials
+from lhymirror.fetch.job import Fetcher
 from lhymirror.fetch.plan import PlanItem, SyncPlan, plan_sync
-from lhymirror.fetch.sync import Fetcher, FileOutcome, SyncReport, run_sync
+from lhymirror.fetch.report import FileOutcome, SyncReport
+from lhymirror.fetch.sources.kaggle import KaggleCredentials, load_credentials
+from lhymirror.fetch.sync import run_sync
 from lhymirror.fetch.transfer import TransferEvents
 from lhymirror.manifest.model import FILE_KINDS, Manifest
 from lhymirror.manifest.sources import source_kind

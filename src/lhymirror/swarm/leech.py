@@ -17,11 +17,12 @@ from typing import Any
 
 from lhymirror.core.errors import IntegrityError, UsageError, storage_errors
 from lhymirror.core.fsutil import hash_file, replace_durably
-from lhymirror.core.units import count_of, utc_now
+from lhymirror.core.units import count_of
+from lhymirror.fetch.job import record_for
 from lhymirror.fetch.plan import PlanItem, SyncPlan
-from lhymirror.fetch.sync import FileOutcome, SyncReport
+from lhymirror.fetch.report import FileOutcome, SyncReport
 from lhymirror.fetch.transfer import TransferEvents
-from lhymirror.mirror.store import FileRecord, MirrorStore
+from lhymirror.mirror.store import MirrorStore
 from lhymirror.swarm.engine import (
     ResumeFiles,
     SessionOptions,
@@ -182,17 +183,8 @@ def place_verified(
         with storage_errors(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             replace_durably(path, target)
-            mtime_ns = target.stat().st_mtime_ns
         store.save_record(
-            FileRecord(
-                id=item.id,
-                path=item.entry.path,
-                size=size,
-                sha256=sha,
-                mtime_ns=mtime_ns,
-                verified_at=utc_now(),
-                source=origin,
-            )
+            record_for(item.entry, target, size, sha, source=origin, held_to=item.expected)
         )
         store.discard_partials(item.entry)
         outcomes[item.id] = FileOutcome(

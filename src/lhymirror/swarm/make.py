@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from lhymirror.core.errors import StorageError, UsageError, storage_errors
 from lhymirror.core.fsutil import atomic_write_bytes
 from lhymirror.manifest.model import FileEntry, Manifest
+from lhymirror.mirror.state import local_state
 from lhymirror.mirror.store import MirrorStore
 from lhymirror.swarm.engine import libtorrent
 
@@ -169,7 +170,7 @@ def mirror_files(
     """
     found: list[tuple[FileEntry, TorrentFile]] = []
     for entry in manifest.files:
-        state = store.local_state(entry, rehash=rehash)
+        state = local_state(store, entry, rehash=rehash)
         if state.status != "ok":
             continue
         path = store.file_path(entry.path)
