@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -504,3 +505,21 @@ def test_without_libtorrent_a_one_line_hint_and_exit_2(argv: list[str], tmp_path
         "Install it with `pip install 'lhymirror[swarm]'`."
     ]
     assert result.stdout == ""
+
+
+def test_only_the_swarm_package_loads_libtorrent_and_only_lazily() -> None:
+    src = Path(lhymirror.__file__).resolve().parent
+    loads = re.compile(r"^\s*(import|from) libtorrent\b|import_module\(\"libtorrent\"\)", re.M)
+    mentions = [
+        path.relative_to(src).as_posix()
+        for path in sorted(src.rglob("*.py"))
+        if loads.search(path.read_text())
+    ]
+    assert mentions == ["swarm/engine.py"]
+    code = (
+        "import sys; from lhymirror.cli import main; import lhymirror.swarm.seed, "
+        "lhymirror.swarm.leech, lhymirror.cli.sync_cmd; print('libtorrent' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], check=True, env=cli_env(),
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.stdout.strip() == "False"
