@@ -24,6 +24,7 @@ from lhymirror.cli.progress import TransferProgress, problem_lines, summary_coun
 from lhymirror.cli.swarm_options import add_session_arguments, session_options
 from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError, StorageError
 from lhymirror.core.units import count_of
+from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.job import Fetcher
 from lhymirror.fetch.plan import PlanItem, SyncPlan, plan_sync
 from lhymirror.fetch.report import FileOutcome, SyncReport
@@ -161,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     show_bar = not args.quiet and sys.stdout.isatty()
     credentials = kaggle_credentials_for(plan)
     from_swarm: dict[str, FileOutcome] = {}
+    health = HostHealth()
     with TransferProgress(plan, enabled=show_bar, quiet=args.quiet) as progress:
         if use_swarm and any(item.action == "fetch" for item in plan.items):
             from_swarm = sync_from_swarm(
@@ -177,8 +179,13 @@ def run(args: argparse.Namespace) -> int:
             plan,
             store,
             lambda events: build_downloader(
-                store, events=events, offline=args.offline, kaggle_credentials=credentials
+                store,
+                events=events,
+                offline=args.offline,
+                kaggle_credentials=credentials,
+                health=health,
             ),
+            health=health,
             jobs=args.jobs,
             per_host=PER_HOST,
             events=progress,
@@ -196,12 +203,19 @@ def build_downloader(
     events: TransferEvents,
     offline: bool,
     kaggle_credentials: KaggleCredentials | None,
+    health: HostHealth | None = None,
 ) -> Fetcher:
     """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
     # Imported here: requests is needed only once a file is transferred (see lhymirror.fetch.sync).
     from lhymirror.fetch.download import Downloader  # noqa: PLC0415
 
-    return Downloader(store, events=events, offline=offline, kaggle_credentials=kaggle_credentials)
+    return Downloader(
+        store,
+        events=events,
+        offline=offline,
+        kaggle_credentials=kaggle_credentials,
+        health=health,
+    )
 
 
 def kaggle_credentials_for(plan: SyncPlan) -> KaggleCredentials | None:
@@ -243,6 +257,17 @@ def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = 
             where=where,
             hint="Free some space or fix the permissions, then run the same command again.",
         )
+    if failed and report.no_network:
+        hosts = [down.host for down in report.hosts_down]
+        shown = ", ".join(hosts[:3]) + (", …" if len(hosts) > 3 else "")
+        raise DownloadError(
+            "no network",
+            where=f"could not reach {shown}"
+            if len(hosts) == 1
+            else f"could not reach any of {len(hosts)} hosts: {shown}",
+            hint="Check the connection or proxy settings, or sync from a classmate's copy "
+            "with --from URL.",
+        )
     if failed:
         raise DownloadError(
             f"{count_of(failed, 'file')} could not be downloaded",
@@ -265,11 +290,19 @@ def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncRepor
     if args.json:
         print_json(report.to_json())
         return
-    lines = problem_lines(
-        report,
-        lambda entry_id: import_command(args, manifest, entry_id),
-        resume_hint=not args.offline,
-    )
+    if report.no_network:  # the error says it all; a line per file would only repeat it
+        lines = []
+    else:
+        lines = problem_lines(
+            report,
+            lambda entry_id: import_command(args, manifest, entry_id),
+            resume_hint=not args.offline,
+        )
+        lines += [
+            f"{down.host}: not reachable ({down.reason}); "
+            f"{count_of(down.files, 'file')} used their other sources"
+            for down in report.hosts_down
+        ]
     for line in lines:
         print(line, file=sys.stderr)
     if not args.quiet:

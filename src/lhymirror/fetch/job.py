@@ -109,9 +109,7 @@ class FileJob:
 
     def _fetch(self, item: PlanItem) -> FileOutcome:
         entry = item.entry
-        target = self.store.file_path(entry.path)
-        with storage_errors(target.parent):
-            target.parent.mkdir(parents=True, exist_ok=True)
+        target = self.store.file_path(entry.path)  # its folder is made when its bytes are placed
         if not item.sources and not item.parts:
             raise DownloadError(
                 "needs the network",
@@ -252,6 +250,7 @@ def _place_assembly(
         )
     with storage_errors(target):
         fsync_file(assembly)
+        target.parent.mkdir(parents=True, exist_ok=True)
         replace_durably(assembly, target)
     return actual_size, actual
 
