@@ -287,6 +287,42 @@ def test_files_the_swarm_does_not_deliver_come_from_their_sources(
     assert "3 downloaded" in capsys.readouterr().out
 
 
+@needs_libtorrent
+def test_what_the_swarm_lacks_comes_from_the_origin_and_a_rerun_finishes_from_the_swarm(
+    course: Class, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = course.serve_mirror(course.ta)
+    torrent = course.torrent("--web-seed", base)
+    course.server.remove(f"/mirror/{YEAR}/{course.path_of('hw01')}")  # the web seed lacks one
+    course.server.set_faults("/origin/hw01.pdf", Fault(statuses=[503] * 20))
+    student = course.tmp / "student"
+    assert course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "1") == 4
+    assert "2 downloaded" in capsys.readouterr().out
+    assert not course.file(student, "hw01").exists()
+    course.serve_mirror(course.ta)  # now the web seed has it; the origin still fails
+    course.server.reset_log()
+    assert course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "5") == 0
+    assert "1 downloaded" in capsys.readouterr().out
+    assert course.file(student, "hw01").read_bytes() == course.data["hw01"]
+    assert course.server.bytes_sent("/origin/hw01.pdf") == 0
+
+
+@needs_libtorrent
+def test_a_magnet_link_gets_its_metadata_from_the_peer(
+    course: Class, seeder: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    process, port = seeder("--manifest", str(course.manifest), "--root", str(course.ta))
+    magnet = process.stdout.readline().strip()
+    assert magnet.startswith("magnet:?")
+    student = course.tmp / "student"
+    status = course.sync(student, "--swarm", magnet, "--peer", f"127.0.0.1:{port}",
+                         *LOOPBACK, "--swarm-wait", "10")  # fmt: skip
+    assert status == 0, capsys.readouterr()
+    assert course.origin_bytes() == 0
+    for name, data in course.data.items():
+        assert course.file(student, name).read_bytes() == data
+
+
 def test_offline_never_starts_the_swarm(
     course: Class, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
