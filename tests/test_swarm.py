@@ -559,3 +559,35 @@ def test_only_the_swarm_package_loads_libtorrent_and_only_lazily() -> None:
     result = subprocess.run([sys.executable, "-c", code], check=True, env=cli_env(),
                             capture_output=True, text=True)  # fmt: skip
     assert result.stdout.strip() == "False"
+
+
+def test_piece_size_grows_with_the_payload_within_bep_52_limits() -> None:
+    from lhymirror.swarm.make import piece_size_for
+
+    assert piece_size_for(0) == piece_size_for(1_000_000) == 16 * 1024
+    assert piece_size_for(1_200_000_000) == 1024 * 1024  # the whole course: ~1150 pieces
+    assert piece_size_for(10**13) == 16 * 1024 * 1024
+    for total in (10**5, 10**7, 10**9, 10**11):
+        size = piece_size_for(total)
+        assert size & (size - 1) == 0 and (total // size <= 1500 or size == 16 * 1024 * 1024)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("500K", 512_000), ("2M", 2 * 1024**2), ("1.5MiB/s", 1_572_864), ("800", 800)],
+)
+def test_upload_limit_rates(text: str, value: int) -> None:
+    from lhymirror.cli.swarm_options import rate
+
+    assert rate(text) == value
+
+
+def test_bad_rates_and_peers_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in [
+        (["seed", "x.zip", "--upload-limit", "fast"], "is not a rate such as 500K or 2M"),
+        (["fetch", "x.torrent", "--peer", "nowhere"], "is not HOST:PORT"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
