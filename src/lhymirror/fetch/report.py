@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
 from lhymirror.core.errors import LhymirrorError
+from lhymirror.fetch.health import HostDown
 from lhymirror.fetch.plan import PlanItem
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
@@ -41,6 +42,8 @@ class SyncReport:
     year: int
     root: str
     files: tuple[FileOutcome, ...]
+    hosts_down: tuple[HostDown, ...] = ()  # hosts that could not be reached, skipped meanwhile
+    no_network: bool = False  # every host the run tried was down: nothing could be reached
 
     @property
     def complete(self) -> bool:
@@ -73,6 +76,8 @@ class SyncReport:
             "complete": self.complete,
             "totals": {**self.counts(), "bytes_received": self.bytes_received},
             "files": [asdict(f) for f in self.files],
+            "hosts_down": [asdict(h) for h in self.hosts_down],
+            "no_network": self.no_network,
         }
 
 
