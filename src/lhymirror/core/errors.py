@@ -84,6 +84,10 @@ class IncompleteError(LhymirrorError):
     """Work is left that needs a human step (a manual download, accepting competition rules)."""
 
 
+class MissingExtraError(LhymirrorError):
+    """A command needs an optional part of lhymirror that is not installed (e.g. ``swarm``)."""
+
+
 @contextlib.contextmanager
 def storage_errors(path: Path) -> Iterator[None]:
     """Turn ``OSError`` (disk full, permission denied…) into a one-line ``StorageError``."""
