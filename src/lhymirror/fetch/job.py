@@ -25,7 +25,12 @@ from lhymirror.core.fsutil import fsync_file, hash_file, replace_durably
 from lhymirror.core.units import utc_now
 from lhymirror.fetch.plan import PartPlan, PlanItem
 from lhymirror.fetch.report import FileOutcome, failed_outcome, outcome_of
-from lhymirror.fetch.transfer import AssemblyDigest, FetchResult, ManualStepRequired, Target
+from lhymirror.fetch.transfer import (
+    AssemblyDigest,
+    FetchResult,
+    ManualStepRequired,
+    Target,
+)
 from lhymirror.manifest.model import FileEntry
 from lhymirror.mirror.state import EntryState, Expected, FileProblem, check_bytes, hash_regular
 from lhymirror.mirror.store import FileRecord, MirrorStore
@@ -77,7 +82,9 @@ class FileJob:
         try:
             return self._process(item, found)
         except ManualStepRequired as error:
-            return outcome_of(item, "manual", size=item.size, reason=error.instructions)
+            return outcome_of(
+                item, "manual", size=item.size, reason=error.instructions, cause="manual"
+            )
         except IntegrityError as error:
             return failed_outcome(item, error, "integrity")
         except StorageError as error:
@@ -123,9 +130,7 @@ class FileJob:
 
     def _fetch(self, item: PlanItem) -> FileOutcome:
         entry = item.entry
-        target = self.store.file_path(entry.path)
-        with storage_errors(target.parent):
-            target.parent.mkdir(parents=True, exist_ok=True)
+        target = self.store.file_path(entry.path)  # its folder is made when its bytes are placed
         if not item.sources and not item.parts:
             return needs_network_outcome(item)  # offline, and re-hashing found other bytes
         if item.sources:
@@ -260,6 +265,7 @@ def _place_assembly(
         )
     with storage_errors(target):
         fsync_file(assembly)
+        target.parent.mkdir(parents=True, exist_ok=True)
         replace_durably(assembly, target)
     return actual_size, actual
 
@@ -284,11 +290,17 @@ def settled_outcome(item: PlanItem) -> FileOutcome:
     if item.action == "up-to-date":
         return outcome_of(item, "up-to-date", size=item.size, sha256=item.expected.sha256)
     if item.action == "manual":
-        return outcome_of(item, "manual", size=item.size, reason=item.reason)
+        return outcome_of(item, "manual", size=item.size, reason=item.reason, cause="manual")
     if item.action == "refused":
         reason = f"{item.reason}; {REFUSED_HINT}"
         return outcome_of(
-            item, "failed", size=item.size, reason=reason, failure="storage", problem=item.problem
+            item,
+            "failed",
+            size=item.size,
+            reason=reason,
+            failure="storage",
+            cause="storage",
+            problem=item.problem,
         )
     return replace(needs_network_outcome(item), problem=item.problem)
 
@@ -296,7 +308,9 @@ def settled_outcome(item: PlanItem) -> FileOutcome:
 def needs_network_outcome(item: PlanItem) -> FileOutcome:
     """The file would have to be downloaded, and ``--offline`` forbids it."""
     reason = item.offline_reason
-    return outcome_of(item, "failed", size=item.size, reason=reason, failure="download")
+    return outcome_of(
+        item, "failed", size=item.size, reason=reason, failure="download", cause="offline"
+    )
 
 
 def _verified_meanwhile(store: MirrorStore, item: PlanItem) -> bool:

@@ -6,8 +6,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
-from lhymirror.core.errors import LhymirrorError
+from lhymirror.core.errors import DownloadError, LhymirrorError
+from lhymirror.fetch.health import HostDown
 from lhymirror.fetch.plan import PlanItem
+from lhymirror.fetch.transfer import FailureCause
 from lhymirror.mirror.state import FileProblem
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
@@ -28,6 +30,8 @@ class FileOutcome:
     bytes_received: int = 0
     reason: str | None = None  # why it failed, or the manual step to take
     failure: Failure | None = None
+    # Why it failed, grouped by the help that differs (see lhymirror.fetch.transfer.FailureCause)
+    cause: FailureCause | None = None
     problem: FileProblem | None = None  # what was wrong with the mirror file before this run
 
     def to_json(self) -> dict[str, Any]:
@@ -47,6 +51,8 @@ class SyncReport:
     year: int
     root: str
     files: tuple[FileOutcome, ...]
+    hosts_down: tuple[HostDown, ...] = ()  # hosts that could not be reached, skipped meanwhile
+    no_network: bool = False  # every host the run tried was down: nothing could be reached
     offline: bool = False  # the plan withheld network sources (``--offline``)
 
     @property
@@ -81,6 +87,8 @@ class SyncReport:
             "totals": {**self.counts(), "bytes_received": self.bytes_received},
             "offline": self.offline,
             "files": [f.to_json() for f in self.files],
+            "hosts_down": [asdict(h) for h in self.hosts_down],
+            "no_network": self.no_network,
         }
 
 
@@ -91,4 +99,11 @@ def outcome_of(item: PlanItem, outcome: Outcome, **fields: Any) -> FileOutcome:
 
 def failed_outcome(item: PlanItem, error: LhymirrorError, failure: Failure) -> FileOutcome:
     """*item* failed with *error*, of kind *failure*."""
-    return outcome_of(item, "failed", size=item.size, reason=error.message, failure=failure)
+    cause: FailureCause = "other"
+    if isinstance(error, DownloadError):
+        cause = error.cause  # type: ignore[assignment]  # set from a FailureCause
+    elif failure in ("integrity", "storage"):
+        cause = "checksum" if failure == "integrity" else "storage"
+    return outcome_of(
+        item, "failed", size=item.size, reason=error.message, failure=failure, cause=cause
+    )
