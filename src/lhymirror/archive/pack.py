@@ -153,10 +153,14 @@ class _Plan:
 # Public API
 
 
-def archive_name(manifest: Manifest, fmt: str) -> str:
-    """File name of a year's archive: ``<slug>-<year>-v<version>.zip|.tar|.tar.gz``."""
+def archive_name(manifest: Manifest, fmt: str, *, partial: bool = False) -> str:
+    """File name of a year's archive: ``<slug>-<year>-v<version>[-partial].zip|.tar|.tar.gz``.
+
+    An archive with files missing is named ``…-partial``, so that the complete archive of the
+    same version can follow it under the version's own name.
+    """
     _check_format(fmt)
-    return bag_folder_name(manifest) + archive_extension(fmt)
+    return bag_folder_name(manifest) + ("-partial" if partial else "") + archive_extension(fmt)
 
 
 def bagging_epoch(
@@ -198,12 +202,15 @@ def pack_year(
 ) -> PackResult:
     """Write ``out_dir/<slug>-<year>-v<version>.<ext>`` and its ``.sha256`` sidecar.
 
+    With files missing (*partial*) the archive is ``…-v<version>-partial.<ext>`` instead, and
+    replaces an earlier partial archive of the version.
+
     Refuses (``IncompleteMirrorError``, listing every file) when a file is missing or damaged,
     unless *partial*; refuses (``IntegrityError``) to replace an existing archive of the same
     name whose bytes differ, unless *force*. *progress* receives the number of payload bytes
     read, chunk by chunk.
     """
-    target = Path(out_dir) / archive_name(manifest, fmt)
+    out_dir = Path(out_dir)
     epoch = bagging_epoch(manifest, source_date_epoch)
     if manifest.files and not store.year_dir.is_dir():
         raise UsageError(
@@ -216,15 +223,17 @@ def pack_year(
     if missing and not partial:
         damaged = _verify_payload(payload, progress)
         raise IncompleteMirrorError(store, _by_path(missing + damaged), len(manifest.files))
-    with storage_errors(target.parent):
-        target.parent.mkdir(parents=True, exist_ok=True)
+    with storage_errors(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     for _attempt in range(_MAX_ATTEMPTS):
         if manifest.files and not payload:  # --partial, but nothing at all is verified
             raise IncompleteMirrorError(store, missing, len(manifest.files))
         plan = plan_bag(manifest, store, payload, missing, epoch)
+        target = out_dir / archive_name(manifest, fmt, partial=bool(missing))
         temp, sha256, damaged = _write_temp_archive(plan, target, fmt, progress)
         if not damaged:
-            return _install(temp, sha256, target, plan, missing, force=force)
+            # A partial archive is provisional: the next partial pack may replace it.
+            return _install(temp, sha256, target, plan, missing, force=force or bool(missing))
         temp.unlink(missing_ok=True)
         if not partial:
             raise IncompleteMirrorError(store, _by_path(damaged), len(manifest.files))
