@@ -44,8 +44,9 @@ class Problem:
     """One finding: what is wrong (``kind``), where (``path``) and the specifics (``detail``).
 
     Kinds: missing, extra, size, checksum, unsafe, malformed, truncated (the archive ends early;
-    nothing after it was read), oxum, tagmanifest, sidecar, unverified (a mirror file with no
-    checksum known yet).
+    nothing after it was read), oxum, tagmanifest, sidecar; for a mirror file also unverified
+    (no checksum known yet), symlink, not_a_file and unreadable (see
+    :mod:`lhymirror.mirror.state`).
     """
 
     kind: str

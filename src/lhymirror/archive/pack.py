@@ -26,7 +26,6 @@ from __future__ import annotations
 import calendar
 import hashlib
 import os
-import stat as stat_module
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +70,7 @@ from lhymirror.core.fsutil import (
 )
 from lhymirror.core.streams import Reads
 from lhymirror.manifest.model import FileEntry, Manifest, dump_manifest
+from lhymirror.mirror.state import EntryState, Expected, FileProblem, check_bytes, expected_of
 from lhymirror.mirror.store import MirrorStore
 
 SOURCE_DATE_EPOCH_ENV = "SOURCE_DATE_EPOCH"
@@ -88,6 +88,17 @@ class MissingFile:
     id: str
     path: str
     reason: str
+    problem: FileProblem | None = None  # None only for a path that is never safe
+
+    @classmethod
+    def of(cls, entry: FileEntry, problem: FileProblem) -> MissingFile:
+        """The entry left out because of *problem* (in its one wording)."""
+        return cls(entry.id, entry.path, str(problem), problem)
+
+    @property
+    def kind(self) -> str:
+        """The problem's kind (``missing``, ``size``, ``checksum``, ``symlink``, …)."""
+        return self.problem.kind if self.problem is not None else "unsafe"
 
     def describe(self) -> str:
         """``<path> (<reason>)``: one line for listings and ``bag-info.txt``."""
@@ -131,7 +142,7 @@ class PayloadFile:
     source: Path
     size: int
     sha256: str
-    origin: str
+    expected: Expected  # size (from ``stat``, when the manifest has none), sha256 and origin
 
     @property
     def bag_path(self) -> str:
@@ -154,11 +165,7 @@ class _Plan:
 
 
 def archive_name(manifest: Manifest, fmt: str, *, partial: bool = False) -> str:
-    """File name of a year's archive: ``<slug>-<year>-v<version>[-partial].zip|.tar|.tar.gz``.
-
-    An archive with files missing is named ``…-partial``, so that the complete archive of the
-    same version can follow it under the version's own name.
-    """
+    """``<slug>-<year>-v<version>[-partial].zip|.tar|.tar.gz`` (partial: with files missing)."""
     _check_format(fmt)
     return bag_folder_name(manifest) + ("-partial" if partial else "") + archive_extension(fmt)
 
@@ -200,17 +207,13 @@ def pack_year(
     source_date_epoch: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> PackResult:
-    """Write ``out_dir/<slug>-<year>-v<version>.<ext>`` and its ``.sha256`` sidecar.
-
-    With files missing (*partial*) the archive is ``…-v<version>-partial.<ext>`` instead, and
-    replaces an earlier partial archive of the version.
+    """Write ``out_dir/<slug>-<year>-v<version>[-partial].<ext>`` and its ``.sha256`` sidecar.
 
     Refuses (``IncompleteMirrorError``, listing every file) when a file is missing or damaged,
-    unless *partial*; refuses (``IntegrityError``) to replace an existing archive of the same
-    name whose bytes differ, unless *force*. *progress* receives the number of payload bytes
-    read, chunk by chunk.
+    unless *partial* (then named ``-partial``); refuses (``IntegrityError``) to replace a complete
+    archive of the same name whose bytes differ, unless *force*. *progress* receives the number
+    of payload bytes read, chunk by chunk.
     """
-    out_dir = Path(out_dir)
     epoch = bagging_epoch(manifest, source_date_epoch)
     if manifest.files and not store.year_dir.is_dir():
         raise UsageError(
@@ -223,16 +226,15 @@ def pack_year(
     if missing and not partial:
         damaged = _verify_payload(payload, progress)
         raise IncompleteMirrorError(store, _by_path(missing + damaged), len(manifest.files))
-    with storage_errors(out_dir):
-        out_dir.mkdir(parents=True, exist_ok=True)
+    with storage_errors(Path(out_dir)):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
     for _attempt in range(_MAX_ATTEMPTS):
         if manifest.files and not payload:  # --partial, but nothing at all is verified
             raise IncompleteMirrorError(store, missing, len(manifest.files))
         plan = plan_bag(manifest, store, payload, missing, epoch)
-        target = out_dir / archive_name(manifest, fmt, partial=bool(missing))
+        target = Path(out_dir) / archive_name(manifest, fmt, partial=bool(missing))
         temp, sha256, damaged = _write_temp_archive(plan, target, fmt, progress)
         if not damaged:
-            # A partial archive is provisional: the next partial pack may replace it.
             return _install(temp, sha256, target, plan, missing, force=force or bool(missing))
         temp.unlink(missing_ok=True)
         if not partial:
@@ -299,27 +301,18 @@ def plan_bag(
 
 
 def _check_entry(entry: FileEntry, store: MirrorStore) -> PayloadFile | MissingFile:
-    """The payload for one entry, or why it cannot be packed (checked by ``stat`` only)."""
-
-    def missing(reason: str) -> MissingFile:
-        return MissingFile(entry.id, entry.path, reason)
-
+    """The payload for one entry, or why it cannot be packed (checked by ``lstat`` only)."""
     try:
-        source = store.file_path(entry.path)
+        state = EntryState.read(store, entry)
     except StorageError as error:
-        return missing(f"unsafe path in the mirror: {error.what}")
-    expected = store.expected(entry)
-    try:
-        stat = source.stat()
-    except OSError:
-        return missing("manual download not imported" if entry.is_manual_only else "not in mirror")
-    if not stat_module.S_ISREG(stat.st_mode):
-        return missing("not a regular file in the mirror")
-    if expected.sha256 is None:
-        return missing("not verified: no checksum known")
-    if expected.size is not None and stat.st_size != expected.size:
-        return missing(f"size {stat.st_size} differs from the expected {expected.size}")
-    return PayloadFile(entry, source, stat.st_size, expected.sha256, expected.origin)
+        return MissingFile(entry.id, entry.path, f"unsafe path in the mirror: {error.what}")
+    problem = state.check()
+    if problem is not None:
+        return MissingFile.of(entry, problem)
+    sha256, size = state.expected.sha256, state.disk.size
+    assert sha256 is not None and size is not None  # no problem: a present, verified file
+    expected = Expected(size, sha256, state.expected.origin)
+    return PayloadFile(entry, state.path, size, sha256, expected)
 
 
 def _by_path(missing: Sequence[MissingFile]) -> list[MissingFile]:
@@ -338,7 +331,7 @@ def _filled_manifest(
 def _filled_entry(entry: FileEntry, item: PayloadFile | None, store: MirrorStore) -> FileEntry:
     if item is not None:
         return entry.model_copy(update={"size": item.size, "sha256": item.sha256})
-    expected = store.expected(entry)
+    expected = expected_of(entry, store.record(entry.id))
     if expected.sha256 is None:
         return entry
     return entry.model_copy(update={"size": expected.size, "sha256": expected.sha256})
@@ -470,7 +463,7 @@ def _copy_payload(
     try:
         stream = item.source.open("rb")
     except OSError as error:
-        return MissingFile(item.entry.id, item.entry.path, f"cannot read: {error.strerror}")
+        return MissingFile.of(item.entry, FileProblem("unreadable", detail=error.strerror or ""))
     try:
         with stream:
             source = _ReadGuard(stream)
@@ -479,7 +472,7 @@ def _copy_payload(
             else:
                 copied = writer.add_stream(name, source, item.size, progress=progress)
     except _SourceUnreadable as error:
-        return MissingFile(item.entry.id, item.entry.path, f"cannot read: {error}")
+        return MissingFile.of(item.entry, FileProblem("unreadable", detail=str(error)))
     return _copy_problem(item, copied)
 
 
@@ -508,16 +501,10 @@ def _hash_only(stream: Reads, size: int, progress: ProgressCallback | None) -> C
 
 
 def _copy_problem(item: PayloadFile, copied: Copied) -> MissingFile | None:
-    def problem(reason: str) -> MissingFile:
-        return MissingFile(item.entry.id, item.entry.path, reason)
-
-    if copied.size < item.size:
-        return problem(f"file shrank to {copied.size} bytes while being packed")
-    if copied.trailing:
-        return problem("file grew while being packed")
-    if copied.sha256 != item.sha256:
-        return problem(f"sha256 {copied.sha256} differs from the {item.origin} {item.sha256}")
-    return None
+    """The copied bytes against what they are held to (grown: more bytes than expected)."""
+    size = None if copied.trailing else copied.size
+    problem = check_bytes(item.expected, size, copied.sha256)
+    return None if problem is None else MissingFile.of(item.entry, problem)
 
 
 def _verify_payload(
