@@ -51,6 +51,7 @@ from lhymirror.fetch.transfer import (
     Target,
     TransferEvents,
     UpstreamChangedError,
+    with_cause,
 )
 from lhymirror.mirror.store import MirrorStore
 
@@ -169,12 +170,12 @@ class Downloader:
         except TryAgain as failure:
             if failure.restart:
                 self._restart(partial)
-            self._note_host(resolved, failure.cause, failure.reason, partial.target.key)
+            _note_host(self.health, resolved, failure.cause, failure.reason, partial.target.key)
             raise
         except SourceFailed as failure:
-            self._note_host(resolved, failure.cause, failure.reason, partial.target.key)
+            _note_host(self.health, resolved, failure.cause, failure.reason, partial.target.key)
             raise
-        self._note_host(resolved, None, "", partial.target.key)
+        _note_host(self.health, resolved, None, "", partial.target.key)
         try:
             if body.start is None:  # the bytes held are already the whole file
                 partial.begin(resolved.url, None, None, offset)
@@ -185,16 +186,6 @@ class Downloader:
             body.close()
         resumed_from = offset if body.start is None else body.start
         return self._commit(partial, resolved.source, resumed_from)
-
-    def _note_host(self, resolved: Resolved, cause: Cause | None, reason: str, key: str) -> None:
-        """Tell the run's host health how the host answered; a host now down fails the source."""
-        host = resolved.host
-        if host is None or self.health is None:
-            return
-        if cause not in CONNECTION_CAUSES:
-            self.health.reached(host)
-        elif self.health.failed(host, _host_reason(reason), key):
-            raise SourceFailed(f"{reason}; {host} not reachable", "transient", cause=cause)
 
     def _restart(self, partial: PartialDownload) -> None:
         """Drop the bytes held: the next attempt starts from zero."""
@@ -266,6 +257,27 @@ class Downloader:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _skip_if_down(health: HostHealth | None, resolved: Resolved, key: str) -> None:
+    """``SourceFailed`` at once when the source's host is down for this run."""
+    host = resolved.host
+    if host is not None and health is not None and not health.usable(host, key):
+        reason = f"{host} not reachable ({health.reason(host)}); skipped"
+        raise SourceFailed(reason, "transient", cause="connect")
+
+
+def _note_host(
+    health: HostHealth | None, resolved: Resolved, cause: Cause | None, reason: str, key: str
+) -> None:
+    """Tell the run's host health how the host answered; a host now down fails the source."""
+    host = resolved.host
+    if host is None or health is None:
+        return
+    if cause not in CONNECTION_CAUSES:
+        health.reached(host)
+    elif health.failed(host, _host_reason(reason), key):
+        raise SourceFailed(f"{reason}; {host} not reachable", "transient", cause=cause)
+
+
 def _host_reason(reason: str) -> str:
     """ "connection failed (connect timed out)" -> "connect timed out" (for the host's line)."""
     prefix = "connection failed ("
@@ -300,7 +312,7 @@ def _check_head(target: Target, head: bytes) -> None:
     """Refuse an HTML page posing as the file, and (unpinned) a PDF that is not one."""
     name = target.name.lower()
     if not name.endswith(_HTML_SUFFIXES) and _looks_like_html(head):
-        raise SourceFailed(HTML_REASON)
+        raise SourceFailed(HTML_REASON, category="html")
     if name.endswith(".pdf") and target.expected_sha256 is None and b"%PDF-" not in head:
         raise SourceFailed("received something that is not a PDF (no %PDF- header)")
 
@@ -317,12 +329,13 @@ def _all_failed(
     reasons = [f"{source}: {failure.reason}" for source, failure in failures]
     if needs_network:
         reasons.append(f"{len(needs_network)} source(s) need the network")
-        return DownloadError(
+        error = DownloadError(
             "network use needed in --offline mode",
             where=target.name,
             detail="; ".join(reasons),
             hint="Run without --offline, or put the file in place with `lhymirror add`.",
         )
+        return with_cause(error, "offline")
     if not failures:
         return DownloadError(
             "no source to download from",
@@ -346,6 +359,7 @@ def _all_failed(
             detail="; ".join(reasons),
             instructions=manual[0].instructions or "",
         )
-    return DownloadError(
+    error = DownloadError(
         "download failed", where=target.name, detail="; ".join(reasons), hint=RESUME_HINT
     )
+    return with_cause(error, failures[-1][1].category)

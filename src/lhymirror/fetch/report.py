@@ -6,9 +6,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
-from lhymirror.core.errors import LhymirrorError
+from lhymirror.core.errors import DownloadError, LhymirrorError
 from lhymirror.fetch.health import HostDown
 from lhymirror.fetch.plan import PlanItem
+from lhymirror.fetch.transfer import FailureCause
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
 Failure = Literal["download", "integrity", "storage"]
@@ -28,6 +29,8 @@ class FileOutcome:
     bytes_received: int = 0
     reason: str | None = None  # why it failed, or the manual step to take
     failure: Failure | None = None
+    # Why it failed, grouped by the help that differs (see lhymirror.fetch.transfer.FailureCause)
+    cause: FailureCause | None = None
 
     @property
     def verified(self) -> bool:
@@ -88,4 +91,11 @@ def outcome_of(item: PlanItem, outcome: Outcome, **fields: Any) -> FileOutcome:
 
 def failed_outcome(item: PlanItem, error: LhymirrorError, failure: Failure) -> FileOutcome:
     """*item* failed with *error*, of kind *failure*."""
-    return outcome_of(item, "failed", size=item.size, reason=error.message, failure=failure)
+    cause: FailureCause = "other"
+    if isinstance(error, DownloadError):
+        cause = error.cause  # type: ignore[assignment]  # set from a FailureCause
+    elif failure in ("integrity", "storage"):
+        cause = "checksum" if failure == "integrity" else "storage"
+    return outcome_of(
+        item, "failed", size=item.size, reason=error.message, failure=failure, cause=cause
+    )
