@@ -26,7 +26,7 @@ from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError
 from lhymirror.core.units import count_of
 from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.job import Fetcher
-from lhymirror.fetch.plan import PlanItem, SyncPlan, plan_sync
+from lhymirror.fetch.plan import OFFLINE_HINT, PlanItem, SyncPlan, plan_sync
 from lhymirror.fetch.report import FileOutcome, SyncReport
 from lhymirror.fetch.sources.kaggle import KaggleCredentials, load_credentials
 from lhymirror.fetch.sync import run_sync
@@ -181,7 +181,6 @@ def run(args: argparse.Namespace) -> int:
             lambda events: build_downloader(
                 store,
                 events=events,
-                offline=args.offline,
                 kaggle_credentials=credentials,
                 health=health,
             ),
@@ -193,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         )
     report = merge_reports(report, from_swarm)
     print_report(args, manifest, report)
-    raise_for_report(report, store, offline=args.offline)
+    raise_for_report(report, store)
     return ExitStatus.OK
 
 
@@ -201,7 +200,6 @@ def build_downloader(
     store: MirrorStore,
     *,
     events: TransferEvents,
-    offline: bool,
     kaggle_credentials: KaggleCredentials | None,
     health: HostHealth | None = None,
 ) -> Fetcher:
@@ -212,7 +210,6 @@ def build_downloader(
     return Downloader(
         store,
         events=events,
-        offline=offline,
         kaggle_credentials=kaggle_credentials,
         health=health,
     )
@@ -236,12 +233,12 @@ def mirror_bases(given: list[str] | None) -> list[str]:
     return [base for base in re.split(r"[\s,]+", os.environ.get(MIRROR_ENV, "")) if base]
 
 
-def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = False) -> None:
+def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
     """Raise the error that sums up an unfinished sync (the CLI maps it to the exit code).
 
     Failures outrank manual steps; among failures integrity outranks storage, which outranks
-    download: the most serious finding decides. *offline*: the files were not downloaded
-    because ``--offline`` forbade it, so the hint is to run without it, not to resume.
+    download: the most serious finding decides. After an ``--offline`` plan the files were not
+    downloaded because it forbade it, so the hint is to run without it, not to resume.
     """
     where = str(store.year_dir)
     failed = len(report.with_outcome("failed"))
@@ -272,9 +269,7 @@ def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = 
         raise DownloadError(
             f"{count_of(failed, 'file')} could not be downloaded",
             where=where,
-            hint="Run it without --offline to download them."
-            if offline
-            else "Run the same command again to resume.",
+            hint=OFFLINE_HINT if report.offline else "Run the same command again to resume.",
         )
     manual = len(report.with_outcome("manual"))
     if manual:
@@ -296,7 +291,7 @@ def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncRepor
         lines = problem_lines(
             report,
             lambda entry_id: import_command(args, manifest, entry_id),
-            resume_hint=not args.offline,
+            resume_hint=not report.offline,
         )
         lines += [
             f"{down.host}: not reachable ({down.reason}); "
