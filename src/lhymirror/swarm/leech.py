@@ -18,7 +18,7 @@ from typing import Any
 
 from lhymirror.core.errors import IntegrityError, UsageError, storage_errors
 from lhymirror.core.fsutil import hash_file, replace_durably
-from lhymirror.core.units import count_of
+from lhymirror.core.units import count_of, format_size
 from lhymirror.fetch.job import record_for
 from lhymirror.fetch.plan import PlanItem, SyncPlan
 from lhymirror.fetch.report import FileOutcome, SyncReport
@@ -49,6 +49,24 @@ class Wanted:
     size: int
 
 
+@dataclass(frozen=True)
+class SwarmResult:
+    """What the swarm delivered: the files placed, and how many it was asked for."""
+
+    placed: dict[str, FileOutcome]
+    wanted: int
+    metadata: bool = True  # False: no peer sent a magnet link's metadata in time
+
+    def summary(self) -> str:
+        """One line for the user."""
+        if not self.metadata:
+            return "swarm: no peer sent the torrent's metadata; every file from its sources"
+        size = format_size(sum(outcome.size or 0 for outcome in self.placed.values()))
+        left = self.wanted - len(self.placed)
+        rest = f"; {count_of(left, 'file')} from their usual sources" if left else ""
+        return f"swarm: {len(self.placed)} of {count_of(self.wanted, 'file')} ({size}){rest}"
+
+
 def swarm_folder(store: MirrorStore) -> Path:
     """Where swarm downloads and their resume data live: ``<year>/.lhymirror/swarm``."""
     return store.meta_dir / SWARM_DIR
@@ -65,7 +83,7 @@ def sync_from_swarm(
     wait: float = DEFAULT_WAIT,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, FileOutcome]:
+) -> SwarmResult:
     """Download the plan's files that *source* (a .torrent or magnet link) holds; place them.
 
     Returns the outcome of each file placed. Raises ``IntegrityError`` when the torrent does
@@ -85,7 +103,7 @@ def sync_from_swarm(
             run.connect(peers)
             info = run.wait_for_metadata(wait)
             if info is None:
-                return {}
+                return SwarmResult({}, 0, metadata=False)
             wanted = match_torrent(info, plan, store, source)
             run.want_only([w.index for w in wanted], info.num_files())
             sizes = {w.index: w.size for w in wanted}
@@ -101,7 +119,7 @@ def sync_from_swarm(
         outcomes = place_verified(done, store, run, source)
         if len(done) == len(wanted):
             run.forget()
-    return outcomes
+    return SwarmResult(outcomes, len(wanted))
 
 
 def match_torrent(info: Any, plan: SyncPlan, store: MirrorStore, source: str) -> list[Wanted]:
