@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from factories import blob, file_entry, manifest_data, sha
+from lhymirror.api.syncing import kaggle_credentials_for
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
-from lhymirror.cli.sync_cmd import kaggle_credentials_for
 from lhymirror.core.errors import DownloadError, IntegrityError, StorageError
 from lhymirror.core.fsutil import atomic_write_bytes
 from lhymirror.fetch.plan import plan_sync
@@ -146,7 +146,7 @@ def test_missing_files_are_downloaded_and_recorded(store: MirrorStore, server: F
     assert record.mtime_ns == store.file_path("slides/b.pdf").stat().st_mtime_ns
     assert report.bytes_received == 8000
     assert {f.id for f in recorder.finished} == {"a", "b"}
-    assert report.to_json()["totals"]["downloaded"] == 2
+    assert report.to_json()["counts"]["downloaded"] == 2
 
 
 def test_second_sync_fetches_nothing(store: MirrorStore, server: FakeServer) -> None:

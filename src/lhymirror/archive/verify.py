@@ -46,6 +46,7 @@ from lhymirror.core.errors import IntegrityError, LhymirrorError, UsageError
 from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
 from lhymirror.core.safepath import path_problems
 from lhymirror.core.streams import Reads
+from lhymirror.core.units import count_of
 from lhymirror.manifest.model import FileEntry, Manifest, parse_manifest
 from lhymirror.mirror.store import MirrorStore
 
@@ -94,6 +95,17 @@ class VerifyReport:
     def add(self, kind: str, path: str, detail: str) -> None:
         """Record a problem."""
         self.problems.append(Problem(kind, path, detail))
+
+    def error(self) -> IntegrityError | None:
+        """The error that sums up a failed verification, or None when intact."""
+        if self.ok:
+            return None
+        return IntegrityError(
+            "not intact",
+            where=self.target,
+            detail=count_of(len(self.problems), "problem"),
+            hint="Fetch the archive again or re-pack it from a good mirror.",
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``--json``."""

@@ -10,6 +10,7 @@ from lhymirror.core.errors import (
     IntegrityError,
     LhymirrorError,
     ManifestError,
+    MissingFilesError,
     StorageError,
     UsageError,
 )
@@ -26,6 +27,7 @@ class ExitStatus(IntEnum):
     INTEGRITY = 5
     STORAGE = 6
     INCOMPLETE = 7
+    MISSING = 8
     INTERRUPTED = 130
 
 
@@ -36,6 +38,7 @@ _BY_ERROR: tuple[tuple[type[LhymirrorError], ExitStatus], ...] = (
     (IntegrityError, ExitStatus.INTEGRITY),
     (StorageError, ExitStatus.STORAGE),
     (IncompleteError, ExitStatus.INCOMPLETE),
+    (MissingFilesError, ExitStatus.MISSING),
 )
 
 

@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lhymirror.archive.pack import IncompleteMirrorError, PackResult, collect_payload, pack_year
+from lhymirror.api.archiving import pack
+from lhymirror.archive.pack import IncompleteMirrorError, PackResult
 from lhymirror.archive.write import FORMATS
 from lhymirror.cli.common import (
+    ByteProgress,
     add_command,
     add_manifest_arguments,
     add_root_argument,
-    byte_progress,
     format_size,
     selected_manifest,
     selected_store,
@@ -77,17 +78,16 @@ def run(args: argparse.Namespace) -> int:
     """Pack the year and print the archive's path."""
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
-    total = sum(item.size for item in collect_payload(manifest, store)[0])
-    with byte_progress("packing", total=total, quiet=args.quiet) as progress:
+    with ByteProgress(quiet=args.quiet) as progress:
         try:
-            result = pack_year(
+            result = pack(
                 manifest,
                 store,
                 args.out,
                 fmt=args.fmt,
                 partial=args.partial,
                 force=args.force,
-                progress=progress,
+                events=progress,
             )
         except IncompleteMirrorError as error:
             for item in error.missing:

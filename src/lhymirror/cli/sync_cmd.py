@@ -8,6 +8,8 @@ import re
 import sys
 from typing import Any
 
+from lhymirror.api import syncing as api
+from lhymirror.api.syncing import LOCK_WAIT, PER_HOST
 from lhymirror.cli.common import (
     add_command,
     add_list_option,
@@ -15,26 +17,18 @@ from lhymirror.cli.common import (
     add_root_argument,
     format_size,
     positive_int,
-    print_json,
     selected_manifest,
     selected_store,
 )
 from lhymirror.cli.exitcodes import ExitStatus
+from lhymirror.cli.jsonout import finish, wants_json
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
-from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError, StorageError
-from lhymirror.core.units import count_of
-from lhymirror.fetch.kaggle import KaggleCredentials, load_credentials
-from lhymirror.fetch.plan import PlanItem, SyncPlan, plan_sync
-from lhymirror.fetch.sync import Fetcher, SyncReport, run_sync
-from lhymirror.fetch.transfer import TransferEvents
+from lhymirror.fetch.plan import PlanItem, SyncPlan
+from lhymirror.fetch.sync import SyncReport
 from lhymirror.manifest.model import FILE_KINDS, Manifest
-from lhymirror.manifest.sources import source_kind
-from lhymirror.mirror.store import MirrorStore
 
 MIRROR_ENV = "LHYMIRROR_MIRROR"
 DEFAULT_JOBS = 4
-PER_HOST = 2  # concurrent transfers to one host: polite to course servers, still parallel
-LOCK_WAIT = 5.0  # seconds a second sync waits for the first before giving up
 
 
 def register(subparsers: Any) -> None:
@@ -116,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     """Plan, then (unless --dry-run) download; print the summary; return the exit status."""
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
-    plan = plan_sync(
+    plan = api.plan(
         manifest,
         store,
         only=args.only,
@@ -128,53 +122,19 @@ def run(args: argparse.Namespace) -> int:
         offline=args.offline,
     )
     if args.dry_run:
-        if args.json:
-            print_json(plan.to_json())
-        else:
-            print("\n".join(plan_lines(plan)))
+        if wants_json(args):
+            return finish(args, {"dry_run": True, **plan.to_json()}, None)
+        print("\n".join(plan_lines(plan)))
         return ExitStatus.OK
-    show_bar = not args.quiet and sys.stdout.isatty()
-    credentials = kaggle_credentials_for(plan)
-    with TransferProgress(plan, enabled=show_bar, quiet=args.quiet) as progress:
-        report = run_sync(
-            plan,
-            store,
-            lambda events: build_downloader(
-                store, events=events, offline=args.offline, kaggle_credentials=credentials
-            ),
-            jobs=args.jobs,
-            per_host=PER_HOST,
-            events=progress,
-            lock_wait=LOCK_WAIT,
+    show_bar = not args.quiet and not wants_json(args) and sys.stdout.isatty()
+    with TransferProgress(plan, enabled=show_bar, quiet=args.quiet or wants_json(args)) as progress:
+        report = api.sync(
+            manifest, store, jobs=args.jobs, events=progress, lock_wait=LOCK_WAIT, sync_plan=plan
         )
+    if wants_json(args):
+        return finish(args, {"dry_run": False, **report.to_json()}, report.error())
     print_report(args, manifest, report)
-    raise_for_report(report, store, offline=args.offline)
-    return ExitStatus.OK
-
-
-def build_downloader(
-    store: MirrorStore,
-    *,
-    events: TransferEvents,
-    offline: bool,
-    kaggle_credentials: KaggleCredentials | None,
-) -> Fetcher:
-    """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
-    # Imported here: requests is needed only once a file is transferred (see lhymirror.fetch.sync).
-    from lhymirror.fetch.download import Downloader  # noqa: PLC0415
-
-    return Downloader(store, events=events, offline=offline, kaggle_credentials=kaggle_credentials)
-
-
-def kaggle_credentials_for(plan: SyncPlan) -> KaggleCredentials | None:
-    """Kaggle credentials, read only when a planned transfer may need them."""
-    uses_kaggle = any(
-        source_kind(source) == "kaggle"
-        for item in plan.items
-        if item.needs_transfer
-        for source in (*item.sources, *(s for part in item.parts for s in part.sources))
-    )
-    return load_credentials() if uses_kaggle else None
+    return finish(args, {}, report.error())
 
 
 def mirror_bases(given: list[str] | None) -> list[str]:
@@ -184,49 +144,8 @@ def mirror_bases(given: list[str] | None) -> list[str]:
     return [base for base in re.split(r"[\s,]+", os.environ.get(MIRROR_ENV, "")) if base]
 
 
-def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = False) -> None:
-    """Raise the error that sums up an unfinished sync (the CLI maps it to the exit code).
-
-    Failures outrank manual steps; among failures integrity outranks storage, which outranks
-    download: the most serious finding decides. *offline*: the files were not downloaded
-    because ``--offline`` forbade it, so the hint is to run without it, not to resume.
-    """
-    where = str(store.year_dir)
-    failed = len(report.with_outcome("failed"))
-    if report.failures_of("integrity"):
-        raise IntegrityError(
-            f"{count_of(len(report.failures_of('integrity')), 'file')} did not verify",
-            where=where,
-            hint="The bad bytes are kept under .lhymirror/rejected/; see the lines above.",
-        )
-    if report.failures_of("storage"):
-        raise StorageError(
-            f"{count_of(failed, 'file')} could not be stored",
-            where=where,
-            hint="Free some space or fix the permissions, then run the same command again.",
-        )
-    if failed:
-        raise DownloadError(
-            f"{count_of(failed, 'file')} could not be downloaded",
-            where=where,
-            hint="Run it without --offline to download them."
-            if offline
-            else "Run the same command again to resume.",
-        )
-    manual = len(report.with_outcome("manual"))
-    if manual:
-        raise IncompleteError(
-            f"{count_of(manual, 'manual step')} pending",
-            where=where,
-            hint="Download each file as listed above and import it with `lhymirror add`.",
-        )
-
-
 def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncReport) -> None:
-    """The JSON report on stdout, or the summary (problems on stderr)."""
-    if args.json:
-        print_json(report.to_json())
-        return
+    """The summary on stdout, problems on stderr."""
     lines = problem_lines(
         report,
         lambda entry_id: import_command(args, manifest, entry_id),

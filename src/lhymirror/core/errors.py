@@ -81,6 +81,10 @@ class IncompleteError(LhymirrorError):
     """Work is left that needs a human step (a manual download, accepting competition rules)."""
 
 
+class MissingFilesError(LhymirrorError):
+    """Files of the manifest are not in the mirror, or not verified yet: ``sync`` fetches them."""
+
+
 @contextlib.contextmanager
 def storage_errors(path: Path) -> Iterator[None]:
     """Turn ``OSError`` (disk full, permission denied…) into a one-line ``StorageError``."""

@@ -19,12 +19,13 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, get_args
 
 from lhymirror.core.errors import (
     DownloadError,
+    IncompleteError,
     IntegrityError,
     LhymirrorError,
     StorageError,
@@ -40,7 +41,8 @@ from lhymirror.core.fsutil import (
     hash_file,
     replace_durably,
 )
-from lhymirror.core.units import format_size, utc_now
+from lhymirror.core.jsondata import snake_case, snake_keys
+from lhymirror.core.units import count_of, format_size, utc_now
 from lhymirror.fetch.plan import (
     PartPlan,
     PlanItem,
@@ -118,6 +120,7 @@ class SyncReport:
     year: int
     root: str
     files: tuple[FileOutcome, ...]
+    offline: bool = False  # the network was forbidden: failures say to run without --offline
 
     @property
     def complete(self) -> bool:
@@ -142,14 +145,66 @@ class SyncReport:
         """Bytes transferred in this run."""
         return sum(f.bytes_received for f in self.files)
 
+    def error(self) -> LhymirrorError | None:
+        """The error that sums up an unfinished sync, or None when every file is verified.
+
+        Failures outrank manual steps; among failures integrity outranks storage, which
+        outranks download: the most serious finding decides.
+        """
+        where = str(Path(self.root) / str(self.year))
+        failed = len(self.with_outcome("failed"))
+        if self.failures_of("integrity"):
+            return IntegrityError(
+                f"{count_of(len(self.failures_of('integrity')), 'file')} did not verify",
+                where=where,
+                hint="The bad bytes are kept under .lhymirror/rejected/ for inspection.",
+            )
+        if self.failures_of("storage"):
+            return StorageError(
+                f"{count_of(failed, 'file')} could not be stored",
+                where=where,
+                hint="Free some space or fix the permissions, then run the same command again.",
+            )
+        if failed:
+            return DownloadError(
+                f"{count_of(failed, 'file')} could not be downloaded",
+                where=where,
+                hint="Run it without --offline to download them."
+                if self.offline
+                else "Run the same command again to resume.",
+            )
+        manual = len(self.with_outcome("manual"))
+        if manual:
+            return IncompleteError(
+                f"{count_of(manual, 'manual step')} pending",
+                where=where,
+                hint="Download each of them by hand and import it with `lhymirror add`.",
+            )
+        return None
+
     def to_json(self) -> dict[str, Any]:
-        """The report as plain JSON-ready data."""
+        """The report as plain data, as ``sync --json`` prints it (see docs/json.md)."""
         return {
             "year": self.year,
             "root": self.root,
+            "offline": self.offline,
             "complete": self.complete,
-            "totals": {**self.counts(), "bytes_received": self.bytes_received},
-            "files": [asdict(f) for f in self.files],
+            "counts": snake_keys(self.counts()),
+            "bytes_received": self.bytes_received,
+            "files": [
+                {
+                    "id": f.id,
+                    "path": f.path,
+                    "state": snake_case(f.outcome),
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "source": f.source,
+                    "bytes_received": f.bytes_received,
+                    "reason": f.reason,
+                    "failure": f.failure,
+                }
+                for f in self.files
+            ],
         }
 
 
@@ -191,7 +246,7 @@ def run_sync(
             outcomes = runner.run(plan.items, jobs=max(1, jobs))
         finally:
             runner.close()
-    return SyncReport(plan.year, plan.root, outcomes)
+    return SyncReport(plan.year, plan.root, outcomes, offline=plan.offline)
 
 
 def _new_session() -> Any:
