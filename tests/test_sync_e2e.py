@@ -23,7 +23,7 @@ import tomli_w
 import lhymirror
 from factories import sha
 from httpserver import CourseServer, Fault, pdf_payload
-from lhymirror.api import syncing as api_syncing
+from lhymirror import api
 from lhymirror.cli import main, sync_cmd
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy
@@ -41,7 +41,7 @@ def instant_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     def fast_downloader(store: MirrorStore, **options: Any) -> Any:
         return Downloader(store, policy=FAST_POLICY, sleep=lambda _: None, **options)
 
-    monkeypatch.setattr(api_syncing, "build_downloader", fast_downloader)
+    monkeypatch.setattr(api, "build_downloader", fast_downloader)
     monkeypatch.delenv("LHYMIRROR_ROOT", raising=False)
     monkeypatch.delenv("LHYMIRROR_MIRROR", raising=False)
 
@@ -165,7 +165,7 @@ def test_split_file_is_downloaded_in_parts_and_joined(
     whole = pdf_payload(700_000, 5)
     course.split([whole[:300_000], whole[300_000:]])
     # The whole is hashed as the parts stream in: the joined file is never read again.
-    monkeypatch.setattr("lhymirror.fetch.sync.hash_file", lambda path: pytest.fail(f"read {path}"))
+    monkeypatch.setattr("lhymirror.fetch.job.hash_file", lambda path: pytest.fail(f"read {path}"))
     status, _, _ = run_cli(course.args(), capsys)
     assert status == 0
     assert (course.root / str(YEAR) / "data" / "hw.bin").read_bytes() == whole

@@ -25,8 +25,9 @@ from lhymirror.archive.bag import (
 )
 from lhymirror.archive.pack import pack_year
 from lhymirror.archive.read import ArchiveFormatError
+from lhymirror.archive.report import Problem, VerifyReport
 from lhymirror.archive.unpack import unpack_archive
-from lhymirror.archive.verify import Problem, VerifyReport, verify_mirror, verify_path
+from lhymirror.archive.verify import verify_mirror, verify_path
 from lhymirror.cli import main
 from lhymirror.core.errors import UsageError
 from lhymirror.core.units import utc_now

@@ -18,7 +18,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -42,11 +42,11 @@ from lhymirror.archive.read import (
     ArchiveReader,
     ArchiveReadError,
 )
+from lhymirror.archive.report import VerifyReport
 from lhymirror.core.errors import IntegrityError, LhymirrorError, UsageError
 from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
 from lhymirror.core.safepath import path_problems
 from lhymirror.core.streams import Reads
-from lhymirror.core.units import count_of
 from lhymirror.manifest.model import FileEntry, Manifest, parse_manifest
 from lhymirror.mirror.store import MirrorStore
 
@@ -57,68 +57,6 @@ MAX_SIDECAR_SIZE = 64 * 1024
 SUPPORTED_BAGIT_VERSIONS = ("0.97", "1.0")
 
 ProgressCallback = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding: what is wrong (``kind``), where (``path``) and the specifics (``detail``).
-
-    Kinds: missing, extra, size, checksum, unsafe, malformed, oxum, tagmanifest, sidecar,
-    unverified (a mirror file with no checksum known yet).
-    """
-
-    kind: str
-    path: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.path}: {self.detail}"
-
-
-@dataclass
-class VerifyReport:
-    """The outcome of one verification: intact when it lists no problem."""
-
-    target: str
-    bag: str | None = None  # the bag's top folder name, once known
-    files_checked: int = 0
-    bytes_checked: int = 0
-    fast: bool = False
-    problems: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # facts worth telling that are not problems
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing is wrong."""
-        return not self.problems
-
-    def add(self, kind: str, path: str, detail: str) -> None:
-        """Record a problem."""
-        self.problems.append(Problem(kind, path, detail))
-
-    def error(self) -> IntegrityError | None:
-        """The error that sums up a failed verification, or None when intact."""
-        if self.ok:
-            return None
-        return IntegrityError(
-            "not intact",
-            where=self.target,
-            detail=count_of(len(self.problems), "problem"),
-            hint="Fetch the archive again or re-pack it from a good mirror.",
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain data for ``--json``."""
-        return {
-            "target": self.target,
-            "bag": self.bag,
-            "ok": self.ok,
-            "fast": self.fast,
-            "files_checked": self.files_checked,
-            "bytes_checked": self.bytes_checked,
-            "problems": [asdict(problem) for problem in self.problems],
-            "notes": list(self.notes),
-        }
 
 
 class MemberSink(Protocol):

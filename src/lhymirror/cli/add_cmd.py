@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lhymirror.api.syncing import add
+from lhymirror.api import add
 from lhymirror.cli.common import (
     add_command,
     add_manifest_arguments,

@@ -183,14 +183,14 @@ def mirror_root(root: Path | None) -> Path:
 
 def selected_store(args: argparse.Namespace, manifest: Manifest) -> MirrorStore:
     """The mirror of the manifest's year under the chosen root."""
-    from lhymirror.api.manifests import open_mirror  # noqa: PLC0415
+    from lhymirror.api import open_mirror  # noqa: PLC0415
 
     return open_mirror(manifest, mirror_root(args.root))
 
 
 def selected_manifest(args: argparse.Namespace) -> tuple[Manifest, Path]:
     """Load the manifest chosen by ``YEAR`` / ``--year`` / ``--manifest``."""
-    from lhymirror.api.manifests import open_manifest  # noqa: PLC0415
+    from lhymirror.api import open_manifest  # noqa: PLC0415
 
     return open_manifest(_selected_year(args), args.manifest)
 

@@ -6,7 +6,7 @@ import argparse
 from itertools import groupby
 from typing import Any
 
-from lhymirror.api.manifests import list_entries
+from lhymirror.api import list_entries
 from lhymirror.cli.common import (
     add_command,
     add_list_option,

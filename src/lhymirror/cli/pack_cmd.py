@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lhymirror.api.archiving import pack
+from lhymirror.api import pack
 from lhymirror.archive.pack import IncompleteMirrorError, PackResult
 from lhymirror.archive.write import FORMATS
 from lhymirror.cli.common import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lhymirror.api.pinning import pin
+from lhymirror.api import pin
 from lhymirror.cli.common import (
     add_command,
     add_manifest_arguments,

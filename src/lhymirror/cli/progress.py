@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from lhymirror.cli.common import format_size
 from lhymirror.fetch.plan import SyncPlan
-from lhymirror.fetch.sync import FileOutcome, SyncReport
+from lhymirror.fetch.report import FileOutcome, SyncReport
 
 MAX_ACTIVE_SHOWN = 3
 RESUME_HINT = "run the same command again to resume"

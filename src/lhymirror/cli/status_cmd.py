@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from lhymirror.api.checking import TO_FETCH, StatusReport, status
+from lhymirror.api import status
 from lhymirror.cli.common import (
     add_command,
     add_manifest_arguments,
@@ -18,6 +18,7 @@ from lhymirror.cli.common import (
 from lhymirror.cli.jsonout import finish, wants_json
 from lhymirror.core.units import count_of
 from lhymirror.manifest.model import Manifest
+from lhymirror.mirror.status import TO_FETCH, StatusReport
 from lhymirror.mirror.store import FileStatus
 
 LABELS: dict[FileStatus, str] = {

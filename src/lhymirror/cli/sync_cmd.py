@@ -8,8 +8,8 @@ import re
 import sys
 from typing import Any
 
-from lhymirror.api import syncing as api
-from lhymirror.api.syncing import LOCK_WAIT, PER_HOST
+from lhymirror import api
+from lhymirror.api import LOCK_WAIT, PER_HOST
 from lhymirror.cli.common import (
     add_command,
     add_list_option,
@@ -24,7 +24,7 @@ from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.cli.jsonout import finish, wants_json
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
 from lhymirror.fetch.plan import PlanItem, SyncPlan
-from lhymirror.fetch.sync import SyncReport
+from lhymirror.fetch.report import SyncReport
 from lhymirror.manifest.model import FILE_KINDS, Manifest
 
 MIRROR_ENV = "LHYMIRROR_MIRROR"

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lhymirror.api.archiving import unpack
+from lhymirror.api import unpack
 from lhymirror.archive.unpack import UnpackError
 from lhymirror.cli.common import add_command
 from lhymirror.cli.exitcodes import ExitStatus

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lhymirror.api.archiving import verify, verify_mirror
-from lhymirror.archive.verify import VerifyReport
+from lhymirror.api import verify, verify_mirror
+from lhymirror.archive.report import VerifyReport
 from lhymirror.cli.common import (
     ByteProgress,
     add_command,

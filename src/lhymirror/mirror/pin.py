@@ -35,7 +35,7 @@ class PinReport:
         }
 
 
-def pin(
+def pin_manifest(
     manifest: Manifest,
     store: MirrorStore,
     path: Path | str,

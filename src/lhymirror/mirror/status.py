@@ -1,4 +1,4 @@
-"""``status``: the local state of every file of a year, without any network access."""
+"""The local state of every file of a year, without any network access."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from lhymirror.api.manifests import group_by_section
 from lhymirror.core.errors import (
     IncompleteError,
     IntegrityError,
@@ -16,6 +15,7 @@ from lhymirror.core.errors import (
     UsageError,
 )
 from lhymirror.core.units import count_of, format_size
+from lhymirror.manifest.listing import group_by_section
 from lhymirror.manifest.model import FileEntry, Manifest
 from lhymirror.mirror.store import FileStatus, LocalState, MirrorStore
 
@@ -162,7 +162,7 @@ class StatusReport:
         }
 
 
-def status(manifest: Manifest, store: MirrorStore, *, rehash: bool = False) -> StatusReport:
+def read_status(manifest: Manifest, store: MirrorStore, *, rehash: bool = False) -> StatusReport:
     """Classify every file of the manifest in the mirror; never uses the network.
 
     Only files changed since they were verified are re-hashed, unless *rehash*. Raises

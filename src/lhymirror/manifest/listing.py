@@ -1,4 +1,4 @@
-"""Choosing and reading a manifest, and the mirror it describes (``lhymirror list``)."""
+"""Choosing a manifest (a shipped year or a file) and listing its entries (``lhymirror list``)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ from lhymirror.manifest.model import (
     section_sort_key,
     shipped_manifest_path,
 )
-from lhymirror.mirror.store import MirrorStore
 
 T = TypeVar("T")
 
 
-def open_manifest(year: int | None = None, path: Path | str | None = None) -> tuple[Manifest, Path]:
+def select_manifest(
+    year: int | None = None, path: Path | str | None = None
+) -> tuple[Manifest, Path]:
     """The manifest of *year* shipped with lhymirror, or the one at *path*; and where it is.
 
     With both, they must agree. Raises ``UsageError`` (no year, years disagree, *path* missing
@@ -57,11 +58,6 @@ def _check_manifest_path(path: Path) -> None:
             where=str(path),
             hint="Check the path, or name a YEAR to use a shipped manifest.",
         )
-
-
-def open_mirror(manifest: Manifest, root: Path | str) -> MirrorStore:
-    """The local mirror of the manifest's year under *root* (``root/<year>``); touches nothing."""
-    return MirrorStore(Path(root).expanduser(), manifest.year)
 
 
 @dataclass(frozen=True)

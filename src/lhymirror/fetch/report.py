@@ -1,0 +1,148 @@
+"""What a sync did: one :class:`FileOutcome` per selected file, in a :class:`SyncReport`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from lhymirror.core.errors import (
+    DownloadError,
+    IncompleteError,
+    IntegrityError,
+    LhymirrorError,
+    StorageError,
+)
+from lhymirror.core.jsondata import snake_case, snake_keys
+from lhymirror.core.units import count_of
+from lhymirror.fetch.plan import PlanItem
+
+Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
+Failure = Literal["download", "integrity", "storage"]
+VERIFIED_OUTCOMES = ("downloaded", "resumed", "up-to-date")
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one file."""
+
+    id: str
+    path: str
+    outcome: Outcome
+    size: int | None = None
+    sha256: str | None = None
+    source: str | None = None  # where the bytes came from
+    bytes_received: int = 0
+    reason: str | None = None  # why it failed, or the manual step to take
+    failure: Failure | None = None
+
+    @property
+    def verified(self) -> bool:
+        """True when the file is present and verified."""
+        return self.outcome in VERIFIED_OUTCOMES
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """Result of a sync: one outcome per selected file, in manifest order."""
+
+    year: int
+    root: str
+    files: tuple[FileOutcome, ...]
+    offline: bool = False  # the network was forbidden: failures say to run without --offline
+
+    @property
+    def complete(self) -> bool:
+        """True when every selected file is present and verified."""
+        return all(f.verified for f in self.files)
+
+    def with_outcome(self, outcome: Outcome) -> list[FileOutcome]:
+        """The files that ended with *outcome*."""
+        return [f for f in self.files if f.outcome == outcome]
+
+    def counts(self) -> dict[str, int]:
+        """How many files ended with each outcome (every outcome listed)."""
+        counter = Counter(f.outcome for f in self.files)
+        return {name: counter.get(name, 0) for name in get_args(Outcome)}
+
+    def failures_of(self, kind: Failure) -> list[FileOutcome]:
+        """Failed files of one kind (download, integrity, storage)."""
+        return [f for f in self.files if f.failure == kind]
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes transferred in this run."""
+        return sum(f.bytes_received for f in self.files)
+
+    def error(self) -> LhymirrorError | None:
+        """The error that sums up an unfinished sync, or None when every file is verified.
+
+        Failures outrank manual steps; among failures integrity outranks storage, which
+        outranks download: the most serious finding decides.
+        """
+        where = str(Path(self.root) / str(self.year))
+        failed = len(self.with_outcome("failed"))
+        if self.failures_of("integrity"):
+            return IntegrityError(
+                f"{count_of(len(self.failures_of('integrity')), 'file')} did not verify",
+                where=where,
+                hint="The bad bytes are kept under .lhymirror/rejected/ for inspection.",
+            )
+        if self.failures_of("storage"):
+            return StorageError(
+                f"{count_of(failed, 'file')} could not be stored",
+                where=where,
+                hint="Free some space or fix the permissions, then run the same command again.",
+            )
+        if failed:
+            return DownloadError(
+                f"{count_of(failed, 'file')} could not be downloaded",
+                where=where,
+                hint="Run it without --offline to download them."
+                if self.offline
+                else "Run the same command again to resume.",
+            )
+        manual = len(self.with_outcome("manual"))
+        if manual:
+            return IncompleteError(
+                f"{count_of(manual, 'manual step')} pending",
+                where=where,
+                hint="Download each of them by hand and import it with `lhymirror add`.",
+            )
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain data, as ``sync --json`` prints it (see docs/json.md)."""
+        return {
+            "year": self.year,
+            "root": self.root,
+            "offline": self.offline,
+            "complete": self.complete,
+            "counts": snake_keys(self.counts()),
+            "bytes_received": self.bytes_received,
+            "files": [
+                {
+                    "id": f.id,
+                    "path": f.path,
+                    "state": snake_case(f.outcome),
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "source": f.source,
+                    "bytes_received": f.bytes_received,
+                    "reason": f.reason,
+                    "failure": f.failure,
+                }
+                for f in self.files
+            ],
+        }
+
+
+def outcome_of(item: PlanItem, outcome: Outcome, **fields: Any) -> FileOutcome:
+    """The outcome of *item*."""
+    return FileOutcome(item.id, item.entry.path, outcome, **fields)
+
+
+def failed_outcome(item: PlanItem, error: LhymirrorError, failure: Failure) -> FileOutcome:
+    """*item* failed with *error*, of kind *failure*."""
+    return outcome_of(item, "failed", size=item.size, reason=error.message, failure=failure)
