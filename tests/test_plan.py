@@ -341,6 +341,6 @@ def test_plan_is_json_serialisable(store: MirrorStore) -> None:
     plan = plan_sync(make_manifest(entry(), split_entry()), store)
     data = json.loads(json.dumps(plan.to_json()))
     assert data["counts"] == {
-        "up_to_date": 0, "verify": 0, "fetch": 2, "manual": 0, "needs_network": 0,
+        "up_to_date": 0, "verify": 0, "fetch": 2, "manual": 0, "needs_network": 0, "refused": 0,
     }  # fmt: skip
     assert data["files"][1]["parts"][0]["key"] == "hw04-data.part00"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from lhymirror.archive.pack import PackResult
     from lhymirror.archive.report import VerifyReport
+    from lhymirror.fetch.health import HostHealth
     from lhymirror.fetch.job import Fetcher
     from lhymirror.fetch.plan import SyncPlan
     from lhymirror.fetch.report import FileOutcome, SyncReport
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from lhymirror.mirror.pin import PinReport
     from lhymirror.mirror.status import StatusReport
     from lhymirror.mirror.store import FileRecord, MirrorStore
+    from lhymirror.swarm.engine import SessionOptions
 
 __all__ = [  # noqa: RUF022 - in the order of the flow
     "CheckEvents",
@@ -207,6 +209,7 @@ def sync(
     events: SyncEvents | None = None,
     lock_wait: float = LOCK_WAIT,
     sync_plan: SyncPlan | None = None,
+    swarm: SwarmSource | None = None,
 ) -> SyncReport:
     """Download, verify and record every selected file; report what happened to each.
 
@@ -215,11 +218,15 @@ def sync(
     verified. A failed file does not raise: see the report's ``error()``. Raises
     ``StorageError`` when another command holds the year's lock for longer than *lock_wait*
     seconds or the disk is too small, ``UsageError`` for a bad selection.
+
+    *swarm*: first take the files a BitTorrent swarm holds (the ``swarm`` extra;
+    ``MissingExtraError`` without it), the rest from their usual sources.
     """
+    from lhymirror.fetch.health import HostHealth  # noqa: PLC0415
     from lhymirror.fetch.sync import run_sync  # noqa: PLC0415
 
-    if sync_plan is None:
-        sync_plan = plan(
+    def make_plan() -> SyncPlan:
+        return plan(
             manifest,
             store,
             only=only,
@@ -230,19 +237,61 @@ def sync(
             accept_upstream=accept_upstream,
             offline=offline,
         )
+
+    if swarm is not None and not offline:
+        from lhymirror.swarm.engine import libtorrent  # noqa: PLC0415
+
+        libtorrent()  # a missing extra is reported before any work
+    sync_plan = sync_plan if sync_plan is not None else make_plan()
+    events = events if events is not None else Silent()
+    from_swarm: dict[str, FileOutcome] = {}
+    if swarm is not None and not offline and sync_plan.with_action("fetch"):
+        from lhymirror.swarm.leech import sync_from_swarm  # noqa: PLC0415
+
+        from_swarm = sync_from_swarm(
+            sync_plan,
+            store,
+            swarm.source,
+            options=swarm.options,
+            events=events,
+            peers=swarm.peers,
+            wait=swarm.wait,
+        )
+        sync_plan = make_plan() if from_swarm else sync_plan
     credentials = kaggle_credentials_for(sync_plan)
-    offline = sync_plan.offline
-    return run_sync(
+    health = HostHealth()
+    no_network = sync_plan.offline
+    report = run_sync(
         sync_plan,
         store,
         lambda transfer_events: build_downloader(
-            store, events=transfer_events, offline=offline, kaggle_credentials=credentials
+            store,
+            events=transfer_events,
+            offline=no_network,
+            kaggle_credentials=credentials,
+            health=health,
         ),
+        health=health,
         jobs=jobs,
         per_host=PER_HOST,
-        events=events if events is not None else Silent(),
+        events=events,
         lock_wait=lock_wait,
     )
+    if not from_swarm:
+        return report
+    from lhymirror.swarm.leech import merge_reports  # noqa: PLC0415
+
+    return merge_reports(report, from_swarm)
+
+
+@dataclass(frozen=True)
+class SwarmSource:
+    """A BitTorrent swarm ``sync`` takes files from first: a .torrent file or magnet link."""
+
+    source: str
+    options: SessionOptions
+    peers: Sequence[tuple[str, int]] = ()
+    wait: float = 60.0  # give up once the swarm delivered nothing for this long (seconds)
 
 
 def build_downloader(
@@ -251,11 +300,18 @@ def build_downloader(
     events: TransferEvents,
     offline: bool,
     kaggle_credentials: KaggleCredentials | None,
+    health: HostHealth | None = None,
 ) -> Fetcher:
     """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
     from lhymirror.fetch.download import Downloader  # noqa: PLC0415 - loads requests
 
-    return Downloader(store, events=events, offline=offline, kaggle_credentials=kaggle_credentials)
+    return Downloader(
+        store,
+        events=events,
+        offline=offline,
+        kaggle_credentials=kaggle_credentials,
+        health=health,
+    )
 
 
 def kaggle_credentials_for(sync_plan: SyncPlan) -> KaggleCredentials | None:
@@ -301,6 +357,7 @@ def add(manifest: Manifest, store: MirrorStore, entry_id: str, file: Path | str)
     """
     from lhymirror.core.errors import UsageError  # noqa: PLC0415
     from lhymirror.fetch.sync import import_file  # noqa: PLC0415
+    from lhymirror.mirror.state import expected_of  # noqa: PLC0415
 
     try:
         entry = manifest.file(entry_id)
@@ -310,7 +367,7 @@ def add(manifest: Manifest, store: MirrorStore, entry_id: str, file: Path | str)
             where=entry_id,
             hint=f"Run `lhymirror list {manifest.year}` to see the ids.",
         ) from None
-    expected = store.expected(entry)
+    expected = expected_of(entry, store.record(entry.id))
     record = import_file(store, entry, Path(file), others=manifest.files)
     origin = expected.origin if expected.sha256 and expected.origin != "none" else None
     return AddReport(entry.id, store.file_path(entry.path), record, origin)

@@ -13,8 +13,9 @@ from lhymirror.core.units import count_of
 class Problem:
     """One finding: what is wrong (``kind``), where (``path``) and the specifics (``detail``).
 
-    Kinds: missing, extra, size, checksum, unsafe, malformed, oxum, tagmanifest, sidecar,
-    unverified (a mirror file with no checksum known yet).
+    Kinds: missing, extra, size, checksum, unsafe, malformed, oxum, tagmanifest, sidecar;
+    for a mirror file also unverified (no checksum known yet), symlink, not_a_file and
+    unreadable (see :mod:`lhymirror.mirror.state`).
     """
 
     kind: str

@@ -18,8 +18,8 @@ from lhymirror.cli.common import (
 from lhymirror.cli.jsonout import finish, wants_json
 from lhymirror.core.units import count_of
 from lhymirror.manifest.model import Manifest
+from lhymirror.mirror.state import FileStatus
 from lhymirror.mirror.status import TO_FETCH, StatusReport
-from lhymirror.mirror.store import FileStatus
 
 LABELS: dict[FileStatus, str] = {
     "ok": "ok",
@@ -28,6 +28,9 @@ LABELS: dict[FileStatus, str] = {
     "changed": "changed on disk",
     "unverified": "unverified",
     "manual": "manual pending",
+    "symlink": "symlink",
+    "not_a_file": "not a file",
+    "unreadable": "unreadable",
 }
 
 
@@ -39,13 +42,15 @@ def register(subparsers: Any) -> None:
         description="""
             Show the local state of every file of a year's manifest, by lecture and homework:
             ok (present and verified), missing, partial (how much is held), changed on disk,
-            unverified (no checksum known yet) or manual pending; then how much is still to
-            fetch and the command to run next. Only files changed since they were verified
-            are re-hashed, unless --rehash is given. Never uses the network.
+            unverified (no checksum known yet), manual pending, or symlink, not a file and
+            unreadable for what lhymirror will not use in place of the file (links are never
+            followed); then how much is still to fetch and the command to run next. Only files
+            changed since they were verified are re-hashed, unless --rehash is given. Never
+            uses the network.
 
             Exit status: 0 every file ok, 8 files still to fetch (missing, partial or
-            unverified), 5 a file changed on disk, 7 only manual steps left, 2 when --root
-            is not a folder.
+            unverified), 5 a file changed on disk or unusable, 7 only manual steps left, 2 when
+            --root is not a folder.
         """,
         example="""
             lhymirror status 2022
@@ -103,6 +108,11 @@ def status_lines(report: StatusReport, command: Callable[[str], str]) -> list[st
 def next_step_line(report: StatusReport, command: Callable[[str], str]) -> str | None:
     """``next: …``: the command that brings the mirror closer to complete, or None."""
     step = report.next_step()
+    if step == "fix":
+        return (
+            "next: remove or replace what stands at the paths marked above (links are never "
+            f"followed), then run `{command('sync')}`"
+        )
     if step == "sync":
         to_fetch = len(report.with_state(*TO_FETCH))
         unknown = f", {report.unknown_sizes} of unknown size" if report.unknown_sizes else ""

@@ -23,9 +23,12 @@ from lhymirror.cli.common import (
 from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.cli.jsonout import finish, wants_json
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
+from lhymirror.cli.swarm_options import add_session_arguments, session_options
+from lhymirror.core.units import count_of
 from lhymirror.fetch.plan import PlanItem, SyncPlan
 from lhymirror.fetch.report import SyncReport
 from lhymirror.manifest.model import FILE_KINDS, Manifest
+from lhymirror.swarm.leech import DEFAULT_WAIT
 
 MIRROR_ENV = "LHYMIRROR_MIRROR"
 DEFAULT_JOBS = 4
@@ -52,6 +55,7 @@ def register(subparsers: Any) -> None:
             lhymirror sync 2022
             lhymirror sync 2022 --only 'hw0*' --kind dataset,code --jobs 8
             lhymirror sync 2022 --from /media/usb/lhymirror --offline
+            lhymirror sync 2022 --swarm lhy-ml-2022-mirror.torrent
         """,
     )
     add_manifest_arguments(parser)
@@ -96,6 +100,18 @@ def register(subparsers: Any) -> None:
         "manifest's checksum (recorded; `lhymirror pin` writes them back); comma-separated "
         "or repeated",
     )  # fmt: skip
+    parser.add_argument(
+        "--swarm", metavar="TORRENT",
+        help="first take the files from BitTorrent peers and web seeds: a .torrent of the "
+        "year's mirror (`lhymirror torrent`) or a magnet link; every file is verified against "
+        "the manifest, the rest come from their usual sources (swarm extra)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--swarm-wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
+        help=f"give up on the swarm after it delivered nothing for this long "
+        f"(default {DEFAULT_WAIT:.0f})",
+    )  # fmt: skip
+    add_session_arguments(parser, port=None)
     parser.set_defaults(handler=run)
 
 
@@ -127,9 +143,25 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(plan_lines(plan)))
         return ExitStatus.OK
     show_bar = not args.quiet and not wants_json(args) and sys.stdout.isatty()
+    swarm = args.swarm if not args.offline else None
     with TransferProgress(plan, enabled=show_bar, quiet=args.quiet or wants_json(args)) as progress:
         report = api.sync(
-            manifest, store, jobs=args.jobs, events=progress, lock_wait=LOCK_WAIT, sync_plan=plan
+            manifest,
+            store,
+            only=args.only,
+            kinds=args.kind,
+            mirrors=mirror_bases(args.mirror),
+            from_bases=args.from_bases,
+            rehash=args.rehash,
+            accept_upstream=args.accept_upstream,
+            offline=args.offline,
+            jobs=args.jobs,
+            events=progress,
+            lock_wait=LOCK_WAIT,
+            sync_plan=plan,
+            swarm=api.SwarmSource(swarm, session_options(args), args.peers, args.swarm_wait)
+            if swarm is not None
+            else None,
         )
     if wants_json(args):
         return finish(args, {"dry_run": False, **report.to_json()}, report.error())
@@ -146,11 +178,19 @@ def mirror_bases(given: list[str] | None) -> list[str]:
 
 def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncReport) -> None:
     """The summary on stdout, problems on stderr."""
-    lines = problem_lines(
-        report,
-        lambda entry_id: import_command(args, manifest, entry_id),
-        resume_hint=not args.offline,
-    )
+    if report.no_network:  # the error says it all; a line per file would only repeat it
+        lines = []
+    else:
+        lines = problem_lines(
+            report,
+            lambda entry_id: import_command(args, manifest, entry_id),
+            resume_hint=not args.offline,
+        )
+        lines += [
+            f"{down.host}: not reachable ({down.reason}); "
+            f"{count_of(down.files, 'file')} used their other sources"
+            for down in report.hosts_down
+        ]
     for line in lines:
         print(line, file=sys.stderr)
     if not args.quiet:

@@ -85,6 +85,10 @@ class MissingFilesError(LhymirrorError):
     """Files of the manifest are not in the mirror, or not verified yet: ``sync`` fetches them."""
 
 
+class MissingExtraError(LhymirrorError):
+    """A command needs an optional part of lhymirror that is not installed (e.g. ``swarm``)."""
+
+
 @contextlib.contextmanager
 def storage_errors(path: Path) -> Iterator[None]:
     """Turn ``OSError`` (disk full, permission denied…) into a one-line ``StorageError``."""

@@ -24,12 +24,15 @@ from typing import BinaryIO
 import requests
 
 from lhymirror.core.errors import DownloadError
+from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.http import RetryPolicy
 from lhymirror.fetch.partial import PartialDownload
 from lhymirror.fetch.response import _HTML_SUFFIXES, HTML_REASON, Exchange
 from lhymirror.fetch.retry import Attempts, run_attempts
 from lhymirror.fetch.sources.base import (
+    CONNECTION_CAUSES,
     Body,
+    Cause,
     FailureKind,
     Request,
     Resolved,
@@ -76,8 +79,10 @@ class Downloader:
         offline: bool = False,
         rng: random.Random | None = None,
         now: Callable[[], dt.datetime] | None = None,
+        health: HostHealth | None = None,
     ) -> None:
         self.store = store
+        self.health = health  # shared by the run's downloaders; None: every host is tried
         self.policy = policy
         self.offline = offline
         self.kaggle_credentials = kaggle_credentials
@@ -126,9 +131,16 @@ class Downloader:
             raise SourceFailed(f"not a usable source ({source!r})")
         resolved = adapter.resolve(source, self._settings)
         key = partial.target.key
+        host = resolved.host
+        if host is not None and self.health is not None and not self.health.usable(host, key):
+            reason = self.health.reason(host)
+            raise SourceFailed(
+                f"{host} not reachable ({reason}); skipped", "transient", cause="connect"
+            )
+        budgets: dict[Cause, int] = {"resolve": self.policy.resolve_attempts}
         return run_attempts(
             lambda: self._attempt(adapter, resolved, partial, session),
-            Attempts(self.policy, self._rng, self._clock),
+            Attempts(self.policy, self._rng, self._clock, per_cause=budgets),
             sleep=self._sleep,
             on_retry=lambda reason, delay: self._events.retrying(key, source, reason, delay),
             on_restart=lambda: self._events.restarted(key, 0),
@@ -157,7 +169,12 @@ class Downloader:
         except TryAgain as failure:
             if failure.restart:
                 self._restart(partial)
+            self._note_host(resolved, failure.cause, failure.reason, partial.target.key)
             raise
+        except SourceFailed as failure:
+            self._note_host(resolved, failure.cause, failure.reason, partial.target.key)
+            raise
+        self._note_host(resolved, None, "", partial.target.key)
         try:
             if body.start is None:  # the bytes held are already the whole file
                 partial.begin(resolved.url, None, None, offset)
@@ -168,6 +185,16 @@ class Downloader:
             body.close()
         resumed_from = offset if body.start is None else body.start
         return self._commit(partial, resolved.source, resumed_from)
+
+    def _note_host(self, resolved: Resolved, cause: Cause | None, reason: str, key: str) -> None:
+        """Tell the run's host health how the host answered; a host now down fails the source."""
+        host = resolved.host
+        if host is None or self.health is None:
+            return
+        if cause not in CONNECTION_CAUSES:
+            self.health.reached(host)
+        elif self.health.failed(host, _host_reason(reason), key):
+            raise SourceFailed(f"{reason}; {host} not reachable", "transient", cause=cause)
 
     def _restart(self, partial: PartialDownload) -> None:
         """Drop the bytes held: the next attempt starts from zero."""
@@ -237,6 +264,14 @@ class Downloader:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _host_reason(reason: str) -> str:
+    """ "connection failed (connect timed out)" -> "connect timed out" (for the host's line)."""
+    prefix = "connection failed ("
+    if reason.startswith(prefix) and reason.endswith(")"):
+        return reason[len(prefix) : -1]
+    return reason
 
 
 def _verification_problem(target: Target, size: int, sha256: str | None) -> str | None:

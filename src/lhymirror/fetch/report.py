@@ -16,6 +16,7 @@ from lhymirror.core.errors import (
 )
 from lhymirror.core.jsondata import snake_case, snake_keys
 from lhymirror.core.units import count_of
+from lhymirror.fetch.health import HostDown
 from lhymirror.fetch.plan import PlanItem
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
@@ -51,6 +52,8 @@ class SyncReport:
     root: str
     files: tuple[FileOutcome, ...]
     offline: bool = False  # the network was forbidden: failures say to run without --offline
+    hosts_down: tuple[HostDown, ...] = ()  # hosts that could not be reached, skipped meanwhile
+    no_network: bool = False  # every host the run tried was down: nothing could be reached
 
     @property
     def complete(self) -> bool:
@@ -95,6 +98,17 @@ class SyncReport:
                 where=where,
                 hint="Free some space or fix the permissions, then run the same command again.",
             )
+        if failed and self.no_network:
+            hosts = [down.host for down in self.hosts_down]
+            shown = ", ".join(hosts[:3]) + (", …" if len(hosts) > 3 else "")
+            return DownloadError(
+                "no network",
+                where=f"could not reach {shown}"
+                if len(hosts) == 1
+                else f"could not reach any of {len(hosts)} hosts: {shown}",
+                hint="Check the connection or proxy settings, or sync from a classmate's copy "
+                "with --from URL.",
+            )
         if failed:
             return DownloadError(
                 f"{count_of(failed, 'file')} could not be downloaded",
@@ -135,6 +149,10 @@ class SyncReport:
                 }
                 for f in self.files
             ],
+            "hosts_down": [
+                {"host": h.host, "reason": h.reason, "files": h.files} for h in self.hosts_down
+            ],
+            "no_network": self.no_network,
         }
 
 

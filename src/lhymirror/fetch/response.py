@@ -84,8 +84,13 @@ class Exchange:
         except requests.TooManyRedirects as exc:
             raise SourceFailed("too many redirects") from exc
         except requests.exceptions.SSLError as exc:
-            raise SourceFailed(f"TLS error ({brief(exc)})", cause="connect") from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise SourceFailed(f"TLS error ({brief(exc)})", cause="tls") from exc
+        except requests.exceptions.ConnectTimeout as exc:
+            raise TryAgain("connection failed (connect timed out)", cause="connect") from exc
+        except requests.Timeout as exc:  # the headers did not come: no first byte
+            wait = self._policy.read_timeout
+            raise TryAgain(f"connection failed (no answer in {wait:g} s)", cause="timeout") from exc
+        except requests.ConnectionError as exc:
             raise TryAgain(f"connection failed ({brief(exc)})", cause=_cause_of(exc)) from exc
         except requests.RequestException as exc:
             raise SourceFailed(f"request failed ({brief(exc)})") from exc
@@ -239,16 +244,16 @@ class BodyReader:
         self._window_start, self._window_bytes = now, 0
 
 
-def _cause_of(exc: requests.RequestException) -> Cause:
-    """Which kind of connection trouble *exc* is (name resolution, connecting, reading)."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connect"
-    if isinstance(exc, requests.Timeout):
-        return "read"
-    text = str(exc)
-    if "NameResolutionError" in text or "Name or service not known" in text:
+def _cause_of(exc: requests.ConnectionError) -> Cause:
+    """Whether *exc* failed to resolve the host's name or to connect to it."""
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):
         return "resolve"
-    if "getaddrinfo failed" in text or "nodename nor servname" in text:
+    text = str(exc)
+    markers = ("NameResolutionError", "Name or service not known", "getaddrinfo failed")
+    if any(marker in text for marker in (*markers, "nodename nor servname", "No address")):
+        return "resolve"
+    if "Temporary failure in name resolution" in text:
         return "resolve"
     return "connect"
 

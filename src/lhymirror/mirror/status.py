@@ -17,10 +17,14 @@ from lhymirror.core.errors import (
 from lhymirror.core.units import count_of, format_size
 from lhymirror.manifest.listing import group_by_section
 from lhymirror.manifest.model import FileEntry, Manifest
-from lhymirror.mirror.store import FileStatus, LocalState, MirrorStore
+from lhymirror.mirror.state import FileStatus, LocalState, local_state
+from lhymirror.mirror.store import MirrorStore
 
-NextStep = Literal["sync", "add"]
+NextStep = Literal["fix", "sync", "add"]
 TO_FETCH: tuple[FileStatus, ...] = ("missing", "partial", "changed", "unverified")
+# What stands at the path is not a file lhymirror will use (links are never followed): a person
+# has to remove or fix it before sync can put the file there.
+UNUSABLE: tuple[FileStatus, ...] = ("symlink", "not_a_file", "unreadable")
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class FileState:
     @property
     def bytes_to_fetch(self) -> int | None:
         """Bytes ``sync`` still has to download for this file: 0 when none, None when unknown."""
-        if self.state not in TO_FETCH:
+        if self.state not in (*TO_FETCH, *UNUSABLE):
             return 0
         expected = self.local.expected
         size = expected.size if expected is not None else self.entry.size
@@ -62,6 +66,7 @@ class FileState:
             "expected_sha256": expected.sha256 if expected else None,
             "checksum_origin": expected.origin if expected else None,
             "bytes_to_fetch": self.bytes_to_fetch,
+            "problem": self.local.problem.to_json() if self.local.problem else None,
         }
 
 
@@ -108,7 +113,10 @@ class StatusReport:
         return group_by_section(list(self.files), lambda f: f.entry.section)
 
     def next_step(self) -> NextStep | None:
-        """What to run next: ``sync`` while files can be fetched, then ``add`` for manual ones."""
+        """What to do next: ``fix`` what stands in a file's way, ``sync`` while files can be
+        fetched, then ``add`` the manual ones."""
+        if self.with_state(*UNUSABLE):
+            return "fix"
         if self.with_state(*TO_FETCH):
             return "sync"
         if self.with_state("manual"):
@@ -118,10 +126,21 @@ class StatusReport:
     def error(self) -> LhymirrorError | None:
         """The error that sums up an incomplete mirror, or None when every file is verified.
 
-        Damaged files (``IntegrityError``) outrank files still to fetch (``MissingFilesError``),
-        which outrank manual steps (``IncompleteError``): after a sync only those are left.
+        Damaged or unusable files (``IntegrityError``) outrank files still to fetch
+        (``MissingFilesError``), which outrank manual steps (``IncompleteError``): after a sync
+        only those are left.
         """
         where = str(self.year_dir)
+        unusable = self.with_state(*UNUSABLE)
+        if unusable:
+            return IntegrityError(
+                f"{count_of(len(unusable), 'path')} not usable as the file",
+                where=where,
+                detail=", ".join(f"{f.entry.path}: {f.local.detail}" for f in unusable[:3])
+                + (", …" if len(unusable) > 3 else ""),
+                hint="Remove or replace what stands there (links are never followed), "
+                "then run `lhymirror sync` for this year.",
+            )
         changed = self.with_state("changed")
         if changed:
             return IntegrityError(
@@ -170,7 +189,7 @@ def read_status(manifest: Manifest, store: MirrorStore, *, rehash: bool = False)
     ``StorageError`` when a file cannot be read. Nothing is written.
     """
     _check_root(store.root, manifest.year)
-    files = tuple(FileState(e, store.local_state(e, rehash=rehash)) for e in manifest.files)
+    files = tuple(FileState(e, local_state(store, e, rehash=rehash)) for e in manifest.files)
     return StatusReport(manifest, store.root, store.year_dir, files)
 
 

@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 
 FailureKind = Literal["transient", "permanent", "changed", "manual"]
 # What went wrong with an attempt, for per-cause retry budgets and host health:
-# resolve = name resolution, connect = refused/unreachable/connect timeout, read = lost or stalled
-# body, status = a retryable HTTP status, range = the server answered a range wrongly.
-Cause = Literal["resolve", "connect", "read", "status", "range"]
-CONNECTION_CAUSES: frozenset[Cause] = frozenset({"resolve", "connect"})
+# resolve = name resolution, connect = refused/unreachable/connect timeout, timeout = no answer
+# (first byte) in time, tls = TLS handshake or certificate, read = lost or stalled body,
+# status = a retryable HTTP status, range = the server answered a range wrongly.
+Cause = Literal["resolve", "connect", "timeout", "tls", "read", "status", "range"]
+# The causes that count against the host (see lhymirror.fetch.health).
+CONNECTION_CAUSES: frozenset[Cause] = frozenset({"resolve", "connect", "timeout", "tls"})
 
 
 class TryAgain(Exception):
