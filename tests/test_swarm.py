@@ -288,6 +288,42 @@ def test_files_the_swarm_does_not_deliver_come_from_their_sources(
     assert "3 downloaded" in capsys.readouterr().out
 
 
+@needs_libtorrent
+def test_what_the_swarm_lacks_comes_from_the_origin_and_a_rerun_finishes_from_the_swarm(
+    course: Class, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = course.serve_mirror(course.ta)
+    torrent = course.torrent("--web-seed", base)
+    course.server.remove(f"/mirror/{YEAR}/{course.path_of('hw01')}")  # the web seed lacks one
+    course.server.set_faults("/origin/hw01.pdf", Fault(statuses=[503] * 20))
+    student = course.tmp / "student"
+    assert course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "1") == 4
+    assert "2 downloaded" in capsys.readouterr().out
+    assert not course.file(student, "hw01").exists()
+    course.serve_mirror(course.ta)  # now the web seed has it; the origin still fails
+    course.server.reset_log()
+    assert course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "5") == 0
+    assert "1 downloaded" in capsys.readouterr().out
+    assert course.file(student, "hw01").read_bytes() == course.data["hw01"]
+    assert course.server.bytes_sent("/origin/hw01.pdf") == 0
+
+
+@needs_libtorrent
+def test_a_magnet_link_gets_its_metadata_from_the_peer(
+    course: Class, seeder: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    process, port = seeder("--manifest", str(course.manifest), "--root", str(course.ta))
+    magnet = process.stdout.readline().strip()
+    assert magnet.startswith("magnet:?")
+    student = course.tmp / "student"
+    status = course.sync(student, "--swarm", magnet, "--peer", f"127.0.0.1:{port}",
+                         *LOOPBACK, "--swarm-wait", "10")  # fmt: skip
+    assert status == 0, capsys.readouterr()
+    assert course.origin_bytes() == 0
+    for name, data in course.data.items():
+        assert course.file(student, name).read_bytes() == data
+
+
 def test_offline_never_starts_the_swarm(
     course: Class, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -523,3 +559,35 @@ def test_only_the_swarm_package_loads_libtorrent_and_only_lazily() -> None:
     result = subprocess.run([sys.executable, "-c", code], check=True, env=cli_env(),
                             capture_output=True, text=True)  # fmt: skip
     assert result.stdout.strip() == "False"
+
+
+def test_piece_size_grows_with_the_payload_within_bep_52_limits() -> None:
+    from lhymirror.swarm.make import piece_size_for
+
+    assert piece_size_for(0) == piece_size_for(1_000_000) == 16 * 1024
+    assert piece_size_for(1_200_000_000) == 1024 * 1024  # the whole course: ~1150 pieces
+    assert piece_size_for(10**13) == 16 * 1024 * 1024
+    for total in (10**5, 10**7, 10**9, 10**11):
+        size = piece_size_for(total)
+        assert size & (size - 1) == 0 and (total // size <= 1500 or size == 16 * 1024 * 1024)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("500K", 512_000), ("2M", 2 * 1024**2), ("1.5MiB/s", 1_572_864), ("800", 800)],
+)
+def test_upload_limit_rates(text: str, value: int) -> None:
+    from lhymirror.cli.swarm_options import rate
+
+    assert rate(text) == value
+
+
+def test_bad_rates_and_peers_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in [
+        (["seed", "x.zip", "--upload-limit", "fast"], "is not a rate such as 500K or 2M"),
+        (["fetch", "x.torrent", "--peer", "nowhere"], "is not HOST:PORT"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err

@@ -260,16 +260,11 @@ def sync(
         sync_plan = make_plan() if from_swarm else sync_plan
     credentials = kaggle_credentials_for(sync_plan)
     health = HostHealth()
-    no_network = sync_plan.offline
     report = run_sync(
         sync_plan,
         store,
         lambda transfer_events: build_downloader(
-            store,
-            events=transfer_events,
-            offline=no_network,
-            kaggle_credentials=credentials,
-            health=health,
+            store, events=transfer_events, kaggle_credentials=credentials, health=health
         ),
         health=health,
         jobs=jobs,
@@ -298,20 +293,13 @@ def build_downloader(
     store: MirrorStore,
     *,
     events: TransferEvents,
-    offline: bool,
     kaggle_credentials: KaggleCredentials | None,
     health: HostHealth | None = None,
 ) -> Fetcher:
     """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
     from lhymirror.fetch.download import Downloader  # noqa: PLC0415 - loads requests
 
-    return Downloader(
-        store,
-        events=events,
-        offline=offline,
-        kaggle_credentials=kaggle_credentials,
-        health=health,
-    )
+    return Downloader(store, events=events, kaggle_credentials=kaggle_credentials, health=health)
 
 
 def kaggle_credentials_for(sync_plan: SyncPlan) -> KaggleCredentials | None:

@@ -184,7 +184,7 @@ def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncRepor
         lines = problem_lines(
             report,
             lambda entry_id: import_command(args, manifest, entry_id),
-            resume_hint=not args.offline,
+            resume_hint=not report.offline,
         )
         lines += [
             f"{down.host}: not reachable ({down.reason}); "

@@ -60,9 +60,12 @@ def run(args: argparse.Namespace) -> int:
     libtorrent()
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
-    total = sum(item.size for _entry, item in mirror_files(manifest, store))
+    found = mirror_files(manifest, store)
+    total = sum(item.size for _entry, item in found)
     with byte_progress("hashing", total=total, quiet=args.quiet) as progress:
-        torrent = mirror_torrent(manifest, store, web_seeds=args.web_seeds, progress=progress)
+        torrent = mirror_torrent(
+            manifest, store, web_seeds=args.web_seeds, found=found, progress=progress
+        )
     out = args.out or Path(f"{manifest.effective_slug}-{manifest.year}-mirror.torrent")
     write_torrent(out, torrent)
     if not args.quiet:

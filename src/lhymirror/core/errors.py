@@ -68,6 +68,9 @@ class ManifestError(LhymirrorError):
 class DownloadError(LhymirrorError):
     """A file could not be fetched from any of its sources."""
 
+    # Why, grouped by the help that differs (lhymirror.fetch.transfer.FailureCause names them).
+    cause: str = "other"
+
 
 class IntegrityError(LhymirrorError):
     """Bytes on disk or in an archive do not match what they must be."""

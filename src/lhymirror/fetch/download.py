@@ -51,7 +51,9 @@ from lhymirror.fetch.transfer import (
     Target,
     TransferEvents,
     UpstreamChangedError,
+    with_cause,
 )
+from lhymirror.mirror.state import Expected, FileProblem, check_bytes
 from lhymirror.mirror.store import MirrorStore
 
 __all__ = ["HTML_REASON", "RESUME_HINT", "Downloader"]
@@ -76,7 +78,6 @@ class Downloader:
         clock: Callable[[], float] = time.monotonic,
         events: TransferEvents | None = None,
         kaggle_credentials: KaggleCredentials | None = None,
-        offline: bool = False,
         rng: random.Random | None = None,
         now: Callable[[], dt.datetime] | None = None,
         health: HostHealth | None = None,
@@ -84,7 +85,6 @@ class Downloader:
         self.store = store
         self.health = health  # shared by the run's downloaders; None: every host is tried
         self.policy = policy
-        self.offline = offline
         self.kaggle_credentials = kaggle_credentials
         self._settings = SourceSettings(kaggle_credentials=kaggle_credentials)
         self._sleep = sleep
@@ -106,17 +106,12 @@ class Downloader:
         partial = PartialDownload(self.store, target)
         partial.load()
         failures: list[tuple[str, SourceFailed]] = []
-        needs_network: list[str] = []
-        for source in sources:
-            adapter = adapter_for(source)
-            if self.offline and (adapter is None or adapter.needs_network):
-                needs_network.append(source)
-                continue
+        for source in sources:  # with --offline, the plan left out every network source
             try:
-                return self._fetch_from(adapter, source, partial, session)
+                return self._fetch_from(adapter_for(source), source, partial, session)
             except SourceFailed as failure:
                 failures.append((source, failure))
-        raise _all_failed(target, failures, needs_network)
+        raise _all_failed(target, failures)
 
     def _fetch_from(
         self,
@@ -169,12 +164,12 @@ class Downloader:
         except TryAgain as failure:
             if failure.restart:
                 self._restart(partial)
-            self._note_host(resolved, failure.cause, failure.reason, partial.target.key)
+            _note_host(self.health, resolved, failure.cause, failure.reason, partial.target.key)
             raise
         except SourceFailed as failure:
-            self._note_host(resolved, failure.cause, failure.reason, partial.target.key)
+            _note_host(self.health, resolved, failure.cause, failure.reason, partial.target.key)
             raise
-        self._note_host(resolved, None, "", partial.target.key)
+        _note_host(self.health, resolved, None, "", partial.target.key)
         try:
             if body.start is None:  # the bytes held are already the whole file
                 partial.begin(resolved.url, None, None, offset)
@@ -185,16 +180,6 @@ class Downloader:
             body.close()
         resumed_from = offset if body.start is None else body.start
         return self._commit(partial, resolved.source, resumed_from)
-
-    def _note_host(self, resolved: Resolved, cause: Cause | None, reason: str, key: str) -> None:
-        """Tell the run's host health how the host answered; a host now down fails the source."""
-        host = resolved.host
-        if host is None or self.health is None:
-            return
-        if cause not in CONNECTION_CAUSES:
-            self.health.reached(host)
-        elif self.health.failed(host, _host_reason(reason), key):
-            raise SourceFailed(f"{reason}; {host} not reachable", "transient", cause=cause)
 
     def _restart(self, partial: PartialDownload) -> None:
         """Drop the bytes held: the next attempt starts from zero."""
@@ -226,10 +211,8 @@ class Downloader:
     def _keep(self, partial: PartialDownload, handle: BinaryIO, chunk: bytes) -> None:
         expected = partial.target.expected_size
         if expected is not None and partial.held + len(chunk) > expected:
-            raise SourceFailed(
-                f"server sent more than the expected {expected} bytes",
-                _mismatch_kind(partial.target),
-            )
+            too_long = FileProblem("size", expected, None)  # "got more"
+            raise SourceFailed(f"server sent {too_long}", _mismatch_kind(partial.target))
         partial.append(handle, chunk)
         self._events.advanced(partial.target.key, len(chunk))
 
@@ -266,6 +249,27 @@ class Downloader:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _skip_if_down(health: HostHealth | None, resolved: Resolved, key: str) -> None:
+    """``SourceFailed`` at once when the source's host is down for this run."""
+    host = resolved.host
+    if host is not None and health is not None and not health.usable(host, key):
+        reason = f"{host} not reachable ({health.reason(host)}); skipped"
+        raise SourceFailed(reason, "transient", cause="connect")
+
+
+def _note_host(
+    health: HostHealth | None, resolved: Resolved, cause: Cause | None, reason: str, key: str
+) -> None:
+    """Tell the run's host health how the host answered; a host now down fails the source."""
+    host = resolved.host
+    if host is None or health is None:
+        return
+    if cause not in CONNECTION_CAUSES:
+        health.reached(host)
+    elif health.failed(host, _host_reason(reason), key):
+        raise SourceFailed(f"{reason}; {host} not reachable", "transient", cause=cause)
+
+
 def _host_reason(reason: str) -> str:
     """ "connection failed (connect timed out)" -> "connect timed out" (for the host's line)."""
     prefix = "connection failed ("
@@ -274,12 +278,8 @@ def _host_reason(reason: str) -> str:
     return reason
 
 
-def _verification_problem(target: Target, size: int, sha256: str | None) -> str | None:
-    if target.expected_size is not None and size != target.expected_size:
-        return f"size differs: got {size} bytes, expected {target.expected_size}"
-    if target.expected_sha256 is not None and sha256 != target.expected_sha256:
-        return f"sha256 differs: expected {target.expected_sha256}, got {sha256}"
-    return None
+def _verification_problem(target: Target, size: int, sha256: str | None) -> FileProblem | None:
+    return check_bytes(Expected(target.expected_size, target.expected_sha256, "none"), size, sha256)
 
 
 def _mismatch_kind(target: Target) -> FailureKind:
@@ -289,18 +289,18 @@ def _mismatch_kind(target: Target) -> FailureKind:
 
 def _check_offered_size(target: Target, size: int | None) -> None:
     """Fail early, before any byte moves, when the size on offer is not the one expected."""
-    if target.expected_size is not None and size is not None and size != target.expected_size:
-        raise SourceFailed(
-            f"size differs: offered {size} bytes, expected {target.expected_size}",
-            _mismatch_kind(target),
-        )
+    if size is None:
+        return
+    problem = check_bytes(Expected(target.expected_size, None, "none"), size, None)
+    if problem is not None:
+        raise SourceFailed(f"{problem} (the size on offer)", _mismatch_kind(target))
 
 
 def _check_head(target: Target, head: bytes) -> None:
     """Refuse an HTML page posing as the file, and (unpinned) a PDF that is not one."""
     name = target.name.lower()
     if not name.endswith(_HTML_SUFFIXES) and _looks_like_html(head):
-        raise SourceFailed(HTML_REASON)
+        raise SourceFailed(HTML_REASON, category="html")
     if name.endswith(".pdf") and target.expected_sha256 is None and b"%PDF-" not in head:
         raise SourceFailed("received something that is not a PDF (no %PDF- header)")
 
@@ -310,19 +310,9 @@ def _looks_like_html(head: bytes) -> bool:
     return start.startswith((b"<!doctype html", b"<html"))
 
 
-def _all_failed(
-    target: Target, failures: list[tuple[str, SourceFailed]], needs_network: list[str]
-) -> Exception:
+def _all_failed(target: Target, failures: list[tuple[str, SourceFailed]]) -> Exception:
     """The one error that sums up why no source delivered the target."""
     reasons = [f"{source}: {failure.reason}" for source, failure in failures]
-    if needs_network:
-        reasons.append(f"{len(needs_network)} source(s) need the network")
-        return DownloadError(
-            "network use needed in --offline mode",
-            where=target.name,
-            detail="; ".join(reasons),
-            hint="Run without --offline, or put the file in place with `lhymirror add`.",
-        )
     if not failures:
         return DownloadError(
             "no source to download from",
@@ -346,6 +336,7 @@ def _all_failed(
             detail="; ".join(reasons),
             instructions=manual[0].instructions or "",
         )
-    return DownloadError(
+    error = DownloadError(
         "download failed", where=target.name, detail="; ".join(reasons), hint=RESUME_HINT
     )
+    return with_cause(error, failures[-1][1].category)

@@ -41,9 +41,12 @@ from lhymirror.manifest.sources import (
     local_source,
     local_source_path,
     parse_source,
+    wayback_source,
 )
 from lhymirror.mirror.state import EntryState, Expected, FileProblem, describe
 from lhymirror.mirror.store import MirrorStore, part_key
+
+OFFLINE_HINT = "Run it without --offline to download them."
 
 Action = Literal["up-to-date", "verify", "fetch", "manual", "needs-network", "refused"]
 
@@ -86,6 +89,11 @@ class PlanItem:
         return self.expected.size  # expected_of falls back to the manifest's size
 
     @property
+    def offline_reason(self) -> str:
+        """Why ``--offline`` leaves the file as it is: the one wording, wherever it is found."""
+        return f"offline: would download from {', '.join(self.withheld) or 'a network source'}"
+
+    @property
     def needs_transfer(self) -> bool:
         """True when the item will (or may, after re-hashing) download."""
         return self.action in ("fetch", "verify")
@@ -115,6 +123,7 @@ class PlanItem:
             ],
             "accept_upstream": self.accept_upstream,
             "needs_network": list(self.withheld),
+            "problem": self.problem.to_json() if self.problem is not None else None,
         }
 
 
@@ -177,7 +186,9 @@ def plan_sync(
     """Decide what to do for every selected file; ``UsageError`` for a filter matching nothing."""
     entries = select_entries(manifest, only=only, kinds=kinds)
     accepted = _accepted_ids(manifest, accept_upstream)
-    routing = _Routing(manifest.year, tuple(mirrors), tuple(from_bases), offline)
+    routing = _Routing(
+        manifest.year, tuple(mirrors), tuple(from_bases), offline, course_archive(manifest)
+    )
     items = tuple(
         _plan_entry(entry, store, routing, rehash=rehash, accept=entry.id in accepted)
         for entry in entries
@@ -232,8 +243,6 @@ def _plan_entry(
 ) -> PlanItem:
     state = EntryState.read(store, entry)
     problem = state.check()
-    if problem is not None and problem.kind in ("missing", "unverified"):
-        problem = None  # the usual reasons to fetch, not something wrong on disk
     if problem is not None and problem.kind in ("symlink", "not_a_file", "unreadable"):
         action: Action = "refused"
         reason = describe(problem)
@@ -250,7 +259,7 @@ def _plan_entry(
 
 
 def _decide(state: EntryState, problem: FileProblem | None, *, rehash: bool) -> tuple[Action, str]:
-    """The action for a regular file or an absent one (*problem*: its size, seen by lstat)."""
+    """The action for a regular file or an absent one (*problem*: what ``lstat`` showed)."""
     entry = state.entry
     present = state.present
     if not present or state.expected.sha256 is None:
@@ -265,7 +274,7 @@ def _decide(state: EntryState, problem: FileProblem | None, *, rehash: bool) -> 
         return "verify", "--rehash"
     if state.unchanged_since_verified:
         return "up-to-date", f"verified ({state.expected.origin} sha256)"
-    if problem is not None:
+    if problem is not None and problem.kind == "size":
         return "verify", describe(problem)
     return "verify", "changed on disk since verified, or not verified yet"
 
@@ -282,6 +291,7 @@ class _Routing:
     mirrors: tuple[str, ...]
     from_bases: tuple[str, ...]
     offline: bool
+    archive: CourseArchive | None = None
 
     def route(self, item: PlanItem) -> PlanItem:
         """The item with its sources in try order (and, offline, what needs the network)."""
@@ -302,7 +312,8 @@ class _Routing:
             sources = self._kept(whole, withheld)
         else:
             parts = ()
-            sources = self._kept([*whole, *self._with_mirrors(entry.urls or ())], withheld)
+            upstream = [*self._with_mirrors(entry.urls or ()), *self._last_resort(entry)]
+            sources = self._kept([*whole, *upstream], withheld)
         action = item.action
         if action == "fetch" and not _can_fetch(sources, parts):
             action = "needs-network"
@@ -314,6 +325,12 @@ class _Routing:
             withheld=tuple(dict.fromkeys(withheld)),
             capped_host=first_upstream_host(entry, sources, parts),
         )
+
+    def _last_resort(self, entry: FileEntry) -> list[str]:
+        """The Wayback capture of the entry's course-server URL, when a sha256 can prove it."""
+        if self.archive is None or self.offline or entry.sha256 is None:
+            return []
+        return self.archive.captures(entry.urls or ())[:1]
 
     def _with_mirrors(self, urls: tuple[str, ...]) -> list[str]:
         rewritten = [
@@ -333,6 +350,36 @@ class _Routing:
             else:
                 kept.append(source)
         return tuple(kept)
+
+
+@dataclass(frozen=True)
+class CourseArchive:
+    """Where the Internet Archive may hold the course server's files: the last resort source.
+
+    The course server is the host of the manifest's ``homepage``; captures are asked for nearest
+    to the manifest's ``released`` date (else its year), i.e. as the course left them.
+    """
+
+    host: str
+    timestamp: str
+
+    def captures(self, urls: tuple[str, ...] | list[str]) -> list[str]:
+        """``wayback:`` sources for the course-server URLs among *urls*, in order."""
+        return [
+            wayback_source(url, self.timestamp)
+            for url in urls
+            if url.lower().startswith(("https://", "http://"))
+            and urlsplit(url).hostname == self.host
+        ]
+
+
+def course_archive(manifest: Manifest) -> CourseArchive | None:
+    """The manifest's course server and capture date; None without a homepage."""
+    host = urlsplit(manifest.homepage).hostname if manifest.homepage else None
+    if not host:
+        return None
+    released = manifest.released
+    return CourseArchive(host, released.strftime("%Y%m%d") if released else str(manifest.year))
 
 
 def _can_fetch(sources: tuple[str, ...], parts: tuple[PartPlan, ...]) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -17,7 +17,9 @@ from lhymirror.core.errors import (
 from lhymirror.core.jsondata import snake_case, snake_keys
 from lhymirror.core.units import count_of
 from lhymirror.fetch.health import HostDown
-from lhymirror.fetch.plan import PlanItem
+from lhymirror.fetch.plan import OFFLINE_HINT, PlanItem
+from lhymirror.fetch.transfer import FailureCause
+from lhymirror.mirror.state import FileProblem
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
 Failure = Literal["download", "integrity", "storage"]
@@ -37,6 +39,21 @@ class FileOutcome:
     bytes_received: int = 0
     reason: str | None = None  # why it failed, or the manual step to take
     failure: Failure | None = None
+    # Why it failed, grouped by the help that differs (see lhymirror.fetch.transfer.FailureCause)
+    cause: FailureCause | None = None
+    problem: FileProblem | None = None  # what was wrong with the mirror file before this run
+
+    def to_json(self) -> dict[str, Any]:
+        """The outcome as plain data for ``sync --json`` (see docs/json.md): ``outcome`` is
+        written as ``state``, the problem with its one wording."""
+        data = asdict(self)
+        return {
+            "id": data.pop("id"),
+            "path": data.pop("path"),
+            "state": snake_case(data.pop("outcome")),
+            **data,
+            "problem": self.problem.to_json() if self.problem else None,
+        }
 
     @property
     def verified(self) -> bool:
@@ -51,9 +68,9 @@ class SyncReport:
     year: int
     root: str
     files: tuple[FileOutcome, ...]
-    offline: bool = False  # the network was forbidden: failures say to run without --offline
     hosts_down: tuple[HostDown, ...] = ()  # hosts that could not be reached, skipped meanwhile
     no_network: bool = False  # every host the run tried was down: nothing could be reached
+    offline: bool = False  # the plan withheld network sources (``--offline``)
 
     @property
     def complete(self) -> bool:
@@ -113,9 +130,7 @@ class SyncReport:
             return DownloadError(
                 f"{count_of(failed, 'file')} could not be downloaded",
                 where=where,
-                hint="Run it without --offline to download them."
-                if self.offline
-                else "Run the same command again to resume.",
+                hint=OFFLINE_HINT if self.offline else "Run the same command again to resume.",
             )
         manual = len(self.with_outcome("manual"))
         if manual:
@@ -135,23 +150,8 @@ class SyncReport:
             "complete": self.complete,
             "counts": snake_keys(self.counts()),
             "bytes_received": self.bytes_received,
-            "files": [
-                {
-                    "id": f.id,
-                    "path": f.path,
-                    "state": snake_case(f.outcome),
-                    "size": f.size,
-                    "sha256": f.sha256,
-                    "source": f.source,
-                    "bytes_received": f.bytes_received,
-                    "reason": f.reason,
-                    "failure": f.failure,
-                }
-                for f in self.files
-            ],
-            "hosts_down": [
-                {"host": h.host, "reason": h.reason, "files": h.files} for h in self.hosts_down
-            ],
+            "files": [f.to_json() for f in self.files],
+            "hosts_down": [asdict(h) for h in self.hosts_down],
             "no_network": self.no_network,
         }
 
@@ -163,4 +163,11 @@ def outcome_of(item: PlanItem, outcome: Outcome, **fields: Any) -> FileOutcome:
 
 def failed_outcome(item: PlanItem, error: LhymirrorError, failure: Failure) -> FileOutcome:
     """*item* failed with *error*, of kind *failure*."""
-    return outcome_of(item, "failed", size=item.size, reason=error.message, failure=failure)
+    cause: FailureCause = "other"
+    if isinstance(error, DownloadError):
+        cause = error.cause  # type: ignore[assignment]  # set from a FailureCause
+    elif failure in ("integrity", "storage"):
+        cause = "checksum" if failure == "integrity" else "storage"
+    return outcome_of(
+        item, "failed", size=item.size, reason=error.message, failure=failure, cause=cause
+    )

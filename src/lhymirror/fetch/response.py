@@ -130,7 +130,8 @@ class Exchange:
         if is_retryable_status(status):
             raise TryAgain(f"HTTP {status}", self._retry_after(response), cause="status")
         if status not in (200, 206):
-            raise SourceFailed(f"HTTP {status} {response.reason or ''}".rstrip())
+            reason = f"HTTP {status} {response.reason or ''}".rstrip()
+            raise SourceFailed(reason, category="gone" if status in (404, 410) else None)
         _refuse_encoded(response)
         _refuse_html_type(self._target, response)
         if status == 206:
@@ -169,6 +170,7 @@ class Exchange:
                 f"HTTP {response.status_code}, server asks to wait {delay:.0f} s "
                 f"(more than {self._policy.retry_after_cap:g} s)",
                 "transient",
+                category="quota" if response.status_code == 429 else None,
             )
         return delay
 
@@ -260,7 +262,7 @@ def _cause_of(exc: requests.ConnectionError) -> Cause:
 
 def _refuse_html_type(target: Target, response: requests.Response) -> None:
     if is_html_response(response) and not target.name.lower().endswith(_HTML_SUFFIXES):
-        raise SourceFailed(HTML_REASON)
+        raise SourceFailed(HTML_REASON, category="html")
 
 
 def _refuse_encoded(response: requests.Response) -> None:

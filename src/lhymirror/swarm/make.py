@@ -184,14 +184,18 @@ def mirror_torrent(
     *,
     web_seeds: Sequence[str] = (),
     rehash: bool = False,
+    found: Sequence[tuple[FileEntry, TorrentFile]] | None = None,
     progress: ProgressCallback | None = None,
 ) -> Torrent:
-    """A multi-file torrent of a year's verified files, named after the year.
+    """A multi-file torrent of a year's verified files (*found*, else looked up), named after
+    the year.
 
     Web seeds are ``--from``-shaped bases (``BASE/<year>/<path>``): BEP 19 fetches a file of a
     multi-file torrent from ``BASE/<name>/<path>``, which is the same URL.
     """
-    files = [item for _entry, item in mirror_files(manifest, store, rehash=rehash)]
+    if found is None:
+        found = mirror_files(manifest, store, rehash=rehash)
+    files = [item for _entry, item in found]
     if not files:
         raise UsageError(
             "no verified file to share",
