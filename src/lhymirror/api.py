@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from lhymirror.archive.bagcheck import VerifyReport
     from lhymirror.archive.pack import PackResult
-    from lhymirror.archive.report import VerifyReport
     from lhymirror.fetch.health import HostHealth
     from lhymirror.fetch.job import Fetcher
     from lhymirror.fetch.plan import SyncPlan
+    from lhymirror.fetch.policy import RetryPolicy
+    from lhymirror.fetch.ratelimit import RateLimiter
     from lhymirror.fetch.report import FileOutcome, SyncReport
     from lhymirror.fetch.sources.kaggle import KaggleCredentials
-    from lhymirror.fetch.sync import SyncEvents
     from lhymirror.fetch.transfer import TransferEvents
     from lhymirror.manifest.listing import ListReport
     from lhymirror.manifest.model import Manifest
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [  # noqa: RUF022 - in the order of the flow
     "CheckEvents",
+    "SyncEvents",
     "Events",
     "Silent",
     "open_manifest",
@@ -73,15 +75,12 @@ class CheckEvents(Protocol):
         ...
 
 
-class Events(CheckEvents, Protocol):
-    """Every event: ``sync``'s transfers and finished files, and :class:`CheckEvents`.
-
-    ``sync`` needs only the first five methods (``lhymirror.fetch.sync.SyncEvents``); ``pack``,
-    ``verify`` and ``unpack`` only :class:`CheckEvents`.
-    """
+class SyncEvents(Protocol):
+    """Progress of ``sync``: transfers (keys are entry ids, or ``<id>.partNN``), finished files
+    and notes such as what a swarm delivered."""
 
     def started(self, key: str, total: int | None, offset: int) -> None:
-        """A transfer of *key* (an entry id, or ``<id>.partNN``) began at byte *offset*."""
+        """A transfer of *key* began at byte *offset* (*total*: its size when known)."""
         ...
 
     def advanced(self, key: str, nbytes: int) -> None:
@@ -100,6 +99,14 @@ class Events(CheckEvents, Protocol):
         """``sync`` is done with one file, whatever its outcome."""
         ...
 
+    def note(self, line: str) -> None:
+        """A line worth telling the user (e.g. ``swarm: 3 of 5 files (1.2 GB)``)."""
+        ...
+
+
+class Events(SyncEvents, CheckEvents, Protocol):
+    """Every event of every operation: one object can follow them all."""
+
 
 class Silent:
     """Events that show nothing: the default, and a base class to override methods of."""
@@ -117,6 +124,9 @@ class Silent:
         """Ignored."""
 
     def file_finished(self, outcome: FileOutcome) -> None:
+        """Ignored."""
+
+    def note(self, line: str) -> None:
         """Ignored."""
 
     def checking(self, what: str, total: int | None) -> None:
@@ -210,6 +220,9 @@ def sync(
     lock_wait: float = LOCK_WAIT,
     sync_plan: SyncPlan | None = None,
     swarm: SwarmSource | None = None,
+    policy: RetryPolicy | None = None,
+    limit_rate: float | None = None,
+    fallback_upstream: bool = False,
 ) -> SyncReport:
     """Download, verify and record every selected file; report what happened to each.
 
@@ -217,13 +230,27 @@ def sync(
     transfers run in parallel, at most two to one course server. Bytes reach a file's path only
     verified. A failed file does not raise: see the report's ``error()``. Raises
     ``StorageError`` when another command holds the year's lock for longer than *lock_wait*
-    seconds or the disk is too small, ``UsageError`` for a bad selection.
+    seconds or the disk is too small, ``UsageError`` for a bad selection or a malformed base,
+    ``DownloadError`` when an http(s) base cannot be reached at all (unless
+    *fallback_upstream*).
 
     *swarm*: first take the files a BitTorrent swarm holds (the ``swarm`` extra;
-    ``MissingExtraError`` without it), the rest from their usual sources.
+    ``MissingExtraError`` without it). *policy*: timeouts and retries; *limit_rate*: bytes per
+    second for the whole run.
     """
+    from lhymirror.fetch.bases import check_base, network_bases, probe_bases  # noqa: PLC0415
     from lhymirror.fetch.health import HostHealth  # noqa: PLC0415
+    from lhymirror.fetch.policy import RetryPolicy  # noqa: PLC0415
+    from lhymirror.fetch.ratelimit import RateLimiter  # noqa: PLC0415
     from lhymirror.fetch.sync import run_sync  # noqa: PLC0415
+
+    bases = [("--from", base) for base in from_bases] + [("--mirror", b) for b in mirrors]
+    for option, base in bases:
+        check_base(base, option)
+    if swarm is not None and not offline:
+        from lhymirror.swarm.engine import libtorrent  # noqa: PLC0415
+
+        libtorrent()  # a missing extra is reported before any work
 
     def make_plan() -> SyncPlan:
         return plan(
@@ -238,17 +265,16 @@ def sync(
             offline=offline,
         )
 
-    if swarm is not None and not offline:
-        from lhymirror.swarm.engine import libtorrent  # noqa: PLC0415
-
-        libtorrent()  # a missing extra is reported before any work
     sync_plan = sync_plan if sync_plan is not None else make_plan()
+    if not offline and not fallback_upstream and sync_plan.with_action("fetch"):
+        network = [(option, base) for option, base in bases if network_bases([base])]
+        probe_bases(network, timeout=(policy or RetryPolicy()).timeout)
     events = events if events is not None else Silent()
     from_swarm: dict[str, FileOutcome] = {}
     if swarm is not None and not offline and sync_plan.with_action("fetch"):
         from lhymirror.swarm.leech import sync_from_swarm  # noqa: PLC0415
 
-        from_swarm = sync_from_swarm(
+        delivered = sync_from_swarm(
             sync_plan,
             store,
             swarm.source,
@@ -257,14 +283,22 @@ def sync(
             peers=swarm.peers,
             wait=swarm.wait,
         )
+        events.note(delivered.summary())
+        from_swarm = delivered.placed
         sync_plan = make_plan() if from_swarm else sync_plan
     credentials = kaggle_credentials_for(sync_plan)
     health = HostHealth()
+    limiter = RateLimiter(limit_rate) if limit_rate else None
     report = run_sync(
         sync_plan,
         store,
         lambda transfer_events: build_downloader(
-            store, events=transfer_events, kaggle_credentials=credentials, health=health
+            store,
+            events=transfer_events,
+            kaggle_credentials=credentials,
+            health=health,
+            limiter=limiter,
+            **({"policy": policy} if policy else {}),
         ),
         health=health,
         jobs=jobs,
@@ -295,11 +329,21 @@ def build_downloader(
     events: TransferEvents,
     kaggle_credentials: KaggleCredentials | None,
     health: HostHealth | None = None,
+    limiter: RateLimiter | None = None,
+    policy: RetryPolicy | None = None,
 ) -> Fetcher:
     """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
     from lhymirror.fetch.download import Downloader  # noqa: PLC0415 - loads requests
+    from lhymirror.fetch.policy import RetryPolicy  # noqa: PLC0415
 
-    return Downloader(store, events=events, kaggle_credentials=kaggle_credentials, health=health)
+    return Downloader(
+        store,
+        events=events,
+        kaggle_credentials=kaggle_credentials,
+        health=health,
+        limiter=limiter,
+        policy=policy or RetryPolicy(),
+    )
 
 
 def kaggle_credentials_for(sync_plan: SyncPlan) -> KaggleCredentials | None:

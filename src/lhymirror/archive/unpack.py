@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lhymirror.archive.read import DEFAULT_LIMITS, ArchiveLimits, ArchiveReadError
-from lhymirror.archive.report import VerifyReport
-from lhymirror.archive.verify import verify_archive
+from lhymirror.archive.verify import VerifyReport, verify_archive
 from lhymirror.core.errors import IntegrityError, UsageError, storage_errors
 from lhymirror.core.fsutil import DIR_MODE, EXECUTABLE_MODE, FILE_MODE, fsync_dir
 from lhymirror.core.units import count_of

@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+from dataclasses import replace
 from typing import Any
 
 from lhymirror import api
@@ -22,10 +23,16 @@ from lhymirror.cli.common import (
 )
 from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.cli.jsonout import finish, wants_json
-from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
+from lhymirror.cli.progress import TransferProgress
+from lhymirror.cli.summary import (
+    host_lines,
+    problem_lines,
+    summary_counts,
+)
 from lhymirror.cli.swarm_options import add_session_arguments, session_options
-from lhymirror.core.units import count_of
+from lhymirror.core.units import count_of, parse_rate
 from lhymirror.fetch.plan import PlanItem, SyncPlan
+from lhymirror.fetch.policy import RetryPolicy
 from lhymirror.fetch.report import SyncReport
 from lhymirror.manifest.model import FILE_KINDS, Manifest
 from lhymirror.swarm.leech import DEFAULT_WAIT
@@ -83,10 +90,28 @@ def register(subparsers: Any) -> None:
         help="try another lhymirror mirror first: BASE/<year>/<path>; a URL or folder",
     )  # fmt: skip
     parser.add_argument(
+        "--fallback-upstream", action="store_true",
+        help="when a --from or --mirror base cannot be reached, download from the original "
+        "sources instead of stopping",
+    )  # fmt: skip
+    parser.add_argument(
+        "--timeout", type=_seconds, default=None, metavar="SECONDS",
+        help="give up on a connection, or a server that sends nothing, after this long "
+        "(default 10 s to connect, 30 s for data)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--retries", type=_count, default=None, metavar="N",
+        help="tries after the first one, per source, before the next source (default 4)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--limit-rate", type=_rate, default=None, metavar="RATE",
+        help="cap the total download speed of all transfers, in bytes per second: "
+        "e.g. 500k or 2M (k, M, G = 1024, 1024², 1024³)",
+    )  # fmt: skip
+    parser.add_argument(
         "--dry-run", action="store_true", help="show what would be done; touch nothing"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
-    parser.add_argument("--quiet", "-q", action="store_true", help="print only problems")
     parser.add_argument(
         "--offline", action="store_true",
         help="never use the network; report what would need it",
@@ -126,47 +151,80 @@ def run(args: argparse.Namespace) -> int:
     """Plan, then (unless --dry-run) download; print the summary; return the exit status."""
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
-    plan = api.plan(
-        manifest,
-        store,
-        only=args.only,
-        kinds=args.kind,
-        mirrors=mirror_bases(args.mirror),
-        from_bases=args.from_bases,
-        rehash=args.rehash,
-        accept_upstream=args.accept_upstream,
-        offline=args.offline,
-    )
+    selection: dict[str, Any] = {
+        "only": args.only,
+        "kinds": args.kind,
+        "mirrors": mirror_bases(args.mirror),
+        "from_bases": args.from_bases,
+        "rehash": args.rehash,
+        "accept_upstream": args.accept_upstream,
+        "offline": args.offline,
+    }
+    plan = api.plan(manifest, store, **selection)
     if args.dry_run:
         if wants_json(args):
             return finish(args, {"dry_run": True, **plan.to_json()}, None)
         print("\n".join(plan_lines(plan)))
         return ExitStatus.OK
     show_bar = not args.quiet and not wants_json(args) and sys.stdout.isatty()
-    swarm = args.swarm if not args.offline else None
+    swarm = None
+    if args.swarm is not None:
+        swarm = api.SwarmSource(args.swarm, session_options(args), args.peers, args.swarm_wait)
     with TransferProgress(plan, enabled=show_bar, quiet=args.quiet or wants_json(args)) as progress:
         report = api.sync(
             manifest,
             store,
-            only=args.only,
-            kinds=args.kind,
-            mirrors=mirror_bases(args.mirror),
-            from_bases=args.from_bases,
-            rehash=args.rehash,
-            accept_upstream=args.accept_upstream,
-            offline=args.offline,
+            **selection,
             jobs=args.jobs,
             events=progress,
             lock_wait=LOCK_WAIT,
             sync_plan=plan,
-            swarm=api.SwarmSource(swarm, session_options(args), args.peers, args.swarm_wait)
-            if swarm is not None
-            else None,
+            swarm=swarm,
+            policy=retry_policy(args),
+            limit_rate=args.limit_rate,
+            fallback_upstream=args.fallback_upstream,
         )
     if wants_json(args):
         return finish(args, {"dry_run": False, **report.to_json()}, report.error())
     print_report(args, manifest, report)
     return finish(args, {}, report.error())
+
+
+def retry_policy(args: argparse.Namespace) -> RetryPolicy | None:
+    """The retry policy --timeout and --retries ask for (None: the default one)."""
+    changes: dict[str, Any] = {}
+    if args.timeout is not None:
+        changes.update(connect_timeout=args.timeout, read_timeout=args.timeout)
+    if args.retries is not None:
+        changes.update(attempts=args.retries + 1)
+    return replace(RetryPolicy(), **changes) if changes else None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def mirror_bases(given: list[str] | None) -> list[str]:
@@ -177,20 +235,17 @@ def mirror_bases(given: list[str] | None) -> list[str]:
 
 
 def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncReport) -> None:
-    """The summary on stdout, problems on stderr."""
+    """The summary: problems by cause on stderr, counts on stdout."""
     if report.no_network:  # the error says it all; a line per file would only repeat it
         lines = []
     else:
-        lines = problem_lines(
+        lines = host_lines(report)
+        lines += problem_lines(
             report,
             lambda entry_id: import_command(args, manifest, entry_id),
-            resume_hint=not report.offline,
+            rejected=str(selected_store(args, manifest).meta_dir / "rejected") + "/",
+            verbose=args.verbose,
         )
-        lines += [
-            f"{down.host}: not reachable ({down.reason}); "
-            f"{count_of(down.files, 'file')} used their other sources"
-            for down in report.hosts_down
-        ]
     for line in lines:
         print(line, file=sys.stderr)
     if not args.quiet:
@@ -223,6 +278,6 @@ def _plan_line(item: PlanItem) -> str:
     origin = f" from {first[0]}" if first else ""
     if item.action == "needs-network":
         origin = f" from {', '.join(item.withheld)}"
-    parts = f" in {len(item.parts)} parts" if item.parts else ""
+    parts = f" in {count_of(len(item.parts), 'part')}" if item.parts else ""
     size = format_size(item.size)
     return f"{item.action:<13} {item.id}  {item.entry.path} ({size}){parts}{origin}: {item.reason}"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lhymirror.api import verify, verify_mirror
-from lhymirror.archive.report import VerifyReport
+from lhymirror.archive.bagcheck import VerifyReport
 from lhymirror.cli.common import (
     ByteProgress,
     add_command,
@@ -41,8 +41,12 @@ def register(subparsers: Any) -> None:
             Every problem is printed on its own line (kind: path: detail), then a summary.
             --fast checks counts and sizes only and says so.
 
+            A .tar or .tar.gz may come from a pipe (`lhymirror verify <(curl …)`); its
+            .sha256 file is then not checked. A zip cannot (save it to a file first).
+
             Exit status: 0 intact, 5 not intact (or not an archive at all), 2 when PATH
-            does not exist or the arguments are wrong.
+            does not exist, is a device, socket, empty pipe or a zip from a pipe, or the
+            arguments are wrong.
         """,
         example="""
             lhymirror verify dist/lhy-ml-2022-v1.zip

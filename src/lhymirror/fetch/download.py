@@ -27,6 +27,7 @@ from lhymirror.core.errors import DownloadError
 from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.http import RetryPolicy
 from lhymirror.fetch.partial import PartialDownload
+from lhymirror.fetch.ratelimit import RateLimiter
 from lhymirror.fetch.response import _HTML_SUFFIXES, HTML_REASON, Exchange
 from lhymirror.fetch.retry import Attempts, run_attempts
 from lhymirror.fetch.sources.base import (
@@ -81,9 +82,11 @@ class Downloader:
         rng: random.Random | None = None,
         now: Callable[[], dt.datetime] | None = None,
         health: HostHealth | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
         self.health = health  # shared by the run's downloaders; None: every host is tried
+        self.limiter = limiter  # the run's total bandwidth cap (None: none)
         self.policy = policy
         self.kaggle_credentials = kaggle_credentials
         self._settings = SourceSettings(kaggle_credentials=kaggle_credentials)
@@ -106,9 +109,10 @@ class Downloader:
         partial = PartialDownload(self.store, target)
         partial.load()
         failures: list[tuple[str, SourceFailed]] = []
-        for source in sources:  # with --offline, the plan left out every network source
+        for index, source in enumerate(sources):  # --offline: the plan left out network ones
+            alternative = index + 1 < len(sources)
             try:
-                return self._fetch_from(adapter_for(source), source, partial, session)
+                return self._fetch_from(adapter_for(source), source, partial, session, alternative)
             except SourceFailed as failure:
                 failures.append((source, failure))
         raise _all_failed(target, failures)
@@ -119,8 +123,12 @@ class Downloader:
         source: str,
         partial: PartialDownload,
         session: requests.Session,
+        alternative: bool,
     ) -> FetchResult:
-        """Resolve *source*, then attempt it until it delivers, fails, or its budget is spent."""
+        """Resolve *source*, then attempt it until it delivers, fails, or its budget is spent.
+
+        *alternative*: another source follows, so a silent server is not waited for long.
+        """
         if adapter is None:
             parse_or_fail(source)  # says what is wrong with the source string
             raise SourceFailed(f"not a usable source ({source!r})")
@@ -134,7 +142,7 @@ class Downloader:
             )
         budgets: dict[Cause, int] = {"resolve": self.policy.resolve_attempts}
         return run_attempts(
-            lambda: self._attempt(adapter, resolved, partial, session),
+            lambda: self._attempt(adapter, resolved, partial, session, alternative),
             Attempts(self.policy, self._rng, self._clock, per_cause=budgets),
             sleep=self._sleep,
             on_retry=lambda reason, delay: self._events.retrying(key, source, reason, delay),
@@ -147,6 +155,7 @@ class Downloader:
         resolved: Resolved,
         partial: PartialDownload,
         session: requests.Session,
+        alternative: bool = False,
     ) -> FetchResult:
         offset = partial.resume_offset(resolved.url)
         exchange = Exchange(
@@ -157,7 +166,8 @@ class Downloader:
             policy=self.policy,
             clock=self._clock,
             now=self._now,
-            on_received=partial.count_received,
+            on_received=self._receiver(partial),
+            alternative=alternative,
         )
         try:
             body = adapter.open(resolved, Request(partial.target, offset, exchange))
@@ -179,7 +189,19 @@ class Downloader:
         finally:
             body.close()
         resumed_from = offset if body.start is None else body.start
-        return self._commit(partial, resolved.source, resumed_from)
+        return _commit(partial, resolved.source, resumed_from)
+
+    def _receiver(self, partial: PartialDownload) -> Callable[[int], None]:
+        """What is told of each chunk received: the partial's count, and the rate cap."""
+        limiter = self.limiter
+        if limiter is None:
+            return partial.count_received
+
+        def received(nbytes: int) -> None:
+            partial.count_received(nbytes)
+            limiter.take(nbytes)
+
+        return received
 
     def _restart(self, partial: PartialDownload) -> None:
         """Drop the bytes held: the next attempt starts from zero."""
@@ -216,37 +238,38 @@ class Downloader:
         partial.append(handle, chunk)
         self._events.advanced(partial.target.key, len(chunk))
 
-    def _commit(self, partial: PartialDownload, source: str, resumed_from: int) -> FetchResult:
-        """Verify the bytes held; put them in place, or aside when they are wrong."""
-        target = partial.target
-        size = partial.held
-        sha = partial.sha256() if partial.hashes_while_streaming else None
-        problem = _verification_problem(target, size, sha)
-        if problem is not None:
-            sha = sha or partial.sha256()
-            rejected = partial.quarantine(sha)
-            raise SourceFailed(
-                f"{problem}; bytes kept at {rejected}",
-                _mismatch_kind(target),
-                actual_sha256=sha,
-                rejected=rejected,
-                retry_from_zero=resumed_from > 0,
-            )
-        etag, last_modified = partial.etag, partial.last_modified
-        partial.commit()
-        return FetchResult(
-            key=target.key,
-            size=size,
-            sha256=sha,
-            source=source,
-            etag=etag,
-            last_modified=last_modified,
-            resumed_from=resumed_from,
-            bytes_received=partial.received,
-        )
-
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _commit(partial: PartialDownload, source: str, resumed_from: int) -> FetchResult:
+    """Verify the bytes held; put them in place, or aside when they are wrong."""
+    target = partial.target
+    size = partial.held
+    sha = partial.sha256() if partial.hashes_while_streaming else None
+    problem = _verification_problem(target, size, sha)
+    if problem is not None:
+        sha = sha or partial.sha256()
+        rejected = partial.quarantine(sha)
+        raise SourceFailed(
+            f"{problem}; bytes kept at {rejected}",
+            _mismatch_kind(target),
+            actual_sha256=sha,
+            rejected=rejected,
+            retry_from_zero=resumed_from > 0,
+        )
+    etag, last_modified = partial.etag, partial.last_modified
+    partial.commit()
+    return FetchResult(
+        key=target.key,
+        size=size,
+        sha256=sha,
+        source=source,
+        etag=etag,
+        last_modified=last_modified,
+        resumed_from=resumed_from,
+        bytes_received=partial.received,
+    )
 
 
 def _skip_if_down(health: HostHealth | None, resolved: Resolved, key: str) -> None:
