@@ -18,8 +18,8 @@ from lhymirror.archive.write import (
     FORMATS,
     ZIP_MIN_EPOCH,
     ArchiveWriter,
-    FollowingHasher,
     HashingReader,
+    HashingSink,
     archive_extension,
     archive_writer,
     is_stored_in_zip,
@@ -258,32 +258,37 @@ def test_writer_is_an_archive_writer_and_writes_to_a_real_file(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_following_hasher_gives_the_sha256_of_the_finished_archive(
-    tmp_path: Path, fmt: str
-) -> None:
+def test_hashing_sink_gives_the_sha256_of_the_finished_archive(tmp_path: Path, fmt: str) -> None:
     target = tmp_path / "a.bin"
     with target.open("w+b") as stream:
-        hasher = FollowingHasher(target)
+        sink = HashingSink(stream)
         try:
-            with archive_writer(stream, fmt, mtime=EPOCH) as writer:
+            with archive_writer(sink, fmt, mtime=EPOCH) as writer:  # type: ignore[arg-type]
                 for index in range(3):
                     data = payload(index, CHUNK_SIZE + index)
                     writer.add_stream(f"f{index}.bin", io.BytesIO(data), len(data))
-                    stream.flush()
-                    hasher.advance(stream.tell())
-            stream.flush()
-            digest = hasher.hexdigest(stream.seek(0, io.SEEK_END))
+            digest = sink.hexdigest()
         finally:
-            hasher.close()
+            sink.close()
+        assert sink.tell() == stream.tell()
     assert digest == hashlib.sha256(target.read_bytes()).hexdigest()
+    if fmt == "zip":  # written front to back: each member's sizes follow it in a data descriptor
+        with zipfile.ZipFile(target) as archive:
+            assert all(info.flag_bits & 0x08 for info in archive.infolist())
+            assert archive.testzip() is None
 
 
-def test_following_hasher_reports_a_file_shorter_than_claimed(tmp_path: Path) -> None:
-    target = tmp_path / "short.bin"
-    target.write_bytes(b"abc")
-    hasher = FollowingHasher(target)
-    try:
-        with pytest.raises(OSError, match="ended at byte 3"):
-            hasher.hexdigest(10)
-    finally:
-        hasher.close()
+def test_hashing_sink_copies_mutable_buffers_before_hashing(tmp_path: Path) -> None:
+    target = tmp_path / "b.bin"
+    buffer = bytearray(b"first")
+    with target.open("wb") as stream:
+        sink = HashingSink(stream)
+        sink.write(buffer)
+        buffer[:] = b"XXXXX"  # a caller reusing its buffer must not change what was hashed
+        digest = sink.hexdigest()
+        sink.close()
+    assert (
+        digest
+        == hashlib.sha256(b"first").hexdigest()
+        == hashlib.sha256(target.read_bytes()).hexdigest()
+    )

@@ -6,14 +6,18 @@ manifests/SOURCES.md promises, so a maintainer editing a manifest by hand gets t
 
 from __future__ import annotations
 
+import csv
 import functools
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
 
-from lhymirror.manifest.model import load_manifest, shipped_manifest_path
+from lhymirror.manifest.model import load_manifest, manifest_warnings, shipped_manifest_path
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 YEARS = [2021, 2022]
 SECTIONS = [f"Lecture {n}" for n in range(1, 16)] + [f"HW{n:02d}" for n in range(1, 16)]
@@ -150,8 +154,11 @@ def test_ids_follow_the_naming_scheme(year):
 def test_paths_are_organised_for_a_student(year):
     for f in manifest(year).files:
         top = f.path.split("/", 1)[0]
-        assert top in ("slides", "homework", "data"), f"{year} {f.id}: {f.path}"
-        if top == "homework" or (top == "data" and f.section and f.section.startswith("HW")):
+        assert top in ("slides", "homework", "data", "code"), f"{year} {f.id}: {f.path}"
+        assert (top == "code") == (f.kind == "code"), f"{year} {f.id}: code lives under code/"
+        if top == "homework" or (
+            top in ("data", "code") and f.section and f.section.startswith("HW")
+        ):
             assert f.path.startswith(f"{top}/{f.section}/"), (
                 f"{year} {f.id}: {f.path} vs {f.section}"
             )
@@ -216,3 +223,99 @@ def test_split_dataset_is_a_parts_entry(year):
     entry = manifest(year).file("hw04-dataset")
     assert entry.parts, f"{year}: hw04-dataset should be split into parts"
     assert len(entry.parts) == {2021: 5, 2022: 4}[year]
+
+
+# ---------------------------------------------------------------------------------------------
+# Second wave: homework code, fallbacks, moving branches
+
+
+@functools.cache
+def notebook_facts() -> dict[int, dict[str, dict[str, str]]]:
+    """tests/fixtures/notebooks.tsv: the facts of reference/notebooks.tsv (+2 snapshot rows)."""
+    facts: dict[int, dict[str, dict[str, str]]] = defaultdict(dict)
+    with (FIXTURES / "notebooks.tsv").open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            facts[int(row["year"])][row["raw_url"]] = row
+    return facts
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_code_entries_match_the_notebook_reference(year):
+    """Every code entry is a reference notebook: raw URL first, its exact size and sha256."""
+    facts = notebook_facts()[year]
+    code = [f for f in manifest(year).files if f.kind == "code"]
+    seen = set()
+    for f in code:
+        url = f.urls[0]
+        assert url in facts, f"{year} {f.id}: first source {url} is not a reference notebook"
+        row = facts[url]
+        seen.add(url)
+        if row["sha256"]:
+            assert (f.size, f.sha256) == (int(row["size_bytes"]), row["sha256"]), f.id
+        else:
+            assert f.size is None and f.sha256 is None, f"{year} {f.id}: nothing to pin it with"
+        assert all(s.startswith("gdrive:") for s in f.urls[1:]), f"{year} {f.id}: {f.urls}"
+        assert f.path == f"code/{f.section}/{url.rsplit('/', 1)[1]}" or (
+            f.section == "Lecture 1" and f.path.startswith("code/tutorials/")
+        ), f"{year} {f.id}: {f.path}"
+    assert seen == set(facts), f"{year}: notebooks without a code entry: {set(facts) - seen}"
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_every_homework_has_its_sample_code(year):
+    sections = {f.section for f in manifest(year).files if f.kind == "code"}
+    missing = [f"HW{n:02d}" for n in range(1, 16) if f"HW{n:02d}" not in sections]
+    assert not missing, f"{year}: homework without sample code: {missing}"
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_dropbox_sources_download_the_file(year):
+    for f in manifest(year).files:
+        for src in f.all_sources:
+            if "dropbox.com" in src:
+                assert src.endswith("dl=1"), f"{year} {f.id}: {src} opens a preview page"
+
+
+# Sources on a moving branch or "latest" release that the reference gives no fixed commit for;
+# SOURCES.md lists them. Anything else must be pinned to a commit or tag.
+MOVING_SOURCES = {
+    2021: set(),
+    2022: {
+        *(
+            f"https://github.com/MachineLearningHW/ML_HW4_Dataset/releases/latest/download/"
+            f"Dataset.tar.gz.part{p}"
+            for p in ("aa", "ab", "ac", "ad")
+        ),
+        "https://github.com/andybi7676/ml2022spring-hw13/raw/main/food11-hw13.tar.gz",
+        "https://github.com/xraychen/shiny-disco/releases/download/Latest/omniglot.tar.gz",
+        "https://github.com/xraychen/shiny-disco/releases/download/Latest/omniglot-test.tar.gz",
+    },
+}
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_moving_sources_are_the_documented_ones(year):
+    warned = {
+        w.split(": ", 1)[1].split(" ", 1)[0]
+        for w in manifest_warnings(manifest(year))
+        if "moving branch" in w
+    }
+    assert warned == MOVING_SOURCES[year]
+
+
+@pytest.mark.parametrize("year", YEARS)
+def test_no_link_typos(year):
+    for url in all_urls(year):
+        assert "usp=sharingg" not in url, url
+
+
+def test_2021_bilibili_part_numbers_are_marked_unverified():
+    for link in manifest(2021).links:
+        if "bilibili.com" in link.url and "?p=" in link.url:
+            assert link.title and "part number" in link.title, link.url
+
+
+def test_2022_hw04_variants_say_which_to_use():
+    titles = [f.title or "" for f in manifest(2022).files if f.id.startswith("hw04-dataset")]
+    assert len(titles) == 3
+    assert sum("sample code uses" in t for t in titles) == 1, titles

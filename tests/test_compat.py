@@ -9,6 +9,7 @@ its test with the reason.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import random
@@ -99,7 +100,7 @@ def build_mirror(root: Path) -> Mirror:
             "year": 2022,
             "version": "1.0",
             "homepage": "https://speech.ee.ntu.edu.tw/~hylee/ml/2022-spring.php",
-            "released": "2022-07-01",
+            "released": dt.date(2022, 7, 1),
             "files": [_entry(f, sha[f.path]) for f in files],
             "links": [
                 {"kind": "video", "section": "Lecture 1", "url": "https://youtu.be/abc"},

@@ -406,6 +406,34 @@ def test_warnings_name_weak_entries() -> None:
     assert not any("l01-rules" in w for w in warnings)
 
 
+@pytest.mark.parametrize(
+    ("url", "moving"),
+    [
+        ("https://github.com/o/r/releases/latest/download/a.zip", True),
+        ("https://github.com/o/r/releases/download/Latest/a.zip", True),
+        ("https://github.com/o/r/raw/main/a.zip", True),
+        ("https://github.com/o/r/blob/master/a.zip", True),
+        ("https://raw.githubusercontent.com/o/r/HEAD/a.zip", True),
+        ("https://github.com/o/r/releases/download/v1.0.2/a.zip", False),
+        ("https://github.com/o/r/raw/0.0.1/a.zip", False),
+        ("https://raw.githubusercontent.com/o/r/" + "a" * 40 + "/main/a.zip", False),
+        ("https://example.org/latest/a.zip", False),
+    ],
+)
+def test_warnings_flag_sources_on_moving_branches(url: str, moving: bool) -> None:
+    data = base_manifest()
+    data["files"].append(
+        {"id": "x", "kind": "other", "path": "x.zip", "urls": [url], "sha256": "a" * 64}
+    )
+    warned = [w for w in manifest_warnings(parse(data)) if "moving branch" in w]
+    assert bool(warned) == moving
+    if moving:
+        assert warned == [
+            f"files[2] (x): {url} follows a moving branch or release (its bytes "
+            "can change; use a commit or tag)"
+        ]
+
+
 def test_sections_sort_like_the_course_page() -> None:
     sections = ["HW10", None, "Lecture 10", "HW02", "Lecture 2", "Extra", "Lecture 1"]
     ordered = sorted(sections, key=section_sort_key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import hashlib
 import io
@@ -103,7 +104,7 @@ def make_manifest(data: dict[str, bytes], **top: Any) -> Manifest:
         "year": 2022,
         "version": "1",
         "homepage": "https://speech.ee.ntu.edu.tw/~hylee/ml/2022-spring.php",
-        "released": "2022-07-01",
+        "released": dt.date(2022, 7, 1),
         "files": files,
         "links": [
             {

@@ -53,8 +53,8 @@ from lhymirror.archive.write import (
     ZIP_MIN_EPOCH,
     ArchiveWriter,
     Copied,
-    FollowingHasher,
     HashingReader,
+    HashingSink,
     archive_extension,
     archive_writer,
 )
@@ -367,7 +367,7 @@ def _write_temp_archive(
 ) -> tuple[Path, str, list[MissingFile]]:
     """Write the bag into a temporary file next to *target*.
 
-    Returns the file, its sha256 (hashed by a helper thread following the writer; empty when
+    Returns the file, its sha256 (hashed as it is written, by a helper thread; empty when
     files were damaged, as the archive is then discarded) and the damaged files.
     """
     with storage_errors(target.parent):
@@ -376,18 +376,15 @@ def _write_temp_archive(
     try:
         with storage_errors(temp), os.fdopen(fd, "w+b") as stream:
             try_lock(stream)  # held while writing: tells a later pack this file is not litter
-            hasher = FollowingHasher(temp)
+            sink = HashingSink(stream)
             try:
                 with BackgroundWriteback(stream) as writeback:
-                    damaged = _write_archive(
-                        writeback.watching(stream), hasher, plan, fmt, progress
-                    )
+                    damaged = _write_archive(writeback.watching(sink), plan, fmt, progress)  # type: ignore[arg-type]
                 stream.flush()
                 os.fsync(stream.fileno())
-                size = os.fstat(stream.fileno()).st_size
-                sha256 = "" if damaged else hasher.hexdigest(size)
+                sha256 = "" if damaged else sink.hexdigest()
             finally:
-                hasher.close()
+                sink.close()
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -402,24 +399,18 @@ def _remove_abandoned_temps(target: Path) -> None:
 
 def _write_archive(
     stream: BinaryIO,
-    hasher: FollowingHasher,
     plan: _Plan,
     fmt: str,
     progress: ProgressCallback | None,
 ) -> list[MissingFile]:
-    def member_done() -> None:
-        stream.flush()  # the helper thread reads the file back through its own handle
-        hasher.advance(stream.tell())
-
     with archive_writer(stream, fmt, mtime=plan.epoch) as writer:
-        return _write_members(writer, plan, progress, member_done)
+        return _write_members(writer, plan, progress)
 
 
 def _write_members(
     writer: ArchiveWriter,
     plan: _Plan,
     progress: ProgressCallback | None,
-    member_done: Callable[[], None],
 ) -> list[MissingFile]:
     """Add every member in sorted order; after a damaged file, only hash the rest."""
     damaged: list[MissingFile] = []
@@ -435,8 +426,6 @@ def _write_members(
             out.add_directory(name)
         else:
             out.add_bytes(name, member)
-        if not damaged:
-            member_done()
     return damaged
 
 

@@ -24,16 +24,13 @@ from __future__ import annotations
 import calendar
 import contextlib
 import gzip
-import hashlib
 import io
 import tarfile
 import time
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from lhymirror.core.fsutil import CHUNK_SIZE, DIR_MODE, FILE_MODE, ThreadedDigest
@@ -313,49 +310,49 @@ def archive_writer(target: BinaryIO, fmt: str, *, mtime: int) -> Iterator[Archiv
     writer.close()
 
 
-class FollowingHasher:
-    """sha256 of a file being written, computed by a helper thread close behind the writer.
+class HashingSink:
+    """A write-only, sequential view of *target* that hashes every byte written through it.
 
-    The writer calls :meth:`advance` with an offset below which the file's bytes are final (a zip
-    rewrites only the header of the member being written). The helper reads those bytes back
-    (still in the page cache) and hashes them while the writer goes on, so the archive's checksum
-    costs no second pass at the end. Only offsets are queued, never data: memory stays constant.
+    The archive's own sha256 is computed as the archive is written, by a helper thread
+    (:class:`~lhymirror.core.fsutil.ThreadedDigest`), so it costs no read-back. The sink does
+    not seek: a zip written through it gives each member a data descriptor (general purpose
+    flag bit 3) after its data instead of patching the local header afterwards, which every zip
+    reader that uses the central directory (unzip, 7-Zip, Python, Windows, macOS) reads.
     """
 
-    def __init__(self, path: Path) -> None:
-        self._stream = path.open("rb", buffering=0)
-        self._digest = hashlib.sha256()
-        self._view = memoryview(bytearray(CHUNK_SIZE))  # used by the one helper thread only
-        self._scheduled = 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-sha256")
-        self._tasks: list[Future[None]] = []
+    def __init__(self, target: BinaryIO) -> None:
+        self._target = target
+        self._digest = ThreadedDigest()
+        self._written = 0
 
-    def advance(self, final: int) -> None:
-        """Hash (in the background) everything up to offset *final*, which will not change."""
-        if final > self._scheduled:
-            self._tasks.append(self._pool.submit(self._hash_range, self._scheduled, final))
-            self._scheduled = final
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Write *data* to the target and hash it."""
+        block = data if isinstance(data, bytes) else bytes(data)  # never hash a reused buffer
+        self._target.write(block)
+        self._digest.update(block)
+        self._written += len(block)
+        return len(block)
 
-    def hexdigest(self, end: int) -> str:
-        """The sha256 of the first *end* bytes (the whole file, once it is finished)."""
-        self.advance(end)
-        self._pool.shutdown(wait=True)
-        for task in self._tasks:
-            task.result()  # re-raises an OSError met by the helper
+    def tell(self) -> int:
+        """Bytes written so far."""
+        return self._written
+
+    def seekable(self) -> bool:
+        """Never: writers must produce the archive front to back."""
+        return False
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Refused, so that zipfile writes data descriptors instead of patching headers."""
+        raise io.UnsupportedOperation("the archive is written sequentially")
+
+    def flush(self) -> None:
+        """Flush the target."""
+        self._target.flush()
+
+    def hexdigest(self) -> str:
+        """The sha256 of everything written (waits for the helper thread)."""
         return self._digest.hexdigest()
 
     def close(self) -> None:
-        """Stop the helper and close the read-back handle."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._stream.close()
-
-    def _hash_range(self, start: int, end: int) -> None:
-        self._stream.seek(start)
-        view = self._view
-        position = start
-        while position < end:
-            n = self._stream.readinto(view[: min(CHUNK_SIZE, end - position)])
-            if not n:
-                raise OSError(f"archive ended at byte {position} while hashing up to {end}")
-            self._digest.update(view[:n])
-            position += n
+        """Stop the helper thread (the target stays open)."""
+        self._digest.close()

@@ -28,7 +28,8 @@ def register(subparsers: Any) -> None:
         description="""
             Validate manifest files and print every problem found, each with the file, the
             entry and the field. Without FILE, checks the manifests shipped with lhymirror.
-            Warnings (no sha256, a dataset with one source, a link with no section) do not fail
+            Warnings (no sha256, a dataset with one source, a source on a moving branch or
+            'latest' release, a link with no section) do not fail
             the check unless --strict is given.
         """,
         example="""

@@ -256,6 +256,15 @@ def parse_manifest(text: str, *, where: str = "<manifest>") -> Manifest:
 # Warnings (valid, but worth a maintainer's look)
 
 
+# A GitHub URL on a branch or on the "latest" release serves whatever is there today.
+_MOVING_REF = re.compile(
+    r"^https://(?:github\.com/[^/]+/[^/]+/(?:(?:raw|blob)/(?:main|master|HEAD)/"
+    r"|releases/(?:latest|download/latest)/)"
+    r"|raw\.githubusercontent\.com/[^/]+/[^/]+/(?:main|master|HEAD)/)",
+    re.IGNORECASE,
+)
+
+
 def manifest_warnings(manifest: Manifest) -> list[str]:
     """Findings that do not make a manifest invalid but weaken what users get from it."""
     warnings = []
@@ -265,6 +274,12 @@ def manifest_warnings(manifest: Manifest) -> list[str]:
             warnings.append(f"{label}: no sha256 (trusted on first download only)")
         if entry.kind == "dataset" and entry.urls is not None and len(entry.urls) < 2:
             warnings.append(f"{label}: dataset has a single source (no failover)")
+        for source in entry.all_sources:
+            if _MOVING_REF.match(source):
+                warnings.append(
+                    f"{label}: {source} follows a moving branch or release "
+                    "(its bytes can change; use a commit or tag)"
+                )
     for index, link in enumerate(manifest.links):
         if link.section is None:
             warnings.append(f"links[{index}] ({link.url}): link has no section")
