@@ -18,6 +18,7 @@ from lhymirror.cli.common import (
     selected_manifest,
     selected_store,
 )
+from lhymirror.core.units import count_of
 
 DEFAULT_OUT = Path("dist")
 
@@ -69,7 +70,6 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="replace an existing archive of this version even if its content differs",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     parser.set_defaults(handler=run)
 
 
@@ -103,7 +103,7 @@ def print_summary(result: PackResult) -> None:
     """What was packed, on stderr (stdout carries only the archive's path)."""
     for item in result.missing:
         print(f"  missing: {item.describe()}", file=sys.stderr)
-    packed = f"{result.files} files, {format_size(result.payload_bytes)}"
+    packed = f"{count_of(result.files, 'file')}, {format_size(result.payload_bytes)}"
     if result.missing:
         packed += f"; {len(result.missing)} missing (recorded in bag-info.txt and index.html)"
     state = "unchanged, identical archive already there" if result.unchanged else "written"

@@ -20,7 +20,15 @@ from lhymirror.cli.common import (
     selected_store,
 )
 from lhymirror.cli.exitcodes import ExitStatus
-from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
+from lhymirror.cli.progress import TransferProgress
+from lhymirror.cli.summary import (
+    OFFLINE,
+    RESUME_HINT,
+    cause_of,
+    problem_lines,
+    rerun_helps,
+    summary_counts,
+)
 from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError, StorageError
 from lhymirror.core.units import count_of
 from lhymirror.fetch.kaggle import KaggleCredentials, load_credentials
@@ -88,7 +96,6 @@ def register(subparsers: Any) -> None:
         "--dry-run", action="store_true", help="show what would be done; touch nothing"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
-    parser.add_argument("--quiet", "-q", action="store_true", help="print only problems")
     parser.add_argument(
         "--offline", action="store_true",
         help="never use the network; report what would need it",
@@ -133,9 +140,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("\n".join(plan_lines(plan)))
         return ExitStatus.OK
-    show_bar = not args.quiet and sys.stdout.isatty()
+    show_bar = not args.quiet and sys.stderr.isatty()
     credentials = kaggle_credentials_for(plan)
-    with TransferProgress(plan, enabled=show_bar, quiet=args.quiet) as progress:
+    with TransferProgress(
+        plan, enabled=show_bar, quiet=args.quiet, verbose=args.verbose
+    ) as progress:
         report = run_sync(
             plan,
             store,
@@ -148,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             lock_wait=LOCK_WAIT,
         )
     print_report(args, manifest, report)
-    raise_for_report(report, store, offline=args.offline)
+    raise_for_report(report, store)
     return ExitStatus.OK
 
 
@@ -184,15 +193,15 @@ def mirror_bases(given: list[str] | None) -> list[str]:
     return [base for base in re.split(r"[\s,]+", os.environ.get(MIRROR_ENV, "")) if base]
 
 
-def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = False) -> None:
+def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
     """Raise the error that sums up an unfinished sync (the CLI maps it to the exit code).
 
     Failures outrank manual steps; among failures integrity outranks storage, which outranks
-    download: the most serious finding decides. *offline*: the files were not downloaded
-    because ``--offline`` forbade it, so the hint is to run without it, not to resume.
+    download: the most serious finding decides. The hint says to run the same command again
+    only when that can help (see :func:`summary.rerun_helps`).
     """
     where = str(store.year_dir)
-    failed = len(report.with_outcome("failed"))
+    failed = report.with_outcome("failed")
     if report.failures_of("integrity"):
         raise IntegrityError(
             f"{count_of(len(report.failures_of('integrity')), 'file')} did not verify",
@@ -201,17 +210,24 @@ def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = 
         )
     if report.failures_of("storage"):
         raise StorageError(
-            f"{count_of(failed, 'file')} could not be stored",
+            f"{count_of(len(report.failures_of('storage')), 'file')} could not be stored",
             where=where,
             hint="Free some space or fix the permissions, then run the same command again.",
         )
+    offline = [f for f in failed if cause_of(f) == "offline"]
+    if failed and len(offline) == len(failed):
+        raise DownloadError(
+            f"{count_of(len(failed), 'file')} {OFFLINE}",
+            where=where,
+            hint="Run it without --offline to download them.",
+        )
     if failed:
         raise DownloadError(
-            f"{count_of(failed, 'file')} could not be downloaded",
+            f"{count_of(len(failed), 'file')} could not be downloaded",
             where=where,
-            hint="Run it without --offline to download them."
-            if offline
-            else "Run the same command again to resume.",
+            hint=RESUME_HINT
+            if rerun_helps(report)
+            else "See the hints above; running the same command again will not help.",
         )
     manual = len(report.with_outcome("manual"))
     if manual:
@@ -223,14 +239,15 @@ def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = 
 
 
 def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncReport) -> None:
-    """The JSON report on stdout, or the summary (problems on stderr)."""
+    """The JSON report on stdout, or the summary: problems by cause on stderr, counts on stdout."""
     if args.json:
         print_json(report.to_json())
         return
     lines = problem_lines(
         report,
         lambda entry_id: import_command(args, manifest, entry_id),
-        resume_hint=not args.offline,
+        rejected=str(selected_store(args, manifest).meta_dir / "rejected") + "/",
+        verbose=args.verbose,
     )
     for line in lines:
         print(line, file=sys.stderr)
@@ -264,6 +281,6 @@ def _plan_line(item: PlanItem) -> str:
     origin = f" from {first[0]}" if first else ""
     if item.action == "needs-network":
         origin = f" from {', '.join(item.withheld)}"
-    parts = f" in {len(item.parts)} parts" if item.parts else ""
+    parts = f" in {count_of(len(item.parts), 'part')}" if item.parts else ""
     size = format_size(item.size)
     return f"{item.action:<13} {item.id}  {item.entry.path} ({size}){parts}{origin}: {item.reason}"

@@ -20,9 +20,12 @@ def format_size(size: int | None) -> str:
     return f"{value:.1f} {unit}"
 
 
-def count_of(number: int, noun: str) -> str:
-    """``1 file``, ``2 files``: a count with its noun, plural when it is not one."""
-    return f"{number} {noun}" + ("" if number == 1 else "s")
+def count_of(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 file``, ``2 files``: a count with its noun, plural (*plural*, else noun + "s")
+    when it is not one."""
+    if number == 1:
+        return f"{number} {noun}"
+    return f"{number} {plural or noun + 's'}"
 
 
 def slugify(text: str, *, default: str) -> str:
