@@ -12,9 +12,9 @@ import responses
 from responses import matchers
 
 from lhymirror.core.errors import DownloadError
-from lhymirror.fetch import gdrive
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy, new_session
+from lhymirror.fetch.sources import gdrive
 from lhymirror.fetch.transfer import Target
 from lhymirror.mirror.store import MirrorStore, PartialState
 

@@ -12,10 +12,10 @@ import pytest
 import responses
 
 from lhymirror.core.errors import UsageError
-from lhymirror.fetch import kaggle
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy, new_session
-from lhymirror.fetch.kaggle import KaggleCredentials, load_credentials
+from lhymirror.fetch.sources import kaggle
+from lhymirror.fetch.sources.kaggle import KaggleCredentials, load_credentials
 from lhymirror.fetch.transfer import ManualStepRequired, Target
 from lhymirror.manifest.sources import KaggleSource
 from lhymirror.mirror.store import MirrorStore

@@ -14,7 +14,7 @@ import pytest
 from factories import blob, file_entry, manifest_data
 from lhymirror.cli.progress import MIN_BAR_WIDTH, TransferProgress, fit, shorten, waiting
 from lhymirror.fetch.plan import plan_sync
-from lhymirror.fetch.sync import FileOutcome
+from lhymirror.fetch.report import FileOutcome
 from lhymirror.manifest.model import Manifest
 from lhymirror.mirror.store import MirrorStore, part_key
 

@@ -8,7 +8,7 @@ import pytest
 
 from httpserver import CourseServer, Fault, pdf_payload
 from lhymirror.cli.summary import cause_of, problem_lines, rerun_helps, summary_counts
-from lhymirror.fetch.sync import FileOutcome, SyncReport
+from lhymirror.fetch.report import FileOutcome, SyncReport
 from test_sync_e2e import Course, instant_retries, run_cli  # noqa: F401 - an autouse fixture
 
 YEAR = 2022

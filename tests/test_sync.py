@@ -16,16 +16,11 @@ from factories import blob, file_entry, manifest_data, sha
 from lhymirror.cli.sync_cmd import kaggle_credentials_for
 from lhymirror.core.errors import DownloadError, IntegrityError, StorageError
 from lhymirror.core.fsutil import atomic_write_bytes
+from lhymirror.fetch.job import SyncCancelled
 from lhymirror.fetch.plan import plan_sync
-from lhymirror.fetch.sync import (
-    FileOutcome,
-    SyncCancelled,
-    SyncReport,
-    check_free_space,
-    largest_first,
-    run_sync,
-    write_verified,
-)
+from lhymirror.fetch.report import FileOutcome, SyncReport
+from lhymirror.fetch.scheduler import largest_first
+from lhymirror.fetch.sync import check_free_space, run_sync, write_verified
 from lhymirror.fetch.transfer import FetchResult, ManualStepRequired, Target, UpstreamChangedError
 from lhymirror.manifest.model import Manifest
 from lhymirror.mirror.store import LockedError, MirrorStore, PartialState, part_key

@@ -164,7 +164,7 @@ def test_split_file_is_downloaded_in_parts_and_joined(
     whole = pdf_payload(700_000, 5)
     course.split([whole[:300_000], whole[300_000:]])
     # The whole is hashed as the parts stream in: the joined file is never read again.
-    monkeypatch.setattr("lhymirror.fetch.sync.hash_file", lambda path: pytest.fail(f"read {path}"))
+    monkeypatch.setattr("lhymirror.fetch.job.hash_file", lambda path: pytest.fail(f"read {path}"))
     status, _, _ = run_cli(course.args(), capsys)
     assert status == 0
     assert (course.root / str(YEAR) / "data" / "hw.bin").read_bytes() == whole

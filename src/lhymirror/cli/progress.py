@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from lhymirror.core.units import format_size
 from lhymirror.fetch.plan import SyncPlan
-from lhymirror.fetch.sync import FileOutcome
+from lhymirror.fetch.report import FileOutcome
 
 BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}B/{total_fmt}B {rate_fmt}{postfix}"
 BAR_FORMAT_NO_TOTAL = "{desc} {n_fmt}B {rate_fmt}{postfix}"

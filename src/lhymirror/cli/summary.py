@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lhymirror.core.units import count_of, format_size
-from lhymirror.fetch.sync import FileOutcome, SyncReport
+from lhymirror.fetch.report import FileOutcome, SyncReport
 
 MAX_LISTED = 10  # files listed per cause at the default level (--verbose lists them all)
 RESUME_HINT = "Run the same command again to resume."

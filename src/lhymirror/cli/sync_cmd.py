@@ -31,9 +31,11 @@ from lhymirror.cli.summary import (
 )
 from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError, StorageError
 from lhymirror.core.units import count_of
-from lhymirror.fetch.kaggle import KaggleCredentials, load_credentials
+from lhymirror.fetch.job import Fetcher
 from lhymirror.fetch.plan import PlanItem, SyncPlan, plan_sync
-from lhymirror.fetch.sync import Fetcher, SyncReport, run_sync
+from lhymirror.fetch.report import SyncReport
+from lhymirror.fetch.sources.kaggle import KaggleCredentials, load_credentials
+from lhymirror.fetch.sync import run_sync
 from lhymirror.fetch.transfer import TransferEvents
 from lhymirror.manifest.model import FILE_KINDS, Manifest
 from lhymirror.manifest.sources import source_kind

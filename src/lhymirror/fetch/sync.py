@@ -1,72 +1,38 @@
 """Carry out a sync plan: lock the year, fetch in parallel, join split files, record, report.
 
-:func:`run_sync` takes the year's lock, checks free space, then runs the plan's transfers on a
-thread pool. Each worker thread has its own ``requests`` session and downloader. At most
-``per_host`` transfers go to one manifest host at a time (the host of a file's first source): a
-course server is not hammered by ``--jobs`` connections at once, while a free worker takes the
-next file of another host instead of waiting. Bases the user named (``--mirror``, ``--from``)
-are not capped.
-Every verified file gets a :class:`FileRecord`; bytes reach a final path only once verified.
-The result is a :class:`SyncReport`.
+:func:`run_sync` takes the year's lock, checks free space, then hands the plan's transfers to the
+:class:`~lhymirror.fetch.scheduler.Scheduler` (a thread pool with per-host slots: see there).
+Each worker thread has its own ``requests`` session and downloader, and brings one file at a
+time up to date with a :class:`~lhymirror.fetch.job.FileJob`. Every verified file gets a
+:class:`FileRecord`; bytes reach a final path only once verified. The result is a
+:class:`~lhymirror.fetch.report.SyncReport`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Protocol, get_args
+from typing import Any, NamedTuple, Protocol
 
-from lhymirror.core.errors import (
-    DownloadError,
-    IntegrityError,
-    LhymirrorError,
-    StorageError,
-    UsageError,
-    storage_errors,
+from lhymirror.core.errors import IntegrityError, StorageError, UsageError, storage_errors
+from lhymirror.core.fsutil import CHUNK_SIZE, BackgroundWriteback, ThreadedDigest, atomic_writer
+from lhymirror.core.units import format_size
+from lhymirror.fetch.job import (
+    Fetcher,
+    FileJob,
+    SyncCancelled,
+    _verification_problem,
+    record_for,
+    settled_outcome,
 )
-from lhymirror.core.fsutil import (
-    CHUNK_SIZE,
-    BackgroundWriteback,
-    ThreadedDigest,
-    atomic_writer,
-    fsync_file,
-    hash_file,
-    replace_durably,
-)
-from lhymirror.core.units import format_size, utc_now
-from lhymirror.fetch.plan import (
-    PartPlan,
-    PlanItem,
-    SyncPlan,
-)
-from lhymirror.fetch.transfer import (
-    AssemblyDigest,
-    FetchResult,
-    ManualStepRequired,
-    Target,
-    TransferEvents,
-)
+from lhymirror.fetch.plan import PlanItem, SyncPlan
+from lhymirror.fetch.report import FileOutcome, SyncReport
+from lhymirror.fetch.scheduler import PerThread, Scheduler, largest_first
+from lhymirror.fetch.transfer import TransferEvents
 from lhymirror.manifest.model import FileEntry
-from lhymirror.mirror.store import Expected, FileRecord, MirrorStore
-
-Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
-Failure = Literal["download", "integrity", "storage"]
-VERIFIED_OUTCOMES = ("downloaded", "resumed", "up-to-date")
-
-
-class Fetcher(Protocol):
-    """What :func:`run_sync` needs from a downloader (``lhymirror.fetch.download.Downloader``)."""
-
-    def fetch(self, target: Target, sources: Sequence[str], session: Any) -> FetchResult:
-        """Fetch *target* from the first source that works; bytes land only when verified."""
-        ...
+from lhymirror.mirror.store import FileRecord, MirrorStore
 
 
 class SyncEvents(TransferEvents, Protocol):
@@ -78,91 +44,6 @@ class SyncEvents(TransferEvents, Protocol):
 
 
 DownloaderFactory = Callable[[TransferEvents], Fetcher]
-
-
-class SyncCancelled(BaseException):
-    """Raised inside a worker's transfer events to stop it once the run is interrupted.
-
-    A ``BaseException`` so that no retry loop mistakes it for a network failure.
-    """
-
-
-# ---------------------------------------------------------------------------------------------
-# Report
-
-
-@dataclass(frozen=True)
-class FileOutcome:
-    """What happened to one file."""
-
-    id: str
-    path: str
-    outcome: Outcome
-    size: int | None = None
-    sha256: str | None = None
-    source: str | None = None  # where the bytes came from
-    bytes_received: int = 0
-    reason: str | None = None  # why it failed, or the manual step to take
-    failure: Failure | None = None
-
-    @property
-    def verified(self) -> bool:
-        """True when the file is present and verified."""
-        return self.outcome in VERIFIED_OUTCOMES
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    """Result of a sync: one outcome per selected file, in manifest order."""
-
-    year: int
-    root: str
-    files: tuple[FileOutcome, ...]
-
-    @property
-    def complete(self) -> bool:
-        """True when every selected file is present and verified."""
-        return all(f.verified for f in self.files)
-
-    def with_outcome(self, outcome: Outcome) -> list[FileOutcome]:
-        """The files that ended with *outcome*."""
-        return [f for f in self.files if f.outcome == outcome]
-
-    def counts(self) -> dict[str, int]:
-        """How many files ended with each outcome (every outcome listed)."""
-        counter = Counter(f.outcome for f in self.files)
-        return {name: counter.get(name, 0) for name in get_args(Outcome)}
-
-    def failures_of(self, kind: Failure) -> list[FileOutcome]:
-        """Failed files of one kind (download, integrity, storage)."""
-        return [f for f in self.files if f.failure == kind]
-
-    @property
-    def bytes_received(self) -> int:
-        """Bytes transferred in this run."""
-        return sum(f.bytes_received for f in self.files)
-
-    def to_json(self) -> dict[str, Any]:
-        """The report as plain JSON-ready data."""
-        return {
-            "year": self.year,
-            "root": self.root,
-            "complete": self.complete,
-            "totals": {**self.counts(), "bytes_received": self.bytes_received},
-            "files": [asdict(f) for f in self.files],
-        }
-
-
-def _outcome(item: PlanItem, outcome: Outcome, **fields: Any) -> FileOutcome:
-    return FileOutcome(item.id, item.entry.path, outcome, **fields)
-
-
-def _failed(item: PlanItem, error: LhymirrorError, failure: Failure) -> FileOutcome:
-    return _outcome(item, "failed", size=item.size, reason=error.message, failure=failure)
-
-
-# ---------------------------------------------------------------------------------------------
-# Running a plan
 
 
 def run_sync(
@@ -185,13 +66,56 @@ def run_sync(
     """
     with store.lock(wait=lock_wait):
         check_free_space(plan, store, disk_usage)
-        sessions = session_factory or _new_session
-        runner = _Runner(store, downloader_factory, sessions, events, per_host)
-        try:
-            outcomes = runner.run(plan.items, jobs=max(1, jobs))
-        finally:
-            runner.close()
+        outcomes = _run_items(
+            plan.items,
+            store=store,
+            downloader_factory=downloader_factory,
+            session_factory=session_factory or _new_session,
+            display=events,
+            scheduler=Scheduler(jobs, per_host, threading.Event()),
+        )
     return SyncReport(plan.year, plan.root, outcomes)
+
+
+class _Worker(NamedTuple):
+    downloader: Fetcher
+    session: Any
+
+
+def _run_items(
+    items: tuple[PlanItem, ...],
+    *,
+    store: MirrorStore,
+    downloader_factory: DownloaderFactory,
+    session_factory: Callable[[], Any],
+    display: SyncEvents | None,
+    scheduler: Scheduler,
+) -> tuple[FileOutcome, ...]:
+    """Settle the items that need no transfer, run the others, report in the plan's order."""
+    events = _Events(display, scheduler.cancelled)
+    outcomes: dict[str, FileOutcome] = {}
+
+    def finish(item: PlanItem, outcome: FileOutcome) -> None:
+        events.file_finished(outcome)
+        outcomes[item.id] = outcome
+
+    def work(item: PlanItem) -> FileOutcome:
+        worker = workers.get()
+        return FileJob(store, worker.downloader, worker.session, scheduler.cancelled).run(item)
+
+    def new_worker() -> _Worker:
+        session = session_factory()
+        return _Worker(downloader_factory(events), session)
+
+    for item in items:
+        if not item.needs_transfer:
+            finish(item, settled_outcome(item))
+    workers = PerThread(new_worker, lambda worker: worker.session.close())
+    try:
+        scheduler.run(largest_first(i for i in items if i.needs_transfer), work, finish)
+    finally:
+        workers.close()
+    return tuple(outcomes[item.id] for item in items)
 
 
 def _new_session() -> Any:
@@ -225,392 +149,6 @@ def _existing_ancestor(path: Path) -> Path:
         if candidate.is_dir():
             return candidate
     return Path.cwd()
-
-
-class _Worker(NamedTuple):
-    downloader: Fetcher
-    session: Any
-
-
-class _Runner:
-    """Runs plan items on a thread pool; one instance per ``run_sync`` call."""
-
-    def __init__(
-        self,
-        store: MirrorStore,
-        downloader_factory: DownloaderFactory,
-        session_factory: Callable[[], Any],
-        events: SyncEvents | None,
-        per_host: int,
-    ) -> None:
-        self.store = store
-        self.cancelled = threading.Event()
-        self.events = _Events(events, self.cancelled)
-        self._downloader_factory = downloader_factory
-        self._session_factory = session_factory
-        self._per_host = max(1, per_host)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._sessions: list[Any] = []
-
-    # -- orchestration -------------------------------------------------------------------
-
-    def run(self, items: Sequence[PlanItem], *, jobs: int) -> tuple[FileOutcome, ...]:
-        outcomes: dict[str, FileOutcome] = {}
-        for item in items:
-            if not item.needs_transfer:
-                outcomes[item.id] = self._finish(_settled_outcome(item))
-        work = [item for item in items if item.needs_transfer]
-        if work:
-            outcomes.update(self._run_pool(work, jobs))
-        return tuple(outcomes[item.id] for item in items)
-
-    def _run_pool(self, work: list[PlanItem], jobs: int) -> dict[str, FileOutcome]:
-        """Run *work* on *jobs* threads, starting each item only when its host has a free slot.
-
-        Dispatching by host (rather than letting a worker block on a busy host) keeps every
-        thread busy while a capped course server is saturated and other hosts still have work.
-        """
-        pending = largest_first(work)
-        running: dict[Future[FileOutcome], PlanItem] = {}
-        on_host: Counter[str] = Counter()
-        results: dict[str, FileOutcome] = {}
-        executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lhymirror-sync")
-        try:
-            while pending or running:
-                while len(running) < jobs and (item := self._next_startable(pending, on_host)):
-                    pending.remove(item)
-                    if item.capped_host is not None:
-                        on_host[item.capped_host] += 1
-                    running[executor.submit(self.process, item)] = item
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    item = running.pop(future)
-                    if item.capped_host is not None:
-                        on_host[item.capped_host] -= 1
-                    results[item.id] = self._finish(future.result())
-        except BaseException:
-            # Ctrl-C or a bug: stop the running transfers at their next event; partials stay.
-            self.cancelled.set()
-            executor.shutdown(wait=True, cancel_futures=True)
-            raise
-        executor.shutdown(wait=True)
-        return results
-
-    def _next_startable(self, pending: list[PlanItem], on_host: Counter[str]) -> PlanItem | None:
-        """The first pending item whose host is uncapped or below its cap."""
-        for item in pending:
-            if item.capped_host is None or on_host[item.capped_host] < self._per_host:
-                return item
-        return None
-
-    def _finish(self, outcome: FileOutcome) -> FileOutcome:
-        self.events.file_finished(outcome)
-        return outcome
-
-    def close(self) -> None:
-        for session in self._sessions:
-            with contextlib.suppress(Exception):
-                session.close()
-
-    def _worker(self) -> _Worker:
-        worker: _Worker | None = getattr(self._local, "worker", None)
-        if worker is None:
-            session = self._session_factory()
-            with self._lock:
-                self._sessions.append(session)
-            worker = _Worker(self._downloader_factory(self.events), session)
-            self._local.worker = worker
-        return worker
-
-    # -- one file ------------------------------------------------------------------------
-
-    def process(self, item: PlanItem) -> FileOutcome:
-        """Bring one file up to date; expected failures become a failed outcome."""
-        try:
-            return self._process(item)
-        except ManualStepRequired as error:
-            return _outcome(item, "manual", size=item.size, reason=error.instructions)
-        except IntegrityError as error:
-            return _failed(item, error, "integrity")
-        except StorageError as error:
-            return _failed(item, error, "storage")
-        except LhymirrorError as error:
-            return _failed(item, error, "download")
-
-    def _process(self, item: PlanItem) -> FileOutcome:
-        if self.cancelled.is_set():
-            raise SyncCancelled
-        if item.action == "verify":
-            reverified = self._reverify(item)
-            if reverified is not None:
-                return reverified
-            if item.entry.is_manual_only:
-                return _outcome(item, "manual", size=item.size, reason=item.entry.manual)
-        elif _verified_meanwhile(self.store, item):
-            return _outcome(item, "up-to-date", size=item.size, reason="verified by another run")
-        return self._fetch(item)
-
-    def _reverify(self, item: PlanItem) -> FileOutcome | None:
-        """Re-hash a present file; refresh its record if it matches, else put it aside."""
-        entry, expected = item.entry, item.expected
-        target = self.store.file_path(entry.path)
-        with storage_errors(target):
-            size, sha = hash_file(target)
-        if sha == expected.sha256 and (expected.size is None or size == expected.size):
-            old = self.store.record(entry.id)
-            record = _record_for(
-                entry, target, size, sha, source=old.source if old else None, held_to=expected
-            )
-            if old is not None and (old.path, old.size, old.sha256) == (entry.path, size, sha):
-                record = replace(old, mtime_ns=record.mtime_ns, verified_at=record.verified_at)
-            self.store.save_record(record)
-            return _outcome(item, "up-to-date", size=size, sha256=sha, source=record.source)
-        self.store.reject(entry.id, target, sha)
-        return None
-
-    def _fetch(self, item: PlanItem) -> FileOutcome:
-        entry = item.entry
-        target = self.store.file_path(entry.path)
-        with storage_errors(target.parent):
-            target.parent.mkdir(parents=True, exist_ok=True)
-        if not item.sources and not item.parts:
-            raise DownloadError(
-                "needs the network",
-                where=entry.path,
-                detail="offline, and no local source has it: "
-                + (", ".join(item.withheld) or "no source"),
-                hint="Run without --offline, or give --from a folder that has it.",
-            )
-        if item.sources:
-            try:
-                return self._fetch_whole(item, target)
-            except (DownloadError, IntegrityError):
-                if not item.parts:
-                    raise  # otherwise fall back to fetching the parts
-        return self._fetch_parts(item, target)
-
-    def _expected_for_target(self, item: PlanItem) -> tuple[int | None, str | None]:
-        if item.accept_upstream:
-            return None, None
-        return item.size, item.expected.sha256
-
-    def _fetch_whole(self, item: PlanItem, target: Path) -> FileOutcome:
-        size, sha = self._expected_for_target(item)
-        worker = self._worker()
-        result = worker.downloader.fetch(
-            Target(item.id, target, size, sha, item.entry.path), item.sources, worker.session
-        )
-        assert result.sha256 is not None  # a whole file is always hashed
-        record = _record_for(
-            item.entry,
-            target,
-            result.size,
-            result.sha256,
-            source=result.source,
-            etag=result.etag,
-            last_modified=result.last_modified,
-            accepted=item.accept_upstream,
-            held_to=item.expected,
-        )
-        self.store.save_record(record)
-        return _outcome(
-            item,
-            "resumed" if result.resumed_from else "downloaded",
-            size=result.size,
-            sha256=result.sha256,
-            source=result.source,
-            bytes_received=result.bytes_received,
-        )
-
-    def _fetch_parts(self, item: PlanItem, target: Path) -> FileOutcome:
-        """Append each missing part to the assembly in order, verify the whole, put it in place.
-
-        Parts already complete in the assembly (an earlier run) are kept; once one part has to
-        be fetched, every later one is fetched after it, since the assembly ends where it ends.
-        """
-        worker = self._worker()
-        assembly = self.store.assembly_path(item.id)
-        whole = AssemblyDigest()
-        results: list[FetchResult] = []
-        offset = 0
-        for part in item.parts:
-            held = None if results else _complete_part_size(self.store, part, assembly, offset)
-            if held is None:
-                if not results:
-                    self._forget_parts_after(item, part)
-                part_target = self._part_target(item, part, assembly, offset, whole)
-                result = worker.downloader.fetch(part_target, part.sources, worker.session)
-                results.append(result)
-                held = result.size
-            offset += held
-        size, sha = self._expected_for_target(item)
-        size, sha = self._place_assembly(
-            item, assembly, offset, target, whole.hexdigest_of(offset), size=size, sha256=sha
-        )
-        self.store.discard_partials(item.entry)
-        first_source = results[0].source if results else None
-        self.store.save_record(
-            _record_for(
-                item.entry,
-                target,
-                size,
-                sha,
-                source=first_source,
-                accepted=item.accept_upstream,
-                held_to=item.expected,
-            )
-        )
-        resumed = any(r.resumed_from for r in results)
-        return _outcome(
-            item,
-            "resumed" if resumed else "downloaded",
-            size=size,
-            sha256=sha,
-            source=first_source,
-            bytes_received=sum(r.bytes_received for r in results),
-        )
-
-    def _part_target(
-        self, item: PlanItem, part: PartPlan, assembly: Path, offset: int, whole: AssemblyDigest
-    ) -> Target:
-        name = f"{item.entry.path} (part {part.index + 1} of {len(item.parts)})"
-        return Target(
-            part.key, assembly, part.size, part.sha256, name, offset=offset, assembly_digest=whole
-        )
-
-    def _forget_parts_after(self, item: PlanItem, part: PartPlan) -> None:
-        """Drop the sidecars of the parts after *part*: their bytes are gone once it is fetched."""
-        for later in item.parts[part.index + 1 :]:
-            self.store.discard_partial(later.key)
-
-    def _place_assembly(
-        self,
-        item: PlanItem,
-        assembly: Path,
-        end: int,
-        target: Path,
-        streamed_sha256: str | None,
-        *,
-        size: int | None,
-        sha256: str | None,
-    ) -> tuple[int, str]:
-        """Check the assembled parts (*end* bytes) as a whole; fsync and rename them into place.
-
-        *streamed_sha256* is the sha256 of those bytes when it was computed as the parts were
-        appended (None: the parts came from an earlier run, so the assembly is read again).
-        Wrong bytes are put aside instead, and every part is fetched again next time.
-        """
-        with storage_errors(assembly):
-            if assembly.stat().st_size != end:  # bytes no finished part accounts for
-                os.truncate(assembly, end)
-            if streamed_sha256 is None:
-                actual_size, actual = hash_file(assembly)
-            else:
-                actual_size, actual = end, streamed_sha256
-        problem = _verification_problem(actual_size, actual, size=size, sha256=sha256)
-        if problem is not None:
-            rejected = self.store.reject(item.id, assembly, actual)
-            self.store.discard_partials(item.entry)  # a part is bad: fetch them all again
-            raise IntegrityError(
-                f"joined file {problem[0]}",
-                where=str(target),
-                detail=problem[1],
-                hint=f"Nothing was placed; the bytes were kept at {rejected}. "
-                "Run again to fetch the parts anew.",
-            )
-        with storage_errors(target):
-            fsync_file(assembly)
-            replace_durably(assembly, target)
-        return actual_size, actual
-
-
-def largest_first(items: Iterable[PlanItem]) -> list[PlanItem]:
-    """Transfer order: unknown sizes (usually datasets) first, then by decreasing size.
-
-    Starting the long transfers first keeps one big file from finishing alone at the end while
-    the other workers sit idle; the report keeps the manifest's order regardless.
-    """
-    return sorted(items, key=lambda item: (item.size is not None, -(item.size or 0)))
-
-
-def _settled_outcome(item: PlanItem) -> FileOutcome:
-    """The outcome of an item that needs no transfer (up to date, manual, needs network)."""
-    if item.action == "up-to-date":
-        return _outcome(item, "up-to-date", size=item.size, sha256=item.expected.sha256)
-    if item.action == "manual":
-        return _outcome(item, "manual", size=item.size, reason=item.reason)
-    needs = ", ".join(item.withheld) or "a network source"
-    return _outcome(
-        item,
-        "failed",
-        size=item.size,
-        reason=f"offline: would download from {needs}",
-        failure="download",
-    )
-
-
-def _verified_meanwhile(store: MirrorStore, item: PlanItem) -> bool:
-    """True when another run verified the file between planning and taking the lock."""
-    return (
-        item.action == "fetch"
-        and item.reason == "missing"
-        and store.is_unchanged_since_verified(item.entry)
-    )
-
-
-def _complete_part_size(
-    store: MirrorStore, part: PartPlan, assembly: Path, offset: int
-) -> int | None:
-    """The size of *part* when an earlier run left it complete in the assembly at *offset*."""
-    state = store.partial_state(part.key)
-    if state is None or not state.complete:
-        return None
-    if part.size is not None and state.bytes_held != part.size:
-        return None
-    if state.expected_sha256 != part.sha256:
-        return None
-    try:
-        length = assembly.stat().st_size
-    except OSError:
-        return None
-    return state.bytes_held if length >= offset + state.bytes_held else None
-
-
-def _record_for(
-    entry: FileEntry,
-    target: Path,
-    size: int,
-    sha256: str,
-    *,
-    source: str | None,
-    etag: str | None = None,
-    last_modified: str | None = None,
-    accepted: bool = False,
-    held_to: Expected | None = None,
-) -> FileRecord:
-    """The record of a verified file.
-
-    Content that differs from the manifest's pin is marked accepted when this run accepts it,
-    or when it is what the file was already held to by an earlier acceptance (*held_to*).
-    """
-    accepted = accepted or (
-        held_to is not None and held_to.origin == "recorded" and held_to.sha256 == sha256
-    )
-    with storage_errors(target):
-        mtime_ns = target.stat().st_mtime_ns
-    return FileRecord(
-        id=entry.id,
-        path=entry.path,
-        size=size,
-        sha256=sha256,
-        mtime_ns=mtime_ns,
-        verified_at=utc_now(),
-        source=source,
-        etag=etag,
-        last_modified=last_modified,
-        accepted_upstream=accepted and entry.sha256 is not None and sha256 != entry.sha256,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -667,17 +205,6 @@ def _check_verified(
         )
 
 
-def _verification_problem(
-    total: int, actual: str, *, size: int | None, sha256: str | None
-) -> tuple[str, str] | None:
-    """What is wrong with bytes of *total* size and sha256 *actual*, as (what, detail)."""
-    if sha256 is not None and actual != sha256:
-        return "does not match its checksum", f"expected sha256 {sha256}, got {actual}"
-    if size is not None and total != size:
-        return "has the wrong size", f"expected {size} bytes, got {total}"
-    return None
-
-
 def import_file(
     store: MirrorStore, entry: FileEntry, source: Path, *, others: Iterable[FileEntry] = ()
 ) -> FileRecord:
@@ -718,7 +245,7 @@ def import_file(
             named=source,
             check=not_another_entrys,
         )
-        record = _record_for(entry, target, size, sha, source=f"file:{source}", held_to=expected)
+        record = record_for(entry, target, size, sha, source=f"file:{source}", held_to=expected)
         store.save_record(record)
         store.discard_partials(entry)
     return record

@@ -16,7 +16,6 @@ Files in the year folder that the manifest does not list are never touched.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import time
@@ -26,10 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lhymirror.core.errors import StorageError, storage_errors
-from lhymirror.core.units import utc_now
 from lhymirror.core.fsutil import atomic_write_text, hash_file, replace_durably, try_lock
-from lhymirror.manifest.model import FileEntry
 from lhymirror.core.safepath import path_problems
+from lhymirror.core.units import utc_now
+from lhymirror.manifest.model import FileEntry
 
 META_DIR = ".lhymirror"
 RECORD_VERSION = 1

@@ -13,6 +13,17 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from lhymirror.fetch.sources.base import (
+    Body,
+    Request,
+    Resolved,
+    SourceFailed,
+    SourceSettings,
+    is_html_response,
+)
+from lhymirror.fetch.sources.https import host_of, parse_or_fail
+from lhymirror.manifest.sources import GDriveSource
+
 DOWNLOAD_URL = "https://drive.usercontent.google.com/download"
 LEGACY_BASE = "https://drive.google.com"
 MAX_PAGE_BYTES = 256 * 1024  # Drive's pages are a few KiB; never read a big body as a page
@@ -159,3 +170,41 @@ def _is_google_https(url: str) -> bool:
     return parts.scheme == "https" and any(
         host == name or host.endswith("." + name) for name in _GOOGLE_HOSTS
     )
+
+
+class GDriveAdapter:
+    """``gdrive:ID``: the direct download URL; Drive's HTML pages are recognised, not stored."""
+
+    needs_network = True
+
+    def resolve(self, source: str, settings: SourceSettings) -> Resolved:
+        """The direct download URL of the file id."""
+        parsed = parse_or_fail(source)
+        assert isinstance(parsed, GDriveSource)
+        url = download_url(parsed.file_id)
+        return Resolved(source, url, host_of(url))
+
+    def open(self, resolved: Resolved, request: Request) -> Body:
+        """GET the file; follow a "download anyway" confirmation once; fail on other pages."""
+        http = request.http
+        response = http.get(resolved.url)
+        followed = False
+        while is_html_response(response):
+            page = classify_page(http.read_page(response, MAX_PAGE_BYTES), response.url)
+            if not isinstance(page, ConfirmPage) or followed:
+                raise drive_failure(page)
+            followed = True
+            response = http.get(page.url)
+        return http.accept(response)
+
+
+def drive_failure(page: DrivePage) -> SourceFailed:
+    """Why a page Drive sent means this source fails now."""
+    if isinstance(page, QuotaExceeded):
+        return SourceFailed(page.reason, "transient")
+    if isinstance(page, ConfirmPage):
+        return SourceFailed("Google Drive asked for confirmation again after it was given")
+    return SourceFailed(page.reason)
+
+
+ADAPTER = GDriveAdapter()

@@ -3,7 +3,8 @@
 Credentials come from ``KAGGLE_USERNAME``/``KAGGLE_KEY``, else from ``kaggle.json`` (in
 ``$KAGGLE_CONFIG_DIR`` or ``~/.kaggle``). They are sent only to ``www.kaggle.com`` with HTTP
 basic auth; ``requests`` drops the ``Authorization`` header when a redirect leaves that host (to
-the storage host holding the data), and lhymirror never adds it back.
+the storage host holding the data), and lhymirror never adds it back. :class:`KaggleAdapter`
+fetches with them, and says which human step helps when Kaggle refuses.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from lhymirror.core.errors import UsageError
+from lhymirror.fetch.sources.base import Body, Request, Resolved, SourceFailed, SourceSettings
+from lhymirror.fetch.sources.https import host_of, parse_or_fail
 from lhymirror.manifest.sources import KaggleSource
 
 API_HOST = "www.kaggle.com"
@@ -120,3 +123,40 @@ def no_credentials_instructions(source: KaggleSource) -> str:
         "as ~/.kaggle/kaggle.json (or set KAGGLE_USERNAME and KAGGLE_KEY), then run again; "
         f"or download the file by hand from {source.page_url} and import it with `lhymirror add`"
     )
+
+
+class KaggleAdapter:
+    """``kaggle:NAME[/FILE]``: the competition data API, with the user's token."""
+
+    needs_network = True
+
+    def resolve(self, source: str, settings: SourceSettings) -> Resolved:
+        """The API URL, with credentials; a manual step when there are none."""
+        parsed = parse_or_fail(source)
+        assert isinstance(parsed, KaggleSource)
+        credentials = settings.kaggle_credentials
+        if credentials is None:
+            raise SourceFailed(
+                "no Kaggle API credentials",
+                "manual",
+                instructions=no_credentials_instructions(parsed),
+            )
+        url = download_url(parsed)
+        auth = credentials.auth if is_api_url(url) else None
+        return Resolved(source, url, host_of(url), auth=auth, detail=parsed)
+
+    def open(self, resolved: Resolved, request: Request) -> Body:
+        """GET the data; a refusal (401/403) means the rules were not accepted."""
+        response = request.http.get(resolved.url, resolved.auth)
+        if response.status_code in (401, 403):
+            response.close()
+            assert isinstance(resolved.detail, KaggleSource)
+            raise SourceFailed(
+                f"Kaggle refused the download (HTTP {response.status_code})",
+                "manual",
+                instructions=forbidden_instructions(resolved.detail),
+            )
+        return request.http.accept(response)
+
+
+ADAPTER = KaggleAdapter()

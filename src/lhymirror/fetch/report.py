@@ -1,0 +1,86 @@
+"""What a sync did: one :class:`FileOutcome` per selected file, in a :class:`SyncReport`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
+
+from lhymirror.core.errors import LhymirrorError
+from lhymirror.fetch.plan import PlanItem
+
+Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
+Failure = Literal["download", "integrity", "storage"]
+VERIFIED_OUTCOMES = ("downloaded", "resumed", "up-to-date")
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one file."""
+
+    id: str
+    path: str
+    outcome: Outcome
+    size: int | None = None
+    sha256: str | None = None
+    source: str | None = None  # where the bytes came from
+    bytes_received: int = 0
+    reason: str | None = None  # why it failed, or the manual step to take
+    failure: Failure | None = None
+
+    @property
+    def verified(self) -> bool:
+        """True when the file is present and verified."""
+        return self.outcome in VERIFIED_OUTCOMES
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """Result of a sync: one outcome per selected file, in manifest order."""
+
+    year: int
+    root: str
+    files: tuple[FileOutcome, ...]
+
+    @property
+    def complete(self) -> bool:
+        """True when every selected file is present and verified."""
+        return all(f.verified for f in self.files)
+
+    def with_outcome(self, outcome: Outcome) -> list[FileOutcome]:
+        """The files that ended with *outcome*."""
+        return [f for f in self.files if f.outcome == outcome]
+
+    def counts(self) -> dict[str, int]:
+        """How many files ended with each outcome (every outcome listed)."""
+        counter = Counter(f.outcome for f in self.files)
+        return {name: counter.get(name, 0) for name in get_args(Outcome)}
+
+    def failures_of(self, kind: Failure) -> list[FileOutcome]:
+        """Failed files of one kind (download, integrity, storage)."""
+        return [f for f in self.files if f.failure == kind]
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes transferred in this run."""
+        return sum(f.bytes_received for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON-ready data."""
+        return {
+            "year": self.year,
+            "root": self.root,
+            "complete": self.complete,
+            "totals": {**self.counts(), "bytes_received": self.bytes_received},
+            "files": [asdict(f) for f in self.files],
+        }
+
+
+def outcome_of(item: PlanItem, outcome: Outcome, **fields: Any) -> FileOutcome:
+    """The outcome of *item*."""
+    return FileOutcome(item.id, item.entry.path, outcome, **fields)
+
+
+def failed_outcome(item: PlanItem, error: LhymirrorError, failure: Failure) -> FileOutcome:
+    """*item* failed with *error*, of kind *failure*."""
+    return outcome_of(item, "failed", size=item.size, reason=error.message, failure=failure)

@@ -1,0 +1,116 @@
+"""Running many transfers on a thread pool, at most a few at a time on one host.
+
+At most ``per_host`` items go to one capped host at a time (for a sync: the course server of a
+file's first source), so a course server is not hammered by ``--jobs`` connections at once,
+while a free worker takes the next item of another host instead of waiting. Items of no capped
+host (bases the user named) take any free worker. Each worker thread keeps its own state (a
+``requests`` session and a downloader), made on first use by :class:`PerThread`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Generic, Protocol, TypeVar
+
+from lhymirror.fetch.plan import PlanItem
+
+R = TypeVar("R")
+W = TypeVar("W")
+
+
+class Schedulable(Protocol):
+    """What the scheduler needs of an item: the host it is capped on (None: not capped)."""
+
+    @property
+    def capped_host(self) -> str | None:
+        """The host whose slots the item takes."""
+
+
+S = TypeVar("S", bound=Schedulable)
+
+
+class Scheduler:
+    """Runs items on *jobs* threads, starting each when its host has a free slot."""
+
+    def __init__(self, jobs: int, per_host: int, cancelled: threading.Event) -> None:
+        self.jobs = max(1, jobs)
+        self.per_host = max(1, per_host)
+        self.cancelled = cancelled  # set when the run is interrupted
+
+    def run(self, items: Sequence[S], work: Callable[[S], R], done: Callable[[S, R], None]) -> None:
+        """Call ``work(item)`` for every item on the pool, and ``done(item, result)`` in order.
+
+        *done* is called on this thread as each item finishes. Dispatching by host (rather than
+        letting a worker block on a busy host) keeps every thread busy while a capped course
+        server is saturated and other hosts still have work. On an interrupt (or a bug) the
+        ``cancelled`` event is set, so running work stops at its next event, and it re-raises.
+        """
+        pending = list(items)
+        running: dict[Future[R], S] = {}
+        on_host: Counter[str] = Counter()
+        executor = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="lhymirror-sync")
+        try:
+            while pending or running:
+                while len(running) < self.jobs and (item := self._next(pending, on_host)):
+                    pending.remove(item)
+                    if item.capped_host is not None:
+                        on_host[item.capped_host] += 1
+                    running[executor.submit(work, item)] = item
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item = running.pop(future)
+                    if item.capped_host is not None:
+                        on_host[item.capped_host] -= 1
+                    done(item, future.result())
+        except BaseException:
+            self.cancelled.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise
+        executor.shutdown(wait=True)
+
+    def _next(self, pending: list[S], on_host: Counter[str]) -> S | None:
+        """The first pending item whose host is uncapped or below its cap."""
+        for item in pending:
+            if item.capped_host is None or on_host[item.capped_host] < self.per_host:
+                return item
+        return None
+
+
+class PerThread(Generic[W]):
+    """One value per worker thread, made on first use; all of them closed at the end."""
+
+    def __init__(self, make: Callable[[], W], close: Callable[[W], None]) -> None:
+        self._make = make
+        self._close = close
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._made: list[W] = []
+
+    def get(self) -> W:
+        """This thread's value."""
+        if not hasattr(self._local, "value"):
+            value = self._make()
+            with self._lock:
+                self._made.append(value)
+            self._local.value = value
+        made: W = self._local.value
+        return made
+
+    def close(self) -> None:
+        """Close every value made (errors ignored: this runs on the way out)."""
+        for value in self._made:
+            with contextlib.suppress(Exception):
+                self._close(value)
+
+
+def largest_first(items: Iterable[PlanItem]) -> list[PlanItem]:
+    """Transfer order: unknown sizes (usually datasets) first, then by decreasing size.
+
+    Starting the long transfers first keeps one big file from finishing alone at the end while
+    the other workers sit idle; the report keeps the manifest's order regardless.
+    """
+    return sorted(items, key=lambda item: (item.size is not None, -(item.size or 0)))

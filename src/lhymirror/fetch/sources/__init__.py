@@ -1,0 +1,1 @@
+"""Source adapters: one module per kind of source, behind one protocol (see base)."""
