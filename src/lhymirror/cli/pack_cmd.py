@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             )
         except IncompleteMirrorError as error:
             for item in error.missing:
-                print(f"  missing: {item.describe()}", file=sys.stderr)
+                print(f"  {item.kind}: {item.describe()}", file=sys.stderr)
             raise
     if not args.quiet:
         print_summary(result)
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 def print_summary(result: PackResult) -> None:
     """What was packed, on stderr (stdout carries only the archive's path)."""
     for item in result.missing:
-        print(f"  missing: {item.describe()}", file=sys.stderr)
+        print(f"  {item.kind}: {item.describe()}", file=sys.stderr)
     packed = f"{count_of(result.files, 'file')}, {format_size(result.payload_bytes)}"
     if result.missing:
         packed += f"; {len(result.missing)} missing (recorded in bag-info.txt and index.html)"

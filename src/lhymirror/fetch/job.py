@@ -27,7 +27,10 @@ from lhymirror.fetch.plan import PartPlan, PlanItem
 from lhymirror.fetch.report import FileOutcome, failed_outcome, outcome_of
 from lhymirror.fetch.transfer import AssemblyDigest, FetchResult, ManualStepRequired, Target
 from lhymirror.manifest.model import FileEntry
-from lhymirror.mirror.store import Expected, FileRecord, MirrorStore
+from lhymirror.mirror.state import EntryState, Expected
+from lhymirror.mirror.store import FileRecord, MirrorStore
+
+REFUSED_HINT = "lhymirror never follows, reads around or replaces it: put the file there instead"
 
 
 class Fetcher(Protocol):
@@ -269,11 +272,14 @@ def _part_target(
 
 
 def settled_outcome(item: PlanItem) -> FileOutcome:
-    """The outcome of an item that needs no transfer (up to date, manual, needs network)."""
+    """The outcome of an item that needs no transfer (up to date, manual, refused, offline)."""
     if item.action == "up-to-date":
         return outcome_of(item, "up-to-date", size=item.size, sha256=item.expected.sha256)
     if item.action == "manual":
         return outcome_of(item, "manual", size=item.size, reason=item.reason)
+    if item.action == "refused":
+        reason = f"{item.reason}; {REFUSED_HINT}"
+        return outcome_of(item, "failed", size=item.size, reason=reason, failure="storage")
     needs = ", ".join(item.withheld) or "a network source"
     return outcome_of(
         item,
@@ -289,7 +295,7 @@ def _verified_meanwhile(store: MirrorStore, item: PlanItem) -> bool:
     return (
         item.action == "fetch"
         and item.reason == "missing"
-        and store.is_unchanged_since_verified(item.entry)
+        and EntryState.read(store, item.entry).unchanged_since_verified
     )
 
 

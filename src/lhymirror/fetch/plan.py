@@ -15,6 +15,9 @@ hashes, downloads or writes. Each :class:`PlanItem` names one action:
     only a human can get it (``manual`` without sources); ``lhymirror add`` imports it.
 ``needs-network``
     ``--offline`` and no local source can provide it.
+``refused``
+    something other than a regular, readable file stands at its path (a symlink, a folder, a
+    fifo, a file that cannot be read): lhymirror never follows, reads around or replaces it.
 
 Sources are tried in this order: ``--from`` bases (another mirror's ``<year>/<path>``), then
 ``--mirror`` rewrites of each http(s) upstream URL (``BASE/HOST/PATH?QUERY``, the layout
@@ -38,9 +41,10 @@ from lhymirror.manifest.sources import (
     local_source_path,
     parse_source,
 )
-from lhymirror.mirror.store import Expected, MirrorStore, part_key
+from lhymirror.mirror.state import EntryState, Expected, FileProblem, describe
+from lhymirror.mirror.store import MirrorStore, part_key
 
-Action = Literal["up-to-date", "verify", "fetch", "manual", "needs-network"]
+Action = Literal["up-to-date", "verify", "fetch", "manual", "needs-network", "refused"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class PlanItem:
     held_bytes: int = 0  # bytes of unfinished downloads already on disk
     withheld: tuple[str, ...] = ()  # network sources left out because of --offline
     capped_host: str | None = None  # see first_upstream_host
+    problem: FileProblem | None = None  # what is wrong with the file on disk, seen by lstat
 
     @property
     def id(self) -> str:
@@ -77,7 +82,7 @@ class PlanItem:
     @property
     def size(self) -> int | None:
         """The expected size when known."""
-        return self.expected.size  # store.expected falls back to the manifest's size
+        return self.expected.size  # expected_of falls back to the manifest's size
 
     @property
     def needs_transfer(self) -> bool:
@@ -226,20 +231,30 @@ def _accepted_ids(manifest: Manifest, ids: tuple[str, ...] | list[str]) -> set[s
 def _plan_entry(
     entry: FileEntry, store: MirrorStore, routing: _Routing, *, rehash: bool, accept: bool
 ) -> PlanItem:
-    expected = store.expected(entry)
-    action, reason = _decide(entry, store, expected, rehash=rehash)
+    state = EntryState.read(store, entry)
+    problem = state.check()
+    if problem is not None and problem.kind in ("missing", "unverified"):
+        problem = None  # the usual reasons to fetch, not something wrong on disk
+    if problem is not None and problem.kind in ("symlink", "not_a_file", "unreadable"):
+        action: Action = "refused"
+        reason = describe(problem)
+    else:
+        action, reason = _decide(state, problem, rehash=rehash)
     held = store.held_bytes(entry) if action == "fetch" else 0
-    item = PlanItem(entry, action, reason, expected, accept_upstream=accept, held_bytes=held)
-    if action in ("up-to-date", "manual"):
+    item = PlanItem(
+        entry, action, reason, state.expected, accept_upstream=accept, held_bytes=held,
+        problem=problem,
+    )  # fmt: skip
+    if action in ("up-to-date", "manual", "refused"):
         return item
     return routing.route(item)
 
 
-def _decide(
-    entry: FileEntry, store: MirrorStore, expected: Expected, *, rehash: bool
-) -> tuple[Action, str]:
-    present = store.file_path(entry.path).is_file()
-    if not present or expected.sha256 is None:
+def _decide(state: EntryState, problem: FileProblem | None, *, rehash: bool) -> tuple[Action, str]:
+    """The action for a regular file or an absent one (*problem*: its size, seen by lstat)."""
+    entry = state.entry
+    present = state.present
+    if not present or state.expected.sha256 is None:
         if entry.is_manual_only:
             return "manual", (
                 "present but never verified; import it with `lhymirror add`"
@@ -249,8 +264,10 @@ def _decide(
         return "fetch", "present but never verified" if present else "missing"
     if rehash:
         return "verify", "--rehash"
-    if store.is_unchanged_since_verified(entry):
-        return "up-to-date", f"verified ({expected.origin} sha256)"
+    if state.unchanged_since_verified:
+        return "up-to-date", f"verified ({state.expected.origin} sha256)"
+    if problem is not None:
+        return "verify", describe(problem)
     return "verify", "changed on disk since verified, or not verified yet"
 
 

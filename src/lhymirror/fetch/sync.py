@@ -32,6 +32,7 @@ from lhymirror.fetch.report import FileOutcome, SyncReport
 from lhymirror.fetch.scheduler import PerThread, Scheduler, largest_first
 from lhymirror.fetch.transfer import TransferEvents
 from lhymirror.manifest.model import FileEntry
+from lhymirror.mirror.state import expected_of
 from lhymirror.mirror.store import FileRecord, MirrorStore
 
 
@@ -215,7 +216,7 @@ def import_file(
     *others* is held to (a mix-up). Leftover partial downloads of the entry are removed.
     Errors name *source*, the user's file.
     """
-    expected = store.expected(entry)
+    expected = expected_of(entry, store.record(entry.id))
     source = source.expanduser().absolute()
     if source.is_dir():
         raise UsageError("is a folder", where=str(source), hint="Give the downloaded file.")
@@ -258,7 +259,7 @@ def _owners_by_sha256(
     owners: dict[str, FileEntry] = {}
     for other in others:
         if other.id != entry.id:
-            sha = store.expected(other).sha256
+            sha = expected_of(other, store.record(other.id)).sha256
             if sha is not None:
                 owners.setdefault(sha, other)
     return owners
