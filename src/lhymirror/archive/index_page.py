@@ -23,7 +23,13 @@ from urllib.parse import quote, urlsplit
 
 from lhymirror.core.units import count_of, format_size, slugify
 from lhymirror.manifest.model import FileEntry, Link, Manifest, section_sort_key
-from lhymirror.manifest.sources import GDriveSource, HttpSource, KaggleSource, parse_source
+from lhymirror.manifest.sources import (
+    GDriveSource,
+    HttpSource,
+    KaggleSource,
+    WaybackSource,
+    parse_source,
+)
 
 OTHER_SECTION = "Other"
 _DEFAULT_MISSING_NOTE = (
@@ -248,6 +254,8 @@ def _source_link(text: str) -> tuple[str, str]:
         return "Google Drive", f"https://drive.google.com/file/d/{source.file_id}/view"
     if isinstance(source, KaggleSource):
         return "Kaggle", source.page_url
+    if isinstance(source, WaybackSource):
+        return "Internet Archive", source.page_url
     assert isinstance(source, HttpSource)
     host = urlsplit(source.url).hostname or source.url
     return _HOST_LABELS.get(host, host), source.url

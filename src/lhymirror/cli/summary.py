@@ -75,7 +75,10 @@ CAUSES: dict[str, Cause] = {
 _MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("offline", ("offline", "needs the network")),
     ("quota", ("quota exceeded",)),
-    ("unreachable", ("connection failed", "connection lost", "timed out", "tls error")),
+    (
+        "unreachable",
+        ("not reachable", "connection failed", "connection lost", "timed out", "tls error"),
+    ),
     ("failed", ("http 5", "http 429", "gave up after")),
     ("html", ("html page", "unexpected page")),
     ("gone", ("http 404", "http 410", "not shared")),

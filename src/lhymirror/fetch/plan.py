@@ -40,6 +40,7 @@ from lhymirror.manifest.sources import (
     local_source,
     local_source_path,
     parse_source,
+    wayback_source,
 )
 from lhymirror.mirror.state import EntryState, Expected, FileProblem, describe
 from lhymirror.mirror.store import MirrorStore, part_key
@@ -178,7 +179,9 @@ def plan_sync(
     """Decide what to do for every selected file; ``UsageError`` for a filter matching nothing."""
     entries = select_entries(manifest, only=only, kinds=kinds)
     accepted = _accepted_ids(manifest, accept_upstream)
-    routing = _Routing(manifest.year, tuple(mirrors), tuple(from_bases), offline)
+    routing = _Routing(
+        manifest.year, tuple(mirrors), tuple(from_bases), offline, course_archive(manifest)
+    )
     items = tuple(
         _plan_entry(entry, store, routing, rehash=rehash, accept=entry.id in accepted)
         for entry in entries
@@ -283,6 +286,7 @@ class _Routing:
     mirrors: tuple[str, ...]
     from_bases: tuple[str, ...]
     offline: bool
+    archive: CourseArchive | None = None
 
     def route(self, item: PlanItem) -> PlanItem:
         """The item with its sources in try order (and, offline, what needs the network)."""
@@ -303,7 +307,8 @@ class _Routing:
             sources = self._kept(whole, withheld)
         else:
             parts = ()
-            sources = self._kept([*whole, *self._with_mirrors(entry.urls or ())], withheld)
+            upstream = [*self._with_mirrors(entry.urls or ()), *self._last_resort(entry)]
+            sources = self._kept([*whole, *upstream], withheld)
         action = item.action
         if action == "fetch" and not _can_fetch(sources, parts):
             action = "needs-network"
@@ -315,6 +320,12 @@ class _Routing:
             withheld=tuple(dict.fromkeys(withheld)),
             capped_host=first_upstream_host(entry, sources, parts),
         )
+
+    def _last_resort(self, entry: FileEntry) -> list[str]:
+        """The Wayback capture of the entry's course-server URL, when a sha256 can prove it."""
+        if self.archive is None or self.offline or entry.sha256 is None:
+            return []
+        return self.archive.captures(entry.urls or ())[:1]
 
     def _with_mirrors(self, urls: tuple[str, ...]) -> list[str]:
         rewritten = [
@@ -334,6 +345,36 @@ class _Routing:
             else:
                 kept.append(source)
         return tuple(kept)
+
+
+@dataclass(frozen=True)
+class CourseArchive:
+    """Where the Internet Archive may hold the course server's files: the last resort source.
+
+    The course server is the host of the manifest's ``homepage``; captures are asked for nearest
+    to the manifest's ``released`` date (else its year), i.e. as the course left them.
+    """
+
+    host: str
+    timestamp: str
+
+    def captures(self, urls: tuple[str, ...] | list[str]) -> list[str]:
+        """``wayback:`` sources for the course-server URLs among *urls*, in order."""
+        return [
+            wayback_source(url, self.timestamp)
+            for url in urls
+            if url.lower().startswith(("https://", "http://"))
+            and urlsplit(url).hostname == self.host
+        ]
+
+
+def course_archive(manifest: Manifest) -> CourseArchive | None:
+    """The manifest's course server and capture date; None without a homepage."""
+    host = urlsplit(manifest.homepage).hostname if manifest.homepage else None
+    if not host:
+        return None
+    released = manifest.released
+    return CourseArchive(host, released.strftime("%Y%m%d") if released else str(manifest.year))
 
 
 def _can_fetch(sources: tuple[str, ...], parts: tuple[PartPlan, ...]) -> bool:

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol
 from lhymirror.core.errors import IntegrityError, StorageError, UsageError, storage_errors
 from lhymirror.core.fsutil import CHUNK_SIZE, BackgroundWriteback, ThreadedDigest, atomic_writer
 from lhymirror.core.units import format_size
+from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.job import (
     Fetcher,
     FileJob,
@@ -58,11 +59,13 @@ def run_sync(
     session_factory: Callable[[], Any] | None = None,
     disk_usage: Callable[[Path], Any] = shutil.disk_usage,
     lock_wait: float = 5.0,
+    health: HostHealth | None = None,
 ) -> SyncReport:
     """Run *plan* under the year's lock and report what happened to each file.
 
     ``downloader_factory(events)`` builds one downloader per worker thread; sleeps and clocks are
-    injected there; ``session_factory`` defaults to :func:`lhymirror.fetch.http.new_session`. Raises
+    injected there; ``session_factory`` defaults to :func:`lhymirror.fetch.http.new_session`.
+    *health* is the host health the downloaders share (the report names the hosts down). Raises
     ``StorageError`` when the lock is held elsewhere or space is short.
     """
     with store.lock(wait=lock_wait):
@@ -75,7 +78,12 @@ def run_sync(
             display=events,
             scheduler=Scheduler(jobs, per_host, threading.Event()),
         )
-    return SyncReport(plan.year, plan.root, outcomes)
+    if health is None:
+        return SyncReport(plan.year, plan.root, outcomes)
+    no_network = health.all_down() and not any(
+        outcome.verified for outcome in outcomes if outcome.bytes_received
+    )
+    return SyncReport(plan.year, plan.root, outcomes, health.down_hosts(), no_network)
 
 
 class _Worker(NamedTuple):
