@@ -9,6 +9,7 @@ time are left to the entry's normal sources (the caller runs the ordinary sync f
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -197,7 +198,7 @@ def place_verified(
 def merge_reports(report: SyncReport, swarm: dict[str, FileOutcome]) -> SyncReport:
     """The sync's report with the outcome of each file the swarm delivered."""
     files = tuple(swarm.get(outcome.id, outcome) for outcome in report.files)
-    return SyncReport(report.year, report.root, files)
+    return dataclasses.replace(report, files=files)  # hosts_down and no_network stay
 
 
 def _short(source: str) -> str:
