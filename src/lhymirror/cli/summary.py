@@ -122,6 +122,15 @@ def summary_counts(report: SyncReport) -> str:
     return ", ".join(shown) + f" ({format_size(report.bytes_received)} received)"
 
 
+def host_lines(report: SyncReport) -> list[str]:
+    """One line per host that was down: skipped for the rest of the run."""
+    return [
+        f"{down.host}: not reachable ({down.reason}); {count_of(down.files, 'file')} used "
+        f"{'its' if down.files == 1 else 'their'} other sources"
+        for down in report.hosts_down
+    ]
+
+
 def problem_lines(
     report: SyncReport,
     import_command: Callable[[str], str],

@@ -25,6 +25,7 @@ from lhymirror.cli.summary import (
     OFFLINE,
     RESUME_HINT,
     cause_of,
+    host_lines,
     problem_lines,
     rerun_helps,
     summary_counts,
@@ -309,11 +310,7 @@ def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncRepor
     if report.no_network:  # the error says it all; a line per file would only repeat it
         lines = []
     else:
-        lines = [
-            f"{down.host}: not reachable ({down.reason}); "
-            f"{count_of(down.files, 'file')} used their other sources"
-            for down in report.hosts_down
-        ]
+        lines = host_lines(report)
         lines += problem_lines(
             report,
             lambda entry_id: import_command(args, manifest, entry_id),
