@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lhymirror.core.units import count_of, format_size
+from lhymirror.fetch.plan import OFFLINE_HINT
 from lhymirror.fetch.report import FileOutcome, SyncReport
 
 MAX_LISTED = 10  # files listed per cause at the default level (--verbose lists them all)
@@ -66,7 +67,7 @@ CAUSES: dict[str, Cause] = {
         "same command again.",
         rerun_helps=True,
     ),
-    "offline": Cause(OFFLINE, "Run it without --offline to download them.", rerun_helps=False),
+    "offline": Cause(OFFLINE, OFFLINE_HINT, rerun_helps=False),
     "failed": Cause("failed", RESUME_HINT, rerun_helps=True),
 }
 

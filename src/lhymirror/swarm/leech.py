@@ -198,7 +198,7 @@ def place_verified(
 def merge_reports(report: SyncReport, swarm: dict[str, FileOutcome]) -> SyncReport:
     """The sync's report with the outcome of each file the swarm delivered."""
     files = tuple(swarm.get(outcome.id, outcome) for outcome in report.files)
-    return dataclasses.replace(report, files=files)  # hosts_down and no_network stay
+    return dataclasses.replace(report, files=files)  # keeps hosts_down and no_network
 
 
 def _short(source: str) -> str:
