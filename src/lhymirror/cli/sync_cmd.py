@@ -350,11 +350,13 @@ def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
     if failed and report.no_network:
         hosts = [down.host for down in report.hosts_down]
         shown = ", ".join(hosts[:3]) + (", …" if len(hosts) > 3 else "")
+        reasons = dict.fromkeys(down.reason for down in report.hosts_down)  # the last errors
         raise DownloadError(
             "no network",
             where=f"could not reach {shown}"
             if len(hosts) == 1
             else f"could not reach any of {len(hosts)} hosts: {shown}",
+            detail="; ".join(list(reasons)[:3]) or None,
             hint="Check the connection or proxy settings, or sync from a classmate's copy "
             "with --from URL.",
         )
