@@ -98,6 +98,11 @@ class TransferProgress:
                 self._write(f"retrying {self._names.get(key, key)}{wait}: {reason} ({source})")
             self._refresh()
 
+    def note(self, line: str) -> None:
+        """A line for the user above the bar (unless quiet), e.g. what the swarm delivered."""
+        if not self._quiet:
+            self._write(line)
+
     # -- SyncEvents ----------------------------------------------------------------------
 
     def file_finished(self, outcome: FileOutcome) -> None:

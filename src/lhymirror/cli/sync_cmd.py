@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         plan, enabled=show_bar, quiet=args.quiet, verbose=args.verbose
     ) as progress:
         if use_swarm and any(item.action == "fetch" for item in plan.items):
-            from_swarm = sync_from_swarm(
+            swarm = sync_from_swarm(
                 plan,
                 store,
                 args.swarm,
@@ -216,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
                 peers=args.peers,
                 wait=args.swarm_wait,
             )
+            progress.note(swarm.summary())
+            from_swarm = swarm.placed
             plan = make_plan() if from_swarm else plan
         report = run_sync(
             plan,
