@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from lhymirror.archive.bagcheck import VerifyReport
@@ -25,14 +25,14 @@ if TYPE_CHECKING:
     from lhymirror.fetch.plan import SyncPlan
     from lhymirror.fetch.policy import RetryPolicy
     from lhymirror.fetch.ratelimit import RateLimiter
-    from lhymirror.fetch.report import FileOutcome, SyncReport
+    from lhymirror.fetch.report import AddReport, FileOutcome, SyncReport
     from lhymirror.fetch.sources.kaggle import KaggleCredentials
     from lhymirror.fetch.transfer import TransferEvents
     from lhymirror.manifest.listing import ListReport
     from lhymirror.manifest.model import Manifest
     from lhymirror.mirror.pin import PinReport
     from lhymirror.mirror.status import StatusReport
-    from lhymirror.mirror.store import FileRecord, MirrorStore
+    from lhymirror.mirror.store import MirrorStore
     from lhymirror.swarm.engine import SessionOptions
 
 __all__ = [  # noqa: RUF022 - in the order of the flow
@@ -242,6 +242,7 @@ def sync(
     from lhymirror.fetch.health import HostHealth  # noqa: PLC0415
     from lhymirror.fetch.policy import RetryPolicy  # noqa: PLC0415
     from lhymirror.fetch.ratelimit import RateLimiter  # noqa: PLC0415
+    from lhymirror.fetch.sources.kaggle import credentials_for_plan  # noqa: PLC0415
     from lhymirror.fetch.sync import run_sync  # noqa: PLC0415
 
     bases = [("--from", base) for base in from_bases] + [("--mirror", b) for b in mirrors]
@@ -286,7 +287,7 @@ def sync(
         events.note(delivered.summary())
         from_swarm = delivered.placed
         sync_plan = make_plan() if from_swarm else sync_plan
-    credentials = kaggle_credentials_for(sync_plan)
+    credentials = credentials_for_plan(sync_plan)
     health = HostHealth()
     limiter = RateLimiter(limit_rate) if limit_rate else None
     report = run_sync(
@@ -346,40 +347,6 @@ def build_downloader(
     )
 
 
-def kaggle_credentials_for(sync_plan: SyncPlan) -> KaggleCredentials | None:
-    """Kaggle credentials, read only when a planned transfer may need them."""
-    from lhymirror.fetch.sources.kaggle import load_credentials  # noqa: PLC0415
-    from lhymirror.manifest.sources import source_kind  # noqa: PLC0415
-
-    uses_kaggle = any(
-        source_kind(source) == "kaggle"
-        for item in sync_plan.items
-        if item.needs_transfer
-        for source in (*item.sources, *(s for part in item.parts for s in part.sources))
-    )
-    return load_credentials() if uses_kaggle else None
-
-
-@dataclass(frozen=True)
-class AddReport:
-    """A file imported by :func:`add`: where it went, its record, what it was checked against."""
-
-    id: str
-    path: Path
-    record: FileRecord
-    checked_against: Literal["manifest", "recorded"] | None  # None: it became the reference
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain data (see docs/json.md)."""
-        return {
-            "id": self.id,
-            "path": str(self.path),
-            "size": self.record.size,
-            "sha256": self.record.sha256,
-            "checksum_origin": self.checked_against,
-        }
-
-
 def add(manifest: Manifest, store: MirrorStore, entry_id: str, file: Path | str) -> AddReport:
     """Import *file* (downloaded by hand) as the manifest's file *entry_id*, verified first.
 
@@ -388,6 +355,7 @@ def add(manifest: Manifest, store: MirrorStore, entry_id: str, file: Path | str)
     then); otherwise it becomes the reference. ``UsageError`` for an unknown id or a missing file.
     """
     from lhymirror.core.errors import UsageError  # noqa: PLC0415
+    from lhymirror.fetch.report import AddReport  # noqa: PLC0415
     from lhymirror.fetch.sync import import_file  # noqa: PLC0415
     from lhymirror.mirror.state import expected_of  # noqa: PLC0415
 

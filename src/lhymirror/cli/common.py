@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import sys
@@ -28,11 +27,11 @@ __all__ = [
     "add_list_option",
     "add_manifest_arguments",
     "add_root_argument",
+    "add_verbosity_options",
     "byte_progress",
     "format_size",
     "mirror_root",
     "positive_int",
-    "print_json",
     "selected_manifest",
     "selected_store",
     "year_number",
@@ -150,7 +149,25 @@ def add_command(
     parser.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
+    add_verbosity_options(parser, default=argparse.SUPPRESS)
     return parser
+
+
+def add_verbosity_options(parser: argparse.ArgumentParser, *, default: Any = False) -> None:
+    """``-q/--quiet`` and ``-v/--verbose``, which every command takes.
+
+    The top-level parser has them with real defaults; each command's parser with SUPPRESS, so
+    ``lhymirror -q sync`` and ``lhymirror sync -q`` mean the same.
+    """
+    levels = parser.add_mutually_exclusive_group()
+    levels.add_argument(
+        "-q", "--quiet", action="store_true", default=default,
+        help="print only errors: no progress, no summary",
+    )  # fmt: skip
+    levels.add_argument(
+        "-v", "--verbose", action="store_true", default=default,
+        help="print every step (each download attempt, each file) as one line",
+    )  # fmt: skip
 
 
 def add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
@@ -204,12 +221,6 @@ def _selected_year(args: argparse.Namespace) -> int | None:
         )
     year: int | None = args.year_pos if args.year_pos is not None else args.year_opt
     return year
-
-
-def print_json(data: Any) -> None:
-    """Write *data* as indented JSON to stdout."""
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
 
 
 @contextlib.contextmanager

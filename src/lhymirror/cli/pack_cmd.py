@@ -21,6 +21,7 @@ from lhymirror.cli.common import (
     selected_store,
 )
 from lhymirror.core.errors import UsageError
+from lhymirror.core.units import count_of
 from lhymirror.manifest.model import Manifest
 from lhymirror.swarm.engine import libtorrent
 from lhymirror.swarm.make import archive_torrent, write_torrent
@@ -93,7 +94,6 @@ def register(subparsers: Any) -> None:
         help="an HTTP(S) URL of the archive (or of its folder, ending in /) for the torrent "
         "(repeatable)",
     )  # fmt: skip
-    parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     parser.set_defaults(handler=run)
 
 
@@ -148,7 +148,7 @@ def print_summary(result: PackResult) -> None:
     """What was packed, on stderr (stdout carries only the archive's path)."""
     for item in result.missing:
         print(f"  {item.kind}: {item.describe()}", file=sys.stderr)
-    packed = f"{result.files} files, {format_size(result.payload_bytes)}"
+    packed = f"{count_of(result.files, 'file')}, {format_size(result.payload_bytes)}"
     if result.missing:
         packed += f"; {len(result.missing)} missing (recorded in bag-info.txt and index.html)"
     state = "unchanged, identical archive already there" if result.unchanged else "written"

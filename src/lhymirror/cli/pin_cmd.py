@@ -13,6 +13,7 @@ from lhymirror.cli.common import (
     selected_manifest,
     selected_store,
 )
+from lhymirror.core.units import count_of
 
 
 def register(subparsers: Any) -> None:
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if not report.changes:
         print(f"nothing to pin: {path} already has every recorded checksum")
     elif not report.written:
-        print(f"{len(report.changes)} entries would change; nothing was written (--dry-run)")
+        entries = count_of(len(report.changes), "entry", "entries")
+        print(f"{entries} would change; nothing was written (--dry-run)")
     else:
-        print(f"wrote {path} ({len(report.changes)} entries pinned)")
+        print(f"wrote {path} ({count_of(len(report.changes), 'entry', 'entries')} pinned)")
     return 0

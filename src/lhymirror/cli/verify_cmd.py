@@ -110,7 +110,7 @@ def report_lines(report: VerifyReport) -> list[str]:
 
 def summary_line(report: VerifyReport) -> str:
     """``intact: N files, X MB checked`` or ``NOT intact: K problems …``."""
-    checked = f"{report.files_checked} files, {format_size(report.bytes_checked)}"
+    checked = f"{count_of(report.files_checked, 'file')}, {format_size(report.bytes_checked)}"
     how = " (sizes only, --fast)" if report.fast else ""
     if report.ok:
         return f"intact: {checked} checked{how}: {report.target}"

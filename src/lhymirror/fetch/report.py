@@ -20,6 +20,7 @@ from lhymirror.fetch.health import HostDown
 from lhymirror.fetch.plan import OFFLINE_HINT, PlanItem
 from lhymirror.fetch.transfer import FailureCause
 from lhymirror.mirror.state import FileProblem
+from lhymirror.mirror.store import FileRecord
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
 Failure = Literal["download", "integrity", "storage"]
@@ -111,18 +112,20 @@ class SyncReport:
             )
         if self.failures_of("storage"):
             return StorageError(
-                f"{count_of(failed, 'file')} could not be stored",
+                f"{count_of(len(self.failures_of('storage')), 'file')} could not be stored",
                 where=where,
                 hint="Free some space or fix the permissions, then run the same command again.",
             )
         if failed and self.no_network:
             hosts = [down.host for down in self.hosts_down]
             shown = ", ".join(hosts[:3]) + (", …" if len(hosts) > 3 else "")
+            reasons = dict.fromkeys(down.reason for down in self.hosts_down)  # the last errors
             return DownloadError(
                 "no network",
                 where=f"could not reach {shown}"
                 if len(hosts) == 1
                 else f"could not reach any of {len(hosts)} hosts: {shown}",
+                detail="; ".join(list(reasons)[:3]) or None,
                 hint="Check the connection or proxy settings, or sync from a classmate's copy "
                 "with --from URL.",
             )
@@ -171,3 +174,23 @@ def failed_outcome(item: PlanItem, error: LhymirrorError, failure: Failure) -> F
     return outcome_of(
         item, "failed", size=item.size, reason=error.message, failure=failure, cause=cause
     )
+
+
+@dataclass(frozen=True)
+class AddReport:
+    """A file ``add`` imported: where it went, its record, what it was checked against."""
+
+    id: str
+    path: Path
+    record: FileRecord
+    checked_against: Literal["manifest", "recorded"] | None  # None: it became the reference
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (see docs/json.md)."""
+        return {
+            "id": self.id,
+            "path": str(self.path),
+            "size": self.record.size,
+            "sha256": self.record.sha256,
+            "checksum_origin": self.checked_against,
+        }
