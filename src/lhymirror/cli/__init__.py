@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from lhymirror import __version__
 from lhymirror.cli.commands import COMMANDS
-from lhymirror.cli.common import HelpFormatter, Parser
+from lhymirror.cli.common import HelpFormatter, Parser, add_verbosity_options
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
 from lhymirror.core.errors import LhymirrorError, ManifestError
 
@@ -47,6 +47,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks for errors (for bug reports)"
     )
+    add_verbosity_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
         if only is None or only == name:

@@ -28,6 +28,7 @@ __all__ = [
     "add_list_option",
     "add_manifest_arguments",
     "add_root_argument",
+    "add_verbosity_options",
     "byte_progress",
     "format_size",
     "mirror_root",
@@ -150,7 +151,25 @@ def add_command(
     parser.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
+    add_verbosity_options(parser, default=argparse.SUPPRESS)
     return parser
+
+
+def add_verbosity_options(parser: argparse.ArgumentParser, *, default: Any = False) -> None:
+    """``-q/--quiet`` and ``-v/--verbose``, which every command takes.
+
+    The top-level parser has them with real defaults; each command's parser with SUPPRESS, so
+    ``lhymirror -q sync`` and ``lhymirror sync -q`` mean the same.
+    """
+    levels = parser.add_mutually_exclusive_group()
+    levels.add_argument(
+        "-q", "--quiet", action="store_true", default=default,
+        help="print only errors: no progress, no summary",
+    )  # fmt: skip
+    levels.add_argument(
+        "-v", "--verbose", action="store_true", default=default,
+        help="print every step (each download attempt, each file) as one line",
+    )  # fmt: skip
 
 
 def add_manifest_arguments(parser: argparse.ArgumentParser) -> None:

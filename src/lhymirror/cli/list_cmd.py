@@ -14,6 +14,7 @@ from lhymirror.cli.common import (
     print_json,
     selected_manifest,
 )
+from lhymirror.core.units import count_of
 from lhymirror.manifest.model import (
     FILE_KINDS,
     LINK_KINDS,
@@ -99,9 +100,9 @@ def _table_lines(
     unknown = sum(1 for f in files if f.size is None)
     lines.append("")
     lines.append(
-        f"{len(files)} files, {format_size(total)} known"
+        f"{count_of(len(files), 'file')}, {format_size(total)} known"
         + (f" ({unknown} of unknown size)" if unknown else "")
-        + f"; {len(links)} links"
+        + f"; {count_of(len(links), 'link')}"
         + ("" if show_links or not links else " (--links to show them)")
     )
     return lines
@@ -109,7 +110,7 @@ def _table_lines(
 
 def _file_row(entry: FileEntry, id_width: int) -> str:
     sources = ",".join(entry.source_kinds)
-    parts = f" [{len(entry.parts)} parts]" if entry.parts else ""
+    parts = f" [{count_of(len(entry.parts), 'part')}]" if entry.parts else ""
     return (
         f"  {entry.id:<{id_width}}  {entry.kind:<11}  {format_size(entry.size):>9}  "
         f"{entry.path}  ({sources}{parts})"

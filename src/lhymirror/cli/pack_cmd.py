@@ -19,6 +19,7 @@ from lhymirror.cli.common import (
     selected_store,
 )
 from lhymirror.core.errors import UsageError
+from lhymirror.core.units import count_of
 from lhymirror.manifest.model import Manifest
 from lhymirror.swarm.engine import libtorrent
 from lhymirror.swarm.make import archive_torrent, write_torrent
@@ -39,8 +40,10 @@ def register(subparsers: Any) -> None:
             bytes. Prints the archive's path on stdout.
 
             Refuses (exit 5) when a file is missing or damaged, listing them all, unless
-            --partial; refuses to replace an existing archive of the same version with
-            different content unless --force. Works offline.
+            --partial, which packs the rest as OUT/<slug>-<year>-v<version>-partial.zip (the
+            complete archive keeps the version's own name); refuses to replace an existing
+            complete archive of the same version with different content unless --force.
+            Works offline.
 
             --torrent also writes <archive>.torrent (hybrid BitTorrent v1+v2, reproducible)
             and prints its magnet link; each --web-seed URL where the archive can be
@@ -89,7 +92,6 @@ def register(subparsers: Any) -> None:
         help="an HTTP(S) URL of the archive (or of its folder, ending in /) for the torrent "
         "(repeatable)",
     )  # fmt: skip
-    parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     parser.set_defaults(handler=run)
 
 
@@ -145,7 +147,7 @@ def print_summary(result: PackResult) -> None:
     """What was packed, on stderr (stdout carries only the archive's path)."""
     for item in result.missing:
         print(f"  {item.kind}: {item.describe()}", file=sys.stderr)
-    packed = f"{result.files} files, {format_size(result.payload_bytes)}"
+    packed = f"{count_of(result.files, 'file')}, {format_size(result.payload_bytes)}"
     if result.missing:
         packed += f"; {len(result.missing)} missing (recorded in bag-info.txt and index.html)"
     state = "unchanged, identical archive already there" if result.unchanged else "written"

@@ -15,6 +15,7 @@ from lhymirror.cli.common import (
     selected_store,
 )
 from lhymirror.core.errors import UsageError
+from lhymirror.core.units import count_of
 from lhymirror.manifest.model import FileEntry, Manifest, write_manifest
 from lhymirror.mirror.store import MirrorStore
 
@@ -66,10 +67,11 @@ def run(args: argparse.Namespace) -> int:
     if not changes:
         print(f"nothing to pin: {path} already has every recorded checksum")
     elif args.dry_run:
-        print(f"{len(changes)} entries would change; nothing was written (--dry-run)")
+        entries = count_of(len(changes), "entry", "entries")
+        print(f"{entries} would change; nothing was written (--dry-run)")
     else:
         write_manifest(pinned, path)
-        print(f"wrote {path} ({len(changes)} entries pinned)")
+        print(f"wrote {path} ({count_of(len(changes), 'entry', 'entries')} pinned)")
     return 0
 
 

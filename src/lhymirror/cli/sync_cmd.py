@@ -21,7 +21,16 @@ from lhymirror.cli.common import (
     selected_store,
 )
 from lhymirror.cli.exitcodes import ExitStatus
-from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
+from lhymirror.cli.progress import TransferProgress
+from lhymirror.cli.summary import (
+    OFFLINE,
+    RESUME_HINT,
+    cause_of,
+    host_lines,
+    problem_lines,
+    rerun_helps,
+    summary_counts,
+)
 from lhymirror.cli.swarm_options import add_session_arguments, session_options
 from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError, StorageError
 from lhymirror.core.units import count_of, parse_rate
@@ -118,7 +127,6 @@ def register(subparsers: Any) -> None:
         "--dry-run", action="store_true", help="show what would be done; touch nothing"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
-    parser.add_argument("--quiet", "-q", action="store_true", help="print only problems")
     parser.add_argument(
         "--offline", action="store_true",
         help="never use the network; report what would need it",
@@ -191,13 +199,15 @@ def run(args: argparse.Namespace) -> int:
         network = [(option, base) for option, base in bases if network_bases([base])]
         probe_bases(network, timeout=(policy or RetryPolicy()).timeout)
     limiter = RateLimiter(args.limit_rate) if args.limit_rate else None
-    show_bar = not args.quiet and sys.stdout.isatty()
+    show_bar = not args.quiet and sys.stderr.isatty()
     credentials = kaggle_credentials_for(plan)
     from_swarm: dict[str, FileOutcome] = {}
     health = HostHealth()
-    with TransferProgress(plan, enabled=show_bar, quiet=args.quiet) as progress:
+    with TransferProgress(
+        plan, enabled=show_bar, quiet=args.quiet, verbose=args.verbose
+    ) as progress:
         if use_swarm and any(item.action == "fetch" for item in plan.items):
-            from_swarm = sync_from_swarm(
+            swarm = sync_from_swarm(
                 plan,
                 store,
                 args.swarm,
@@ -206,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
                 peers=args.peers,
                 wait=args.swarm_wait,
             )
+            progress.note(swarm.summary())
+            from_swarm = swarm.placed
             plan = make_plan() if from_swarm else plan
         report = run_sync(
             plan,
@@ -312,11 +324,12 @@ def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
     """Raise the error that sums up an unfinished sync (the CLI maps it to the exit code).
 
     Failures outrank manual steps; among failures integrity outranks storage, which outranks
-    download: the most serious finding decides. After an ``--offline`` plan the files were not
-    downloaded because it forbade it, so the hint is to run without it, not to resume.
+    download: the most serious finding decides. The hint says to run the same command again
+    only when that can help (see :func:`summary.rerun_helps`); after an ``--offline`` plan, to
+    run without it.
     """
     where = str(store.year_dir)
-    failed = len(report.with_outcome("failed"))
+    failed = report.with_outcome("failed")
     if report.failures_of("integrity"):
         raise IntegrityError(
             f"{count_of(len(report.failures_of('integrity')), 'file')} did not verify",
@@ -325,26 +338,39 @@ def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
         )
     if report.failures_of("storage"):
         raise StorageError(
-            f"{count_of(failed, 'file')} could not be stored",
+            f"{count_of(len(report.failures_of('storage')), 'file')} could not be stored",
             where=where,
             hint="Free some space or fix the permissions, then run the same command again.",
+        )
+    offline = [f for f in failed if cause_of(f) == "offline"]
+    if failed and len(offline) == len(failed):
+        raise DownloadError(
+            f"{count_of(len(failed), 'file')} {OFFLINE}",
+            where=where,
+            hint=OFFLINE_HINT,
         )
     if failed and report.no_network:
         hosts = [down.host for down in report.hosts_down]
         shown = ", ".join(hosts[:3]) + (", …" if len(hosts) > 3 else "")
+        reasons = dict.fromkeys(down.reason for down in report.hosts_down)  # the last errors
         raise DownloadError(
             "no network",
             where=f"could not reach {shown}"
             if len(hosts) == 1
             else f"could not reach any of {len(hosts)} hosts: {shown}",
+            detail="; ".join(list(reasons)[:3]) or None,
             hint="Check the connection or proxy settings, or sync from a classmate's copy "
             "with --from URL.",
         )
     if failed:
         raise DownloadError(
-            f"{count_of(failed, 'file')} could not be downloaded",
+            f"{count_of(len(failed), 'file')} could not be downloaded",
             where=where,
-            hint=OFFLINE_HINT if report.offline else "Run the same command again to resume.",
+            hint=OFFLINE_HINT
+            if report.offline
+            else RESUME_HINT
+            if rerun_helps(report)
+            else "See the hints above; running the same command again will not help.",
         )
     manual = len(report.with_outcome("manual"))
     if manual:
@@ -356,23 +382,20 @@ def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
 
 
 def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncReport) -> None:
-    """The JSON report on stdout, or the summary (problems on stderr)."""
+    """The JSON report on stdout, or the summary: problems by cause on stderr, counts on stdout."""
     if args.json:
         print_json(report.to_json())
         return
     if report.no_network:  # the error says it all; a line per file would only repeat it
         lines = []
     else:
-        lines = problem_lines(
+        lines = host_lines(report)
+        lines += problem_lines(
             report,
             lambda entry_id: import_command(args, manifest, entry_id),
-            resume_hint=not report.offline,
+            rejected=str(selected_store(args, manifest).meta_dir / "rejected") + "/",
+            verbose=args.verbose,
         )
-        lines += [
-            f"{down.host}: not reachable ({down.reason}); "
-            f"{count_of(down.files, 'file')} used their other sources"
-            for down in report.hosts_down
-        ]
     for line in lines:
         print(line, file=sys.stderr)
     if not args.quiet:
@@ -405,6 +428,6 @@ def _plan_line(item: PlanItem) -> str:
     origin = f" from {first[0]}" if first else ""
     if item.action == "needs-network":
         origin = f" from {', '.join(item.withheld)}"
-    parts = f" in {len(item.parts)} parts" if item.parts else ""
+    parts = f" in {count_of(len(item.parts), 'part')}" if item.parts else ""
     size = format_size(item.size)
     return f"{item.action:<13} {item.id}  {item.entry.path} ({size}){parts}{origin}: {item.reason}"
