@@ -23,6 +23,7 @@ from lhymirror.fetch.job import record_for
 from lhymirror.fetch.plan import PlanItem, SyncPlan
 from lhymirror.fetch.report import FileOutcome, SyncReport
 from lhymirror.fetch.transfer import TransferEvents
+from lhymirror.mirror.state import FileProblem, check_bytes
 from lhymirror.mirror.store import MirrorStore
 from lhymirror.swarm.engine import (
     ResumeFiles,
@@ -153,12 +154,12 @@ def match_torrent(info: Any, plan: SyncPlan, store: MirrorStore, source: str) ->
             continue
         matched += 1
         size = int(files.file_size(index))
-        if item.size is not None and size != item.size:
+        problem = check_bytes(item.expected, size, None)
+        if problem is not None:
             raise IntegrityError(
                 "the torrent does not match the manifest",
                 where=_short(source),
-                detail=f"{path} is {size} bytes in the torrent, {item.size} in the "
-                f"{item.expected.origin} checksum",
+                detail=f"{path} in the torrent: {problem}",
                 hint="Nothing was placed. Ask for the torrent of this manifest's version, "
                 "or sync without --swarm.",
             )
@@ -183,18 +184,17 @@ def place_verified(
         with storage_errors(path):
             size, sha = hash_file(path)
         hashed.append((wanted, path, size, sha))
-    bad = [entry for entry in hashed if entry[3] != entry[0].item.expected.sha256]
+    bad = [(entry, problem) for entry in hashed if (problem := _problem(*entry))]
     if bad:
-        for wanted, path, _size, sha in bad:
+        for (wanted, path, _size, sha), _problem_found in bad:
             store.reject(wanted.item.id, path, sha)
         run.forget()
-        wanted, _path, _size, sha = bad[0]
+        (wanted, *_), problem = bad[0]
         more = f" (and {count_of(len(bad) - 1, 'more file')})" if len(bad) > 1 else ""
         raise IntegrityError(
             "the torrent does not match the manifest",
             where=_short(source),
-            detail=f"{wanted.item.entry.path} has sha256 {sha[:16]}…, the "
-            f"{wanted.item.expected.origin} says {str(wanted.item.expected.sha256)[:16]}…{more}",
+            detail=f"{wanted.item.entry.path}: {problem}{more}",
             hint="Nothing from it was placed (its bytes are under .lhymirror/rejected/). "
             "Sync without --swarm, or ask for the right torrent.",
         )
@@ -215,6 +215,10 @@ def place_verified(
             bytes_received=size,
         )  # fmt: skip
     return outcomes
+
+
+def _problem(wanted: Wanted, path: Path, size: int, sha: str) -> FileProblem | None:
+    return check_bytes(wanted.item.expected, size, sha)
 
 
 def merge_reports(report: SyncReport, swarm: dict[str, FileOutcome]) -> SyncReport:
