@@ -281,7 +281,7 @@ def test_json_and_markdown_reports(
     assert status == 4
     data = json.loads(out)
     assert data["counts"]["alive"] == 1 and data["counts"]["gone"] == 1
-    assert [s["status"] for s in data["sources"]] == ["alive", "gone"]
+    assert [s["state"] for s in data["sources"]] == ["alive", "gone"]
     text = report.read_text(encoding="utf-8")
     assert "| Entry | Status | Source | Detail |" in text
     assert f"| a | **gone** | <{http_server.url_for('/gone.zip')}> | HTTP 404 |" in text
