@@ -82,6 +82,7 @@ def test_exit_codes_are_the_documented_numbers() -> None:
         "STORAGE": 6,
         "INCOMPLETE": 7,
         "INTERRUPTED": 130,
+        "TERMINATED": 143,
     }
 
 

@@ -18,6 +18,7 @@ from lhymirror import __version__
 from lhymirror.cli.commands import COMMANDS
 from lhymirror.cli.common import HelpFormatter, Parser, add_verbosity_options
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
+from lhymirror.cli.signals import Terminated, terminate_as_interrupt
 from lhymirror.core.errors import LhymirrorError, ManifestError
 
 DESCRIPTION = """\
@@ -72,14 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return ExitStatus.USAGE
     try:
-        return int(args.handler(args))
+        with terminate_as_interrupt():
+            return int(args.handler(args))
     except LhymirrorError as error:
         if args.debug:
             traceback.print_exc()
         report_error(error)
         return exit_status_for(error)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (see cli.signals)
         print("lhymirror: interrupted; run the same command again to resume.", file=sys.stderr)
+        if isinstance(interrupt, Terminated):
+            return ExitStatus.TERMINATED
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:
         # The reader went away (e.g. `lhymirror list 2022 | head`): not an error of ours.

@@ -27,7 +27,8 @@ class ExitStatus(IntEnum):
     INTEGRITY = 5
     STORAGE = 6
     INCOMPLETE = 7
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM, handled like Ctrl-C
 
 
 _BY_ERROR: tuple[tuple[type[LhymirrorError], ExitStatus], ...] = (
