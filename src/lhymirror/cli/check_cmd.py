@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
         example="""
             lhymirror check 2022
             lhymirror check 2022 --only hw03-food11 --json
-            lhymirror check 2021 --markdown link-report.md
+            lhymirror check 2021 --archive --markdown link-report.md
         """,
     )
     add_manifest_arguments(parser)
@@ -58,6 +58,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--timeout", type=float, default=20.0, metavar="SECONDS",
         help="give up on a source after this long without an answer (default 20)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--archive", action="store_true",
+        help="also ask the Internet Archive for the capture sync tries last (pinned files)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
@@ -98,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         per_host=args.per_host,
         timeout=(min(10.0, args.timeout), args.timeout),
         kaggle_credentials=load_credentials(),
+        archive=args.archive,
     )
     if args.markdown is not None:
         _write_markdown(args.markdown, manifest.course, report)
