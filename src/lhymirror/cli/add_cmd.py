@@ -62,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
         if expected.sha256
         else "no checksum was known: recorded as the reference"
     )
-    print(
-        f"added {entry.id}: {store.file_path(entry.path)} ({format_size(record.size)}, "
-        f"sha256 {record.sha256[:12]}…, {note})"
-    )
+    if not args.quiet:
+        print(
+            f"added {entry.id}: {store.file_path(entry.path)} ({format_size(record.size)}, "
+            f"sha256 {record.sha256[:12]}…, {note})"
+        )
     return 0

@@ -75,12 +75,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify what was asked; print the problems and a summary."""
-    with byte_progress("verifying", quiet=args.json) as progress:
+    with byte_progress("verifying", quiet=args.json or args.quiet) as progress:
         report = _verify(args, progress)
     if args.json:
         print_json(report.to_json())
     else:
-        print("\n".join(report_lines(report)))
+        print("\n".join(report_lines(report, quiet=args.quiet)))
     if not report.ok:
         count = len(report.problems)
         raise IntegrityError(
@@ -126,11 +126,12 @@ def _verify(args: argparse.Namespace, progress: Callable[[int], None]) -> Verify
     return verify_mirror(manifest, store, fast=args.fast, progress=progress)
 
 
-def report_lines(report: VerifyReport) -> list[str]:
-    """Every problem on its own line, the notes, then the summary line."""
+def report_lines(report: VerifyReport, *, quiet: bool = False) -> list[str]:
+    """Every problem on its own line, the notes, then the summary line (*quiet*: problems only)."""
     lines = [str(problem) for problem in report.problems]
-    lines += [f"note: {note}" for note in report.notes]
-    lines.append(summary_line(report))
+    if not quiet:
+        lines += [f"note: {note}" for note in report.notes]
+        lines.append(summary_line(report))
     return lines
 
 
