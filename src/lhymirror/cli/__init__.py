@@ -18,6 +18,7 @@ from lhymirror import __version__
 from lhymirror.cli.commands import COMMANDS
 from lhymirror.cli.common import HelpFormatter, Parser, add_verbosity_options
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
+from lhymirror.cli.jsonout import print_document, wants_json
 from lhymirror.cli.signals import Terminated, terminate_as_interrupt
 from lhymirror.core.errors import LhymirrorError, ManifestError
 
@@ -26,6 +27,8 @@ Keep complete, verified, offline copies of Hung-yi Lee's NTU Machine Learning co
 download a year's files (sync), pack them into an archive (pack) and prove it intact (verify).
 Run `lhymirror COMMAND --help` for each command's options and an example.
 """
+
+RESUME = "Run the same command again to resume."
 
 EXAMPLE = """\
 example:
@@ -78,13 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LhymirrorError as error:
         if args.debug:
             traceback.print_exc()
+        if wants_json(args):
+            print_document(args, error=error)
         report_error(error)
         return exit_status_for(error)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (see cli.signals)
+        status = (
+            ExitStatus.TERMINATED if isinstance(interrupt, Terminated) else ExitStatus.INTERRUPTED
+        )
+        if wants_json(args):
+            interrupted = LhymirrorError("interrupted", hint=RESUME)
+            print_document(args, error=interrupted, status=status)
         print("lhymirror: interrupted; run the same command again to resume.", file=sys.stderr)
-        if isinstance(interrupt, Terminated):
-            return ExitStatus.TERMINATED
-        return ExitStatus.INTERRUPTED
+        return status
     except BrokenPipeError:
         # The reader went away (e.g. `lhymirror list 2022 | head`): not an error of ours.
         sys.stderr.close()
