@@ -21,6 +21,7 @@ from lhymirror.core.errors import (
     IntegrityError,
     LhymirrorError,
     ManifestError,
+    MissingFilesError,
     StorageError,
     UsageError,
 )
@@ -81,6 +82,7 @@ def test_exit_codes_are_the_documented_numbers() -> None:
         "INTEGRITY": 5,
         "STORAGE": 6,
         "INCOMPLETE": 7,
+        "MISSING": 8,
         "INTERRUPTED": 130,
     }
 
@@ -94,6 +96,7 @@ def test_exit_codes_are_the_documented_numbers() -> None:
         (IntegrityError("x"), ExitStatus.INTEGRITY),
         (StorageError("x"), ExitStatus.STORAGE),
         (IncompleteError("x"), ExitStatus.INCOMPLETE),
+        (MissingFilesError("x"), ExitStatus.MISSING),
         (LhymirrorError("x"), ExitStatus.USAGE),
     ],
 )

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from factories import blob, file_entry, manifest_data, sha
-from lhymirror.cli.sync_cmd import kaggle_credentials_for
 from lhymirror.core.errors import DownloadError, IntegrityError, StorageError
 from lhymirror.core.fsutil import atomic_write_bytes
 from lhymirror.fetch.job import SyncCancelled
 from lhymirror.fetch.plan import plan_sync
 from lhymirror.fetch.report import FileOutcome, SyncReport
 from lhymirror.fetch.scheduler import largest_first
+from lhymirror.fetch.sources.kaggle import credentials_for_plan as kaggle_credentials_for
 from lhymirror.fetch.sync import check_free_space, run_sync, write_verified
 from lhymirror.fetch.transfer import FetchResult, ManualStepRequired, Target, UpstreamChangedError
 from lhymirror.manifest.model import Manifest
@@ -140,7 +140,7 @@ def test_missing_files_are_downloaded_and_recorded(store: MirrorStore, server: F
     assert record.mtime_ns == store.file_path("slides/b.pdf").stat().st_mtime_ns
     assert report.bytes_received == 8000
     assert {f.id for f in recorder.finished} == {"a", "b"}
-    assert report.to_json()["totals"]["downloaded"] == 2
+    assert report.to_json()["counts"]["downloaded"] == 2
 
 
 def test_second_sync_fetches_nothing(store: MirrorStore, server: FakeServer) -> None:

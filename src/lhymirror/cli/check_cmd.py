@@ -12,12 +12,11 @@ from lhymirror.cli.common import (
     add_manifest_arguments,
     add_root_argument,
     positive_int,
-    print_json,
     selected_manifest,
     selected_store,
 )
-from lhymirror.cli.exitcodes import ExitStatus
-from lhymirror.core.errors import DownloadError, IntegrityError, UsageError
+from lhymirror.cli.jsonout import finish, wants_json
+from lhymirror.core.errors import DownloadError, IntegrityError, LhymirrorError, UsageError
 from lhymirror.core.units import count_of, format_size
 
 if TYPE_CHECKING:
@@ -106,11 +105,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.markdown is not None:
         _write_markdown(args.markdown, manifest.course, report)
-    if args.json:
-        print_json(report.to_json())
-    else:
+    if not wants_json(args):
         _print_table(report)
-    return _verdict(report)
+    return finish(args, report.to_json(), _verdict(report))
 
 
 def _rows(report: CheckReport) -> list[tuple[str, str, str, str]]:
@@ -163,26 +160,26 @@ def _write_markdown(path: Path, course: str, report: CheckReport) -> None:
         raise UsageError("cannot write the report", where=str(path), detail=str(exc)) from exc
 
 
-def _verdict(report: CheckReport) -> int:
-    """0 when nothing failed; changed sources outrank gone ones (5 before 4)."""
+def _verdict(report: CheckReport) -> LhymirrorError | None:
+    """None when nothing failed; changed sources outrank gone ones (5 before 4)."""
     changed = report.with_status("changed")
     if changed:
-        raise IntegrityError(
+        return IntegrityError(
             f"{count_of(len(changed), 'source')} changed",
             where=f"{report.year}",
             hint="Check the new bytes (lhymirror sync --accept-upstream ID) and update the pins.",
         )
     failed = report.with_status("gone", "unreachable")
     if failed and len(report.with_status("unreachable")) == len(report.checks):
-        raise DownloadError(
+        return DownloadError(
             "no source answered",
             where=f"{report.year}",
             hint="Check the connection or proxy settings, then run the same command again.",
         )
     if failed:
-        raise DownloadError(
+        return DownloadError(
             f"{count_of(len(failed), 'source')} gone or unreachable",
             where=f"{report.year}",
-            hint="Replace or remove those sources in the manifest (see the report).",
+            hint="Replace or remove those sources in the manifest.",
         )
-    return ExitStatus.OK
+    return None

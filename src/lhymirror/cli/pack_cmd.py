@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lhymirror.archive.pack import IncompleteMirrorError, PackResult, collect_payload, pack_year
+from lhymirror.api import pack
+from lhymirror.archive.pack import IncompleteMirrorError, PackResult
 from lhymirror.archive.write import FORMATS
 from lhymirror.cli.common import (
+    ByteProgress,
     add_command,
     add_manifest_arguments,
     add_root_argument,
@@ -103,17 +105,16 @@ def run(args: argparse.Namespace) -> int:
         libtorrent()  # before packing: a missing extra should not cost a whole pack first
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
-    total = sum(item.size for item in collect_payload(manifest, store)[0])
-    with byte_progress("packing", total=total, quiet=args.quiet) as progress:
+    with ByteProgress(quiet=args.quiet) as progress:
         try:
-            result = pack_year(
+            result = pack(
                 manifest,
                 store,
                 args.out,
                 fmt=args.fmt,
                 partial=args.partial,
                 force=args.force,
-                progress=progress,
+                events=progress,
             )
         except IncompleteMirrorError as error:
             for item in error.missing:
