@@ -18,8 +18,9 @@ import responses
 import tomli_w
 
 from factories import sha
-from httpserver import CourseServer, pdf_payload
-from lhymirror.cli import main, sync_cmd
+from httpserver import CourseServer, Fault, pdf_payload
+from lhymirror import api
+from lhymirror.cli import main
 from lhymirror.core.errors import DownloadError
 from lhymirror.core.units import parse_rate
 from lhymirror.fetch.download import Downloader
@@ -152,7 +153,7 @@ def quick_downloader(monkeypatch: pytest.MonkeyPatch) -> None:
     def build(store: MirrorStore, **options: Any) -> Any:
         return Downloader(store, **{"policy": QUICK, **options}, sleep=lambda _: None)
 
-    monkeypatch.setattr(sync_cmd, "build_downloader", build)
+    monkeypatch.setattr(api, "build_downloader", build)
     monkeypatch.delenv("LHYMIRROR_ROOT", raising=False)
     monkeypatch.delenv("LHYMIRROR_MIRROR", raising=False)
 
@@ -378,3 +379,48 @@ def test_a_local_folder_is_a_base(tmp_path: Path, capsys: pytest.CaptureFixture[
     status, _, err = run([*args, "--from", str(tmp_path / "usb")], capsys)
     assert status == 0, err
     assert (tmp_path / "r" / str(YEAR) / "slides" / "a.pdf").read_bytes() == data
+
+
+# -- a first byte that does not come ---------------------------------------------------------
+
+
+def test_a_silent_first_source_is_left_for_the_next_after_the_first_byte_timeout(
+    store: MirrorStore, http_server: CourseServer, silent_port: int
+) -> None:
+    data = pdf_payload(50_000, 3)
+    good = http_server.add("/ml/a.pdf", data)
+    policy = RetryPolicy(read_timeout=20, first_byte_timeout=0.2, backoff_base=0)
+    downloader = Downloader(store, policy=policy, sleep=lambda _: None)
+    started = time.monotonic()
+    result = downloader.fetch(
+        target(store, "a.pdf", data), [f"http://127.0.0.1:{silent_port}/a.pdf", good], new_session()
+    )
+    assert result.source == good
+    assert time.monotonic() - started < 3  # one 0.2 s wait, not 5 x 20 s
+
+
+def test_the_body_keeps_the_full_read_timeout(
+    store: MirrorStore, http_server: CourseServer
+) -> None:
+
+    data = pdf_payload(200_000, 4)
+    slow = http_server.add(
+        "/ml/slow.pdf", data, faults=Fault(stall_after=50_000, stall_seconds=0.6)
+    )
+    other = http_server.add("/ml/other.pdf", data)
+    policy = RetryPolicy(read_timeout=5, first_byte_timeout=0.3, attempts=1)
+    downloader = Downloader(store, policy=policy, sleep=lambda _: None)
+    result = downloader.fetch(target(store, "a.pdf", data), [slow, other], new_session())
+    assert result.source == slow  # a 0.6 s pause mid-body is not a silent server
+
+
+def test_the_only_source_is_waited_for_with_the_read_timeout(
+    store: MirrorStore, silent_port: int
+) -> None:
+    policy = RetryPolicy(read_timeout=0.4, first_byte_timeout=0.1, attempts=1)
+    downloader = Downloader(store, policy=policy, sleep=lambda _: None)
+    with pytest.raises(DownloadError) as caught:
+        downloader.fetch(
+            target(store, "a.pdf", b"x"), [f"http://127.0.0.1:{silent_port}/a.pdf"], new_session()
+        )
+    assert "no answer in 0.4 s" in (caught.value.detail or "")

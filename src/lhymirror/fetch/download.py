@@ -109,9 +109,10 @@ class Downloader:
         partial = PartialDownload(self.store, target)
         partial.load()
         failures: list[tuple[str, SourceFailed]] = []
-        for source in sources:  # with --offline, the plan left out every network source
+        for index, source in enumerate(sources):  # --offline: the plan left out network ones
+            alternative = index + 1 < len(sources)
             try:
-                return self._fetch_from(adapter_for(source), source, partial, session)
+                return self._fetch_from(adapter_for(source), source, partial, session, alternative)
             except SourceFailed as failure:
                 failures.append((source, failure))
         raise _all_failed(target, failures)
@@ -122,8 +123,12 @@ class Downloader:
         source: str,
         partial: PartialDownload,
         session: requests.Session,
+        alternative: bool,
     ) -> FetchResult:
-        """Resolve *source*, then attempt it until it delivers, fails, or its budget is spent."""
+        """Resolve *source*, then attempt it until it delivers, fails, or its budget is spent.
+
+        *alternative*: another source follows, so a silent server is not waited for long.
+        """
         if adapter is None:
             parse_or_fail(source)  # says what is wrong with the source string
             raise SourceFailed(f"not a usable source ({source!r})")
@@ -137,7 +142,7 @@ class Downloader:
             )
         budgets: dict[Cause, int] = {"resolve": self.policy.resolve_attempts}
         return run_attempts(
-            lambda: self._attempt(adapter, resolved, partial, session),
+            lambda: self._attempt(adapter, resolved, partial, session, alternative),
             Attempts(self.policy, self._rng, self._clock, per_cause=budgets),
             sleep=self._sleep,
             on_retry=lambda reason, delay: self._events.retrying(key, source, reason, delay),
@@ -150,6 +155,7 @@ class Downloader:
         resolved: Resolved,
         partial: PartialDownload,
         session: requests.Session,
+        alternative: bool = False,
     ) -> FetchResult:
         offset = partial.resume_offset(resolved.url)
         exchange = Exchange(
@@ -161,6 +167,7 @@ class Downloader:
             clock=self._clock,
             now=self._now,
             on_received=self._receiver(partial),
+            alternative=alternative,
         )
         try:
             body = adapter.open(resolved, Request(partial.target, offset, exchange))

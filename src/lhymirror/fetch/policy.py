@@ -17,6 +17,9 @@ class RetryPolicy:
     retry_after_cap: float = 120.0  # never sleep longer than this for a Retry-After
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
+    # When the file has another source, a server that sends no answer for this long is left
+    # for that source (and counts against its host) instead of being waited for and retried.
+    first_byte_timeout: float = 10.0
     stall_window: float = 30.0  # seconds; fewer than stall_min_bytes in a window = stalled
     stall_min_bytes: int = 1024
 
