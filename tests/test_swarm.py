@@ -337,6 +337,40 @@ def test_a_magnet_link_gets_its_metadata_from_the_peer(
         assert course.file(student, name).read_bytes() == data
 
 
+@needs_libtorrent
+def test_swarm_bytes_reach_the_sync_progress_events(course: Class) -> None:
+    from lhymirror.fetch.plan import plan_sync
+    from lhymirror.manifest.model import load_manifest
+    from lhymirror.swarm.engine import SessionOptions
+    from lhymirror.swarm.leech import sync_from_swarm
+
+    torrent = course.torrent("--web-seed", course.serve_mirror(course.ta))
+    manifest = load_manifest(course.manifest)
+    store = MirrorStore(course.tmp / "student", YEAR)
+    held: dict[str, int] = {}
+    totals: dict[str, int] = {}
+
+    class Events:
+        def started(self, key: str, total: int | None, offset: int) -> None:
+            totals[key], held[key] = total or 0, offset
+
+        def advanced(self, key: str, nbytes: int) -> None:
+            held[key] += nbytes
+
+        def restarted(self, key: str, offset: int) -> None:
+            held[key] = offset
+
+        def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
+            pass
+
+    result = sync_from_swarm(
+        plan_sync(manifest, store), store, str(torrent), events=Events(), wait=10,
+        options=SessionOptions(bind="127.0.0.1", port=0, dht=False, lsd=False),
+    )  # fmt: skip
+    assert sorted(result.placed) == sorted(course.data)
+    assert held == totals == {name: len(data) for name, data in course.data.items()}
+
+
 def test_offline_never_starts_the_swarm(
     course: Class, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
