@@ -326,3 +326,8 @@ def test_the_archive_option_asks_for_the_last_resort_capture_of_pinned_files() -
         ("unpinned", f"{server}/b.pdf", "gone"),
     ]
     assert [c.source for c in quick(m).checks] == [f"{server}/a.pdf", f"{server}/b.pdf"]
+
+
+def test_no_answer_at_all_says_so(course: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(course(entry("a", "http://127.0.0.1:9/a.zip")), capsys)
+    assert status == 4 and "no source answered" in err and "connection" in err
