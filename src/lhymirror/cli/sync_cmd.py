@@ -32,6 +32,7 @@ from lhymirror.fetch.plan import OFFLINE_HINT, PlanItem, SyncPlan, plan_sync
 from lhymirror.fetch.policy import RetryPolicy
 from lhymirror.fetch.ratelimit import RateLimiter
 from lhymirror.fetch.report import FileOutcome, SyncReport
+from lhymirror.fetch.scheduler import ConnectionBudget
 from lhymirror.fetch.sources.kaggle import KaggleCredentials, load_credentials
 from lhymirror.fetch.sync import run_sync
 from lhymirror.fetch.transfer import TransferEvents
@@ -191,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         network = [(option, base) for option, base in bases if network_bases([base])]
         probe_bases(network, timeout=(policy or RetryPolicy()).timeout)
     limiter = RateLimiter(args.limit_rate) if args.limit_rate else None
+    budget = ConnectionBudget(args.jobs)
     show_bar = not args.quiet and sys.stdout.isatty()
     credentials = kaggle_credentials_for(plan)
     from_swarm: dict[str, FileOutcome] = {}
@@ -216,9 +218,11 @@ def run(args: argparse.Namespace) -> int:
                 kaggle_credentials=credentials,
                 health=health,
                 limiter=limiter,
+                budget=budget,
                 **({"policy": policy} if policy else {}),
             ),
             health=health,
+            budget=budget,
             jobs=args.jobs,
             per_host=PER_HOST,
             events=progress,
@@ -237,6 +241,7 @@ def build_downloader(
     kaggle_credentials: KaggleCredentials | None,
     health: HostHealth | None = None,
     limiter: RateLimiter | None = None,
+    budget: ConnectionBudget | None = None,
     policy: RetryPolicy | None = None,
 ) -> Fetcher:
     """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
@@ -249,6 +254,7 @@ def build_downloader(
         kaggle_credentials=kaggle_credentials,
         health=health,
         limiter=limiter,
+        budget=budget,
         policy=policy or RetryPolicy(),
     )
 
