@@ -24,7 +24,8 @@ import tomli_w
 import lhymirror
 from factories import blob, sha
 from httpserver import CourseServer, Fault
-from lhymirror.cli import main, sync_cmd
+from lhymirror import api
+from lhymirror.cli import main
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy
 from lhymirror.mirror.store import MirrorStore
@@ -49,7 +50,7 @@ def fast_http(monkeypatch: pytest.MonkeyPatch) -> None:
     def fast_downloader(store: MirrorStore, **options: Any) -> Any:
         return Downloader(store, policy=FAST_POLICY, sleep=lambda _: None, **options)
 
-    monkeypatch.setattr(sync_cmd, "build_downloader", fast_downloader)
+    monkeypatch.setattr(api, "build_downloader", fast_downloader)
     monkeypatch.delenv("LHYMIRROR_ROOT", raising=False)
     monkeypatch.delenv("LHYMIRROR_MIRROR", raising=False)
 
@@ -270,7 +271,8 @@ def test_a_torrent_of_other_sizes_is_refused_before_downloading(
     course.server.reset_log()
     status = course.sync(course.tmp / "student", "--swarm", str(torrent), *LOOPBACK)
     assert status == 5
-    assert "is 1000 bytes in the torrent, 600000 in the manifest" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "in the torrent: size differs: expected 600000 bytes (manifest), got 1000" in err
     assert course.server.count() == 0
 
 
@@ -289,22 +291,34 @@ def test_files_the_swarm_does_not_deliver_come_from_their_sources(
 
 @needs_libtorrent
 def test_what_the_swarm_lacks_comes_from_the_origin_and_a_rerun_finishes_from_the_swarm(
-    course: Class, capsys: pytest.CaptureFixture[str]
+    course: Class, seeder: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = course.serve_mirror(course.ta)
-    torrent = course.torrent("--web-seed", base)
-    course.server.remove(f"/mirror/{YEAR}/{course.path_of('hw01')}")  # the web seed lacks one
+    torrent = course.torrent()
+    partial = course.tmp / "partial"  # a classmate with two of the three files seeds them
+    for name in ("l01", "l02"):
+        course.place(partial, name, course.data[name])
+    capsys.readouterr()
+    first, port = seeder("--manifest", str(course.manifest), "--root", str(partial),
+                         "--torrent", str(torrent))  # fmt: skip
     course.server.set_faults("/origin/hw01.pdf", Fault(statuses=[503] * 20))
     student = course.tmp / "student"
-    assert course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "1") == 4
-    assert "2 downloaded" in capsys.readouterr().out
+    status = course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "1",
+                         "--peer", f"127.0.0.1:{port}")  # fmt: skip
+    assert status == 4
+    out, err = capsys.readouterr()
+    assert "2 downloaded" in out
+    assert "swarm: 2 of 3 files (850.0 kB); 1 file from their usual sources" in err
+    assert course.server.bytes_sent("/origin/l01.pdf") == 0
     assert not course.file(student, "hw01").exists()
-    course.serve_mirror(course.ta)  # now the web seed has it; the origin still fails
-    course.server.reset_log()
-    assert course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "5") == 0
+    first.kill()
+    _, port = seeder("--manifest", str(course.manifest), "--root", str(course.ta))
+    course.server.reset_log()  # the origin still fails; now a seed has the file
+    status = course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "5",
+                         "--peer", f"127.0.0.1:{port}")  # fmt: skip
+    assert status == 0
     assert "1 downloaded" in capsys.readouterr().out
     assert course.file(student, "hw01").read_bytes() == course.data["hw01"]
-    assert course.server.bytes_sent("/origin/hw01.pdf") == 0
+    assert course.server.count() == 0
 
 
 @needs_libtorrent
@@ -323,6 +337,40 @@ def test_a_magnet_link_gets_its_metadata_from_the_peer(
         assert course.file(student, name).read_bytes() == data
 
 
+@needs_libtorrent
+def test_swarm_bytes_reach_the_sync_progress_events(course: Class) -> None:
+    from lhymirror.fetch.plan import plan_sync
+    from lhymirror.manifest.model import load_manifest
+    from lhymirror.swarm.engine import SessionOptions
+    from lhymirror.swarm.leech import sync_from_swarm
+
+    torrent = course.torrent("--web-seed", course.serve_mirror(course.ta))
+    manifest = load_manifest(course.manifest)
+    store = MirrorStore(course.tmp / "student", YEAR)
+    held: dict[str, int] = {}
+    totals: dict[str, int] = {}
+
+    class Events:
+        def started(self, key: str, total: int | None, offset: int) -> None:
+            totals[key], held[key] = total or 0, offset
+
+        def advanced(self, key: str, nbytes: int) -> None:
+            held[key] += nbytes
+
+        def restarted(self, key: str, offset: int) -> None:
+            held[key] = offset
+
+        def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
+            pass
+
+    result = sync_from_swarm(
+        plan_sync(manifest, store), store, str(torrent), events=Events(), wait=10,
+        options=SessionOptions(bind="127.0.0.1", port=0, dht=False, lsd=False),
+    )  # fmt: skip
+    assert sorted(result.placed) == sorted(course.data)
+    assert held == totals == {name: len(data) for name, data in course.data.items()}
+
+
 def test_offline_never_starts_the_swarm(
     course: Class, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -332,7 +380,6 @@ def test_offline_never_starts_the_swarm(
         raise AssertionError("the swarm was started")
 
     monkeypatch.setattr(leech, "sync_from_swarm", refuse)
-    monkeypatch.setattr(sync_cmd, "sync_from_swarm", refuse)
     monkeypatch.setitem(sys.modules, "libtorrent", None)  # not even needed
     assert course.sync(course.tmp / "student", "--swarm", "x.torrent", "--offline") == 4
     assert "offline" in capsys.readouterr().err
