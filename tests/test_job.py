@@ -11,19 +11,18 @@ from typing import Any
 import pytest
 import responses
 
-from factories import blob, file_entry, manifest_data, sha
+from factories import blob, file_entry, make_manifest, sha
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy, new_session
 from lhymirror.fetch.job import FileJob, SyncCancelled
 from lhymirror.fetch.plan import PlanItem, plan_sync
-from lhymirror.manifest.model import Manifest
 from lhymirror.mirror.store import MirrorStore
 
 BASE = "https://course.example.edu/ml"
 
 
 def item_of(store: MirrorStore, *files: dict[str, Any]) -> PlanItem:
-    manifest = Manifest.model_validate(manifest_data(*files))
+    manifest = make_manifest(*files)
     (item,) = plan_sync(manifest, store).items
     return item
 

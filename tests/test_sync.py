@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from factories import blob, file_entry, manifest_data, sha
+from factories import blob, file_entry, make_manifest, sha
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
 from lhymirror.cli.sync_cmd import kaggle_credentials_for
 from lhymirror.core.errors import DownloadError, IntegrityError, StorageError
@@ -36,10 +36,6 @@ def url(name: str, host: str = "course.example.edu") -> str:
 
 def entry(entry_id: str, data: bytes | None = None, **options: Any) -> dict[str, Any]:
     return file_entry(entry_id, data, base_url=url("").rstrip("/"), **options)
-
-
-def make_manifest(*files: dict[str, Any]) -> Manifest:
-    return Manifest.model_validate(manifest_data(*files, year=YEAR))
 
 
 class FakeDownloader:

@@ -14,9 +14,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import bagit
 import pytest
 
 import lhymirror
+from factories import FORMATS, Spec, blob, sha, write_archive
 from lhymirror.archive.bag import (
     BAG_DECLARATION,
     format_bag_info,
@@ -32,11 +34,10 @@ from lhymirror.core.errors import UsageError
 from lhymirror.core.units import utc_now
 from lhymirror.manifest.model import Manifest, parse_manifest
 from lhymirror.mirror.store import FileRecord, MirrorStore
-from test_archive_read import FORMATS, Spec, seeded_bytes, sha, write_archive
 
 TOP = "ml-2022-v1"
 PAYLOAD = {
-    "slides/lecture 1.pdf": seeded_bytes(150_000, seed=11),
+    "slides/lecture 1.pdf": blob(150_000, 11),
     "data/hw1/train.csv": b"id,x,y\n" + b"1,2,3\n" * 4000,
     "data/hw1/empty.txt": b"",
 }
@@ -497,7 +498,6 @@ def test_verify_and_unpack_import_no_http_client() -> None:
 
 
 def test_bag_made_by_bagit_python_verifies_as_folder_and_gnu_tar_archive(tmp_path: Path) -> None:
-    bagit = pytest.importorskip("bagit")
     folder = tmp_path / "course"
     for path, data in PAYLOAD.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
