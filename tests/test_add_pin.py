@@ -10,6 +10,7 @@ import pytest
 from factories import blob, file_entry, sha, write_manifest
 from lhymirror.cli import main
 from lhymirror.manifest.model import load_manifest
+from lhymirror.mirror.state import local_state
 from lhymirror.mirror.store import FileRecord, MirrorStore, PartialState, part_key
 
 YEAR = 2022
@@ -282,4 +283,4 @@ def test_importing_accepted_content_keeps_it_accepted(
     assert add(manifest, store, "hw04", source) == 0
     record = store.record("hw04")
     assert record is not None and record.accepted_upstream
-    assert store.local_state(load_manifest(manifest).file("hw04")).status == "ok"
+    assert local_state(store, load_manifest(manifest).file("hw04")).status == "ok"

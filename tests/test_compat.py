@@ -375,7 +375,7 @@ def test_extracted_index_page_links_resolve_inside_the_bag(
     packed = packed_as(fmt)
     folder = extracted_bag(packed, "stdlib", tmp_path / "x")
     local = assert_local_links_resolve(folder / "index.html")
-    assert len(local) == len(packed.mirror.sha256)
+    assert len(set(local)) == len(packed.mirror.sha256)
 
 
 @pytest.mark.slow
@@ -388,7 +388,7 @@ def test_chromium_opens_the_packed_index_page_and_its_links_resolve(
     index = folder / "index.html"
     dom = run_chromium(tmp_path, "--dump-dom", index.as_uri()).stdout
     local = assert_local_links_resolve(index, dom)
-    assert len(local) == len(packed.mirror.sha256)
+    assert len(set(local)) == len(packed.mirror.sha256)
     assert "講義/機器學習 筆記 &amp; 補充.txt" in dom  # the browser decoded the UTF-8 page
 
 
@@ -408,7 +408,7 @@ def test_partial_archive_is_still_a_valid_bag_and_its_page_marks_the_gap(tmp_pat
     folder = dest / bag_folder_name(mirror.manifest)
     bagit.Bag(str(folder)).validate(processes=1)
     local = assert_local_links_resolve(folder / "index.html")
-    assert len(local) == len(mirror.sha256) - 1
+    assert len(set(local)) == len(mirror.sha256) - 1
     page = Page((folder / "index.html").read_text(encoding="utf-8"))
     missing_rows = [attrs for tag, attrs in page.with_class("missing") if tag == "li"]
     assert len(missing_rows) == 1

@@ -150,7 +150,8 @@ def test_file_rows_show_kind_size_and_path(sample: Manifest) -> None:
     assert "dataset" in page.text and "HW slides" in page.text
     sizes = {attrs.get("title") for _, attrs in page.with_class("size")}
     assert "1000 bytes" in sizes and "6000 bytes" in sizes
-    assert "hw2/data.zip" in page.text
+    link = [a for t, a in page.tags if t == "a" and a.get("href") == "data/hw2/data.zip"]
+    assert link and link[0]["title"] == "hw2/data.zip"  # the path, on hover
 
 
 def test_untitled_files_are_named_by_their_file_name() -> None:
@@ -187,10 +188,10 @@ def test_everything_from_the_manifest_is_escaped() -> None:
     html = render_index(manifest, index_files(manifest), missing_note=nasty)
     page = Page(html)
     assert "<script" not in html and "<b>" not in html
-    assert page.text.count(nasty) >= 4  # title, heading, file, note, link, missing note
+    assert page.text.count(nasty) >= 4  # course, title, file, link, missing note
     assert "Lecture 1 <b>" in page.text
     assert "https://e.org/?a=1&b=<2>" in page.hrefs()
-    assert "a/'b'&.pdf" in page.text
+    assert any(a.get("title") == "a/'b'&.pdf" for _, a in page.tags)
 
 
 @pytest.mark.parametrize(
@@ -239,7 +240,9 @@ def test_page_fetches_nothing_and_only_online_links_leave_the_archive(sample: Ma
         elif href:
             assert href.startswith(("data/", "#"))
     online = [attrs["href"] for _, attrs in page.with_class("online") if "href" in attrs]
-    assert sorted(online) == sorted([sample.homepage, *(link["url"] for link in SAMPLE_LINKS)])
+    sources = [f"https://example.org/{f['id']}" for f in SAMPLE_FILES]
+    expected = [sample.homepage, *(link["url"] for link in SAMPLE_LINKS), *sources]
+    assert sorted(online) == sorted(expected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,3 +366,83 @@ def test_chromium_renders_the_page_at_phone_width(tmp_path: Path) -> None:
     )
     assert _png_size(shot) == (390, 844)
     assert shot.stat().st_size > 5000  # something was drawn, not a blank page
+
+
+# ---------------------------------------------------------------------------------------------
+# What a student needs (and not the maintainers' notes)
+
+
+def test_maintainers_notes_stay_off_the_page() -> None:
+    note = "Seen in: some/repo@abc (provenance for maintainers)"
+    manifest = make_manifest(
+        [{"id": "a", "path": "a.pdf", "note": note}],
+        [{"kind": "video", "url": "https://v.example/1", "note": note}],
+    )
+    html = render_index(manifest, index_files(manifest))
+    assert "provenance" not in html and "some/repo" not in html
+
+
+def test_every_file_names_where_it_can_be_found_online() -> None:
+    manifest = make_manifest(
+        [
+            {
+                "id": "hw1-data",
+                "kind": "dataset",
+                "section": "HW 1",
+                "path": "hw1/data.zip",
+                "urls": [
+                    "https://speech.ee.ntu.edu.tw/~hylee/ml/data.zip",
+                    "https://raw.githubusercontent.com/o/r/" + "a" * 40 + "/data.zip",
+                    "https://github.com/o/r/raw/" + "b" * 40 + "/data.zip",
+                    "gdrive:1AbCdEfGhIjKlMn",
+                    "kaggle:ml2022spring-hw1/data.zip",
+                ],
+            },
+            {
+                "id": "hw6",
+                "kind": "dataset",
+                "section": "HW 6",
+                "path": "hw6/faces.zip",
+                "manual": "git lfs clone https://huggingface.co/datasets/x/faces",
+            },
+            {
+                "id": "hw4",
+                "kind": "dataset",
+                "section": "HW 4",
+                "path": "hw4/d.tar.gz",
+                "parts": [
+                    "https://github.com/o/r/raw/0.0.1/d.aa",
+                    "https://github.com/o/r/raw/0.0.1/d.ab",
+                ],
+            },
+        ]
+    )
+    html = render_index(manifest, index_files(manifest, missing=["hw6"]))
+    page = Page(html)
+    where = html.split('<span class="where">')[1].split("</span>")[0]
+    labels = [part.split(">")[1].split("<")[0] for part in where.split("<a ")[1:]]
+    assert labels == ["course server", "GitHub", "Google Drive", "Kaggle"]  # one per kind
+    assert "https://drive.google.com/file/d/1AbCdEfGhIjKlMn/view" in page.hrefs()
+    assert "https://www.kaggle.com/c/ml2022spring-hw1/data" in page.hrefs()
+    assert "by hand: git lfs clone https://huggingface.co/datasets/x/faces" in page.text
+    assert "belongs at hw6/faces.zip" in page.text
+    assert "(part 1 of 2)" in page.text
+
+
+def test_sample_code_is_linked_beside_its_homework() -> None:
+    manifest = make_manifest(
+        [
+            {"id": "hw2-data", "kind": "dataset", "section": "HW 2", "path": "hw2/data.zip"},
+            {"id": "hw2-code", "kind": "code", "section": "HW 2", "path": "code/HW2/HW02.ipynb"},
+            {"id": "hw2-slides", "kind": "hw-slide", "section": "HW 2", "path": "hw2/hw2.pdf"},
+        ]
+    )
+    html = render_index(manifest, index_files(manifest))
+    hw2 = html.split("<h2>HW 2</h2>")[1].split("</section>")[0]
+    assert hw2.index("Sample code:") < hw2.index("hw2/hw2.pdf")  # right under the heading
+    rows = hw2.split('<ul class="files">')[1]
+    assert (
+        rows.index("hw2/hw2.pdf") < rows.index("code/HW2/HW02.ipynb") < rows.index("hw2/data.zip")
+    )  # slides, then code, then data
+    quick = Page(hw2).with_class("code-links")
+    assert quick and 'href="data/code/HW2/HW02.ipynb"' in hw2

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import responses
 
 from factories import blob, file_entry, make_manifest, sha
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy, new_session
-from lhymirror.fetch.job import FileJob, SyncCancelled
+from lhymirror.fetch.job import FileJob, SyncCancelled, settled_outcome
 from lhymirror.fetch.plan import PlanItem, plan_sync
 from lhymirror.mirror.store import MirrorStore
 
@@ -98,3 +99,32 @@ def test_a_cancelled_run_starts_no_job(store: MirrorStore) -> None:
     cancelled.set()
     with pytest.raises(SyncCancelled):
         job(store, cancelled=cancelled).run(item_of(store, file_entry("a", blob(10, 5))))
+
+
+@pytest.mark.parametrize(
+    ("answer", "cause"),
+    [
+        ({"status": 404}, "gone"),
+        ({"status": 410}, "gone"),
+        ({"status": 403}, "other"),
+        ({"body": b"<html><body>quota</body></html>", "content_type": "text/html"}, "html"),
+        ({"body": b"%PDF-" + bytes(2995)}, "checksum"),
+        ({"body": requests.ConnectionError("[Errno 111] Connection refused")}, "unreachable"),
+    ],
+)
+@responses.activate
+def test_a_failed_file_says_why_by_cause(
+    store: MirrorStore, answer: dict[str, Any], cause: str
+) -> None:
+    responses.get(f"{BASE}/a.pdf", **answer)
+    outcome = job(store).run(item_of(store, file_entry("a", blob(3000, 6))))
+    assert (outcome.outcome, outcome.cause) == ("failed", cause)
+
+
+def test_a_manual_file_and_an_offline_one_say_so(store: MirrorStore) -> None:
+    manual = item_of(store, {"id": "m", "kind": "slide", "path": "slides/m.pdf", "manual": "ask"})
+    assert manual.action == "manual"
+    assert settled_outcome(manual).cause == "manual"
+    manifest = Manifest.model_validate(manifest_data(file_entry("a", blob(10, 7))))
+    (offline,) = plan_sync(manifest, store, offline=True).items
+    assert settled_outcome(offline).cause == "offline"

@@ -46,11 +46,10 @@ MAX_CLASS_LINES = 200
 OVERSIZED_MODULES: dict[str, int] = {
     "archive/verify.py": 663,
     "archive/read.py": 639,
-    "archive/pack.py": 583,
+    "archive/pack.py": 579,
 }
 OVERSIZED_CLASSES: dict[str, int] = {
     "archive/read.py:ArchiveReader": 249,
-    "mirror/store.py:MirrorStore": 236,
 }
 
 # Subpackage __init__ files that still import (remove as they are emptied): cli/__init__.py

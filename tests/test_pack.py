@@ -395,12 +395,13 @@ def test_missing_and_damaged_files_are_all_listed_and_nothing_is_written(course:
     data[CHUNK_SIZE + 10] ^= 0xFF  # same size, one byte flipped past the first chunk
     course.path("l01-intro").write_bytes(bytes(data))
     course.path("hw01-data").write_bytes(b"short")
+    size = len(course.data["hw01-data"])
     assert_refused(
         course,
         {
-            "hw/HW01.pdf": "not in mirror",
-            "slides/intro (v2).pdf": "sha256",
-            "datasets/hw01 資料.csv": "size 5 differs",
+            "hw/HW01.pdf": "not in the mirror",
+            "slides/intro (v2).pdf": "sha256 differs",
+            "datasets/hw01 資料.csv": f"size differs: expected {size} bytes (manifest), got 5",
         },
     )
 
@@ -412,18 +413,20 @@ def test_every_damaged_file_is_listed_when_found_while_packing(course: Course) -
         course.path(entry_id).write_bytes(bytes(data))
     assert_refused(
         course,
-        {"slides/intro (v2).pdf": "sha256", "datasets/kaggle.zip": "differs from the recorded"},
+        {"slides/intro (v2).pdf": "sha256 differs", "datasets/kaggle.zip": "(recorded), got"},
     )
 
 
 def test_a_manual_only_file_not_yet_imported_counts_as_missing(tmp_path: Path) -> None:
     course = make_course(tmp_path, skip=("hw01-kaggle",))
-    assert_refused(course, {"datasets/kaggle.zip": "manual download not imported"})
+    assert_refused(
+        course, {"datasets/kaggle.zip": "not in the mirror (manual download: import it with"}
+    )
 
 
 def test_a_file_never_verified_counts_as_missing(course: Course) -> None:
     course.store.record_path("hw01-slides").unlink()  # present, but no pin and no record
-    assert_refused(course, {"hw/HW01.pdf": "not verified"})
+    assert_refused(course, {"hw/HW01.pdf": "no checksum known yet"})
 
 
 def test_a_file_that_grows_while_being_packed_is_refused(
@@ -438,7 +441,9 @@ def test_a_file_that_grows_while_being_packed_is_refused(
         return real_open(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "open", growing_open)
-    assert_refused(course, {"datasets/hw01 資料.csv": "grew"})
+    size = len(course.data["hw01-data"])
+    grown = f"size differs: expected {size} bytes (manifest), got more"
+    assert_refused(course, {"datasets/hw01 資料.csv": grown})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,8 +457,8 @@ def test_partial_packs_what_is_verified_and_records_what_is_missing(
     course = make_course(tmp_path, skip=("hw01-kaggle",))
     course.path("hw01-slides").write_bytes(b"%PDF- damaged")
     result = course.pack(partial=True)
-    assert [(m.path, m.reason.split(" ")[0]) for m in result.missing] == [
-        ("datasets/kaggle.zip", "manual"),
+    assert [(m.path, m.kind) for m in result.missing] == [
+        ("datasets/kaggle.zip", "missing"),
         ("hw/HW01.pdf", "size"),
     ]
     assert result.files == 2
@@ -461,8 +466,8 @@ def test_partial_packs_what_is_verified_and_records_what_is_missing(
     assert f"{TOP}/data/hw/HW01.pdf" not in files
     fields = parse_bag_info(tag(result.archive, "bag-info.txt"), where="bag-info.txt")
     missing = bag_info_values(fields, "Missing-File")
-    assert missing[0].startswith("data/datasets/kaggle.zip (manual download not imported")
-    assert missing[1].startswith("data/hw/HW01.pdf (size ")
+    assert missing[0].startswith("data/datasets/kaggle.zip (not in the mirror (manual download")
+    assert missing[1].startswith("data/hw/HW01.pdf (size differs: ")
     oxum = len(course.data["l01-intro"]) + len(course.data["hw01-data"])
     assert dict(fields)["Payload-Oxum"] == f"{oxum}.2"
     page = tag(result.archive, "index.html")
@@ -643,8 +648,8 @@ def test_cli_lists_missing_files_then_one_error_line_and_exits_5(
     out, err = capsys.readouterr()
     assert out == ""
     lines = err.rstrip().splitlines()
-    assert lines[0] == "  missing: hw/HW01.pdf (not in mirror)"
-    assert lines[1].startswith("  missing: slides/intro (v2).pdf (size ")
+    assert lines[0] == "  missing: hw/HW01.pdf (not in the mirror)"
+    assert lines[1].startswith("  size: slides/intro (v2).pdf (size differs: expected ")
     assert lines[2].startswith("lhymirror: error: cannot pack an incomplete mirror")
     assert len(lines) == 3
 
@@ -658,7 +663,7 @@ def test_cli_partial_packs_and_warns(
     assert main([*args, "--out", str(course.out), "--partial"]) == 0
     out, err = capsys.readouterr()
     assert out.strip().endswith(".zip")
-    assert "missing: hw/HW01.pdf (not in mirror)" in err
+    assert "missing: hw/HW01.pdf (not in the mirror)" in err
     assert "1 missing" in err
 
 

@@ -101,8 +101,9 @@ def test_a_scheme_no_adapter_handles_fails_that_source_only(tmp_path: Path) -> N
 
 
 def test_the_registry_maps_every_manifest_scheme() -> None:
-    for source in ("https://h/a", "HTTP://h/a", "gdrive:abcdefghijk", "kaggle:c", "file:///x"):
+    schemes = ("https://h/a", "HTTP://h/a", "gdrive:abcdefghijk", "kaggle:c", "file:///x")
+    for source in (*schemes, "wayback:2022/https://h/a"):
         assert registry.adapter_for(source) is not None
-    assert registry.adapter_for("wayback:x") is None
+    assert registry.adapter_for("ftp:x") is None
     assert registry.adapter_for("no scheme") is None
     assert not registry.adapter_for("file:///x").needs_network  # type: ignore[union-attr]

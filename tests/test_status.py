@@ -136,18 +136,18 @@ def test_root_comes_from_the_environment(
     assert json.loads(capsys.readouterr().out)["root"] == str(store.root)
 
 
-def test_an_unreadable_file_is_a_storage_error_not_a_traceback(
+def test_an_unreadable_file_is_shown_as_unreadable_not_a_traceback(
     mirror: tuple[Path, MirrorStore],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     manifest, store = mirror
 
-    def broken_disk(path: Path) -> tuple[int, str]:
+    def broken_disk(path: Path, progress: object = None) -> tuple[int, str]:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr("lhymirror.mirror.store.hash_file", broken_disk)
-    assert main(status_args(manifest, store, "--rehash")) == 6
-    err = capsys.readouterr().err
-    assert "Input/output error" in err
+    monkeypatch.setattr("lhymirror.mirror.state.hash_regular", broken_disk)
+    assert main(status_args(manifest, store, "--rehash")) == 0  # status reports, never fails
+    out, err = capsys.readouterr()
+    assert "unreadable (Input/output error)" in out
     assert "Traceback" not in err

@@ -1,4 +1,4 @@
-"""The local mirror layout: paths, records, what a file is held to, local state, the lock."""
+"""The local mirror layout: paths, records, partial downloads, the lock."""
 
 from __future__ import annotations
 
@@ -124,103 +124,6 @@ def test_partial_state_round_trips(store: MirrorStore) -> None:
     assert store.partial_state("l01") == state
     store.discard_partial("l01")
     assert store.partial_state("l01") is None
-
-
-# -- what a file is held to ---------------------------------------------------------------------
-
-
-def test_expected_prefers_the_manifest_pin(store: MirrorStore) -> None:
-    entry = make_entry(size=len(DATA), sha256=sha(DATA))
-    place(store, entry, OTHER, record=OTHER)
-    expected = store.expected(entry)
-    assert (expected.sha256, expected.origin) == (sha(DATA), "manifest")
-
-
-def test_expected_uses_the_record_when_nothing_is_pinned(store: MirrorStore) -> None:
-    entry = make_entry()
-    assert store.expected(entry).origin == "none"
-    place(store, entry, DATA, record=DATA)
-    expected = store.expected(entry)
-    assert (expected.size, expected.sha256, expected.origin) == (len(DATA), sha(DATA), "recorded")
-
-
-def test_accepted_upstream_content_overrides_the_pin(store: MirrorStore) -> None:
-    entry = make_entry(sha256=sha(DATA))
-    target = place(store, entry, OTHER, record=None)
-    store.save_record(
-        FileRecord(
-            "l01",
-            entry.path,
-            len(OTHER),
-            sha(OTHER),
-            target.stat().st_mtime_ns,
-            "t",
-            accepted_upstream=True,
-        )
-    )
-    assert store.expected(entry).sha256 == sha(OTHER)
-
-
-def test_a_record_for_another_path_is_ignored(store: MirrorStore) -> None:
-    place(store, make_entry(), DATA, record=DATA)
-    moved = make_entry(path="slides/renamed.pdf")
-    assert store.expected(moved).origin == "none"
-    assert not store.is_unchanged_since_verified(moved)
-
-
-# -- local state ---------------------------------------------------------------------------------
-
-
-def test_state_ok_when_verified_and_unchanged(store: MirrorStore) -> None:
-    entry = make_entry()
-    place(store, entry, DATA, record=DATA)
-    assert store.is_unchanged_since_verified(entry)
-    assert store.local_state(entry).status == "ok"
-
-
-def test_state_changed_when_the_bytes_on_disk_differ(store: MirrorStore) -> None:
-    entry = make_entry()
-    target = place(store, entry, DATA, record=DATA)
-    target.write_bytes(OTHER)  # same size, new mtime: re-hashed, and it differs
-    os.utime(target, ns=(1, 1))
-    assert not store.is_unchanged_since_verified(entry)
-    state = store.local_state(entry)
-    assert state.status == "changed"
-    assert "differs from recorded" in state.detail
-
-
-def test_state_ok_after_a_touch_that_kept_the_bytes(store: MirrorStore) -> None:
-    entry = make_entry()
-    target = place(store, entry, DATA, record=DATA)
-    os.utime(target, ns=(1, 1))
-    assert store.local_state(entry).status == "ok"
-
-
-def test_rehash_finds_damage_that_kept_size_and_mtime(store: MirrorStore) -> None:
-    entry = make_entry()
-    target = place(store, entry, DATA, record=DATA)
-    stat = target.stat()
-    target.write_bytes(OTHER)
-    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert store.local_state(entry).status == "ok"  # the cheap check cannot see it
-    assert store.local_state(entry, rehash=True).status == "changed"
-
-
-def test_state_of_absent_files(store: MirrorStore) -> None:
-    entry = make_entry(size=1000)
-    assert store.local_state(entry).status == "missing"
-    store.partial_path("l01").parent.mkdir(parents=True)
-    store.partial_path("l01").write_bytes(b"x" * 250)
-    state = store.local_state(entry)
-    assert (state.status, state.detail) == ("partial", "250 bytes held 25%")
-    manual = make_entry(id="hw", urls=None, manual="Baidu pan, code sv1i")
-    assert store.local_state(manual).status == "manual"
-
-
-def test_state_unverified_when_no_checksum_is_known(store: MirrorStore) -> None:
-    entry = make_entry()
-    place(store, entry, DATA, record=None)
-    assert store.local_state(entry).status == "unverified"
 
 
 # -- lock ------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from lhymirror.fetch.scheduler import largest_first
 from lhymirror.fetch.sync import check_free_space, run_sync, write_verified
 from lhymirror.fetch.transfer import FetchResult, ManualStepRequired, Target, UpstreamChangedError
 from lhymirror.manifest.model import Manifest
+from lhymirror.mirror.state import EntryState, local_state
 from lhymirror.mirror.store import LockedError, MirrorStore, PartialState, part_key
 
 YEAR = 2022
@@ -158,7 +159,7 @@ def test_first_download_is_trusted_then_held_to(store: MirrorStore, server: Fake
     server.content[url("a.pdf")] = a
     manifest = make_manifest(entry("a", a, pin=False))
     assert sync(manifest, store, server).complete
-    assert store.expected(manifest.file("a")).sha256 == sha(a)
+    assert EntryState.read(store, manifest.file("a")).expected.sha256 == sha(a)
     # The file disappears and upstream now serves other bytes: they are refused.
     store.file_path("slides/a.pdf").unlink()
     server.content[url("a.pdf")] = blob(2000, 5)
@@ -202,7 +203,7 @@ def test_touched_but_intact_file_is_reverified_without_download(
     assert record is not None
     assert record.mtime_ns == target.stat().st_mtime_ns
     assert record.source == url("a.pdf")  # the earlier provenance is kept
-    assert store.is_unchanged_since_verified(manifest.file("a"))
+    assert EntryState.read(store, manifest.file("a")).unchanged_since_verified
 
 
 def test_reverified_file_is_recorded_with_its_new_checksum(
@@ -346,7 +347,7 @@ def test_accept_upstream_records_the_new_content(store: MirrorStore, server: Fak
     record = store.record("a")
     assert record is not None
     assert record.accepted_upstream
-    assert store.expected(manifest.file("a")).sha256 == sha(new)
+    assert EntryState.read(store, manifest.file("a")).expected.sha256 == sha(new)
     server.calls.clear()
     assert sync(manifest, store, server).files[0].outcome == "up-to-date"
     assert server.calls == []
@@ -363,7 +364,7 @@ def test_accepted_content_stays_accepted_when_fetched_again(
     assert sync(manifest, store, server).files[0].outcome == "downloaded"
     record = store.record("a")
     assert record is not None and record.accepted_upstream
-    assert store.local_state(manifest.file("a")).status == "ok"
+    assert local_state(store, manifest.file("a")).status == "ok"
 
 
 # -- failures --------------------------------------------------------------------------------

@@ -444,7 +444,7 @@ def test_mirror_problems_are_all_named(tmp_path: Path) -> None:
     report = verify_mirror(manifest, store)
     assert found(report) == {
         ("size", "slides/lecture 1.pdf"),
-        ("unsafe", "data/hw1/empty.txt"),
+        ("symlink", "data/hw1/empty.txt"),
         ("missing", "data/hw2/faces.zip"),
         ("unverified", "slides/unknown.pdf"),
     }

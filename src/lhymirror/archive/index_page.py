@@ -1,9 +1,11 @@
 """The archive's ``index.html``: an offline, self-contained page listing what the bag holds.
 
-The page sits at the top of the bag, next to ``data/``. It is grouped by section in course order
-(lectures, then homework, then the rest, like the course page): every slide and dataset links to
-its local copy under ``data/`` with its size; videos, notebooks and competition pages are listed as
-online links, marked as such; files left out of a ``--partial`` archive are marked missing.
+The page sits at the top of the bag, next to ``data/``. It is for students: grouped by section in
+course order (lectures, then homework, then the rest, like the course page), every file shows its
+title, kind and size, links to its local copy under ``data/`` and to where it can be found online;
+a homework's sample code is linked under its heading and listed right after its slides; videos,
+notebooks and competition pages are listed as online links, marked as such; files left out of a
+``--partial`` archive are marked missing. Maintainers' provenance notes stay in ``lhymirror.toml``.
 
 The page fetches nothing: inline CSS only, no scripts, images or fonts, so it opens from a USB
 stick on a phone or a laptop. Its text depends only on its inputs (no clock), because it is part of
@@ -17,10 +19,17 @@ from dataclasses import dataclass
 from html import escape
 from itertools import groupby
 from typing import TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from lhymirror.core.units import count_of, format_size, slugify
 from lhymirror.manifest.model import FileEntry, Link, Manifest, section_sort_key
+from lhymirror.manifest.sources import (
+    GDriveSource,
+    HttpSource,
+    KaggleSource,
+    WaybackSource,
+    parse_source,
+)
 
 OTHER_SECTION = "Other"
 _DEFAULT_MISSING_NOTE = (
@@ -34,6 +43,17 @@ _FILE_KIND_LABELS = {
     "dataset": "dataset",
     "code": "code",
     "other": "file",
+}
+# Within a section: the homework's slides, then its sample code, then its data.
+_KIND_ORDER = {"hw-slide": 0, "slide": 0, "code": 1, "dataset": 2, "other": 3}
+_HOST_LABELS = {
+    "speech.ee.ntu.edu.tw": "course server",
+    "github.com": "GitHub",
+    "raw.githubusercontent.com": "GitHub",
+    "media.githubusercontent.com": "GitHub",
+    "www.dropbox.com": "Dropbox",
+    "onedrive.live.com": "OneDrive",
+    "drive.google.com": "Google Drive",
 }
 _LINK_KIND_LABELS = {
     "video": "video",
@@ -147,6 +167,7 @@ def _sections_lines(files: Sequence[IndexFile], links: Sequence[Link]) -> Iterat
     for (name, section_files, section_links), anchor in zip(sections, ids, strict=True):
         yield f'<section id="{anchor}">'
         yield f"<h2>{escape(name)}</h2>"
+        yield from _code_links_lines(section_files)
         if section_files:
             yield '<ul class="files">'
             yield from (_file_item(f) for f in section_files)
@@ -170,34 +191,81 @@ def _footer_lines() -> Iterator[str]:
     yield "</footer>"
 
 
+def _code_links_lines(files: Sequence[IndexFile]) -> Iterator[str]:
+    """A homework's sample code, linked right under its heading."""
+    code = [f for f in files if f.entry.kind == "code" and f.present]
+    if code:
+        links = (
+            f'<a href="{escape(local_href(f.entry.path))}">'
+            f"{escape(f.entry.path.rsplit('/', 1)[-1])}</a>"
+            for f in code
+        )
+        yield f'<p class="code-links">Sample code: {" · ".join(links)}</p>'
+
+
 def _file_item(item: IndexFile) -> str:
     entry = item.entry
     title = escape(entry.title or entry.path.rsplit("/", 1)[-1])
     kind = escape(_FILE_KIND_LABELS.get(entry.kind, entry.kind))
-    path = f'<span class="path">{escape(entry.path)}</span>'
-    note = f'<span class="entry-note">{escape(entry.note)}</span>' if entry.note else ""
+    where = _online_sources(entry)
+    path = escape(entry.path)
     if item.present:
         href = escape(local_href(entry.path))
         exact = "" if item.size is None else f' title="{item.size} bytes"'
         size = f'<span class="size"{exact}>{format_size(item.size)}</span>'
         return (
-            f'<li class="file"><a href="{href}">{title}</a> '
-            f'<span class="kind">{kind}</span> {size}{path}{note}</li>'
+            f'<li class="file"><a href="{href}" title="{path}">{title}</a> '
+            f'<span class="kind">{kind}</span> {size}{where}</li>'
         )
     reason = f'<span class="reason">{escape(item.reason)}</span>' if item.reason else ""
     return (
         f'<li class="file missing"><span class="title">{title}</span> '
-        f'<span class="kind">{kind}</span> <span class="badge">missing</span>{path}{reason}{note}'
-        "</li>"
+        f'<span class="kind">{kind}</span> <span class="badge">missing</span>'
+        f'<span class="path">belongs at {path}</span>{reason}{where}</li>'
     )
+
+
+def _online_sources(entry: FileEntry) -> str:
+    """One online link per kind of place the file comes from (the first of each), or the manual
+    step; the full, ordered source list stays in ``lhymirror.toml``."""
+    first_part = entry.parts[0].urls if entry.parts else entry.urls or ()
+    seen: dict[str, str] = {}
+    for text in first_part:
+        label, url = _source_link(text)
+        seen.setdefault(label, url)
+    links = [_online_link(url, label) for label, url in seen.items()]
+    if entry.parts:
+        links = [f"{link} (part 1 of {len(entry.parts)})" for link in links]
+    if entry.manual:
+        manual = entry.manual
+        if manual.startswith("https://") and " " not in manual:
+            links.append(_online_link(manual, "by hand"))
+        else:
+            links.append(f"by hand: {escape(manual)}")
+    if not links:
+        return ""
+    return f'<span class="where">online: {" · ".join(links)}</span>'
+
+
+def _source_link(text: str) -> tuple[str, str]:
+    """A student-readable label and a browser URL for one source."""
+    source = parse_source(text)
+    if isinstance(source, GDriveSource):
+        return "Google Drive", f"https://drive.google.com/file/d/{source.file_id}/view"
+    if isinstance(source, KaggleSource):
+        return "Kaggle", source.page_url
+    if isinstance(source, WaybackSource):
+        return "Internet Archive", source.page_url
+    assert isinstance(source, HttpSource)
+    host = urlsplit(source.url).hostname or source.url
+    return _HOST_LABELS.get(host, host), source.url
 
 
 def _link_item(link: Link) -> str:
     kind = escape(_LINK_KIND_LABELS.get(link.kind, link.kind))
-    note = f'<span class="entry-note">{escape(link.note)}</span>' if link.note else ""
     return (
         f'<li class="link">{_online_link(link.url, link.title or link.url)} '
-        f'<span class="kind">{kind}</span> <span class="badge online">online</span>{note}</li>'
+        f'<span class="kind">{kind}</span> <span class="badge online">online</span></li>'
     )
 
 
@@ -214,10 +282,12 @@ _T = TypeVar("_T")
 
 
 def _grouped_by_section(files: Sequence[IndexFile], links: Sequence[Link]) -> list[Section]:
-    """Sections in course order, entries in the order given; no section goes last as Other."""
+    """Sections in course order; within one, slides, code, data, others, each in the order
+    given; entries without a section go last as Other."""
     sections: dict[str | None, Section] = {}
     for key, group in _by_section(files, lambda f: f.entry.section):
-        sections[key] = (key or OTHER_SECTION, list(group), [])
+        ordered = sorted(group, key=lambda f: _KIND_ORDER.get(f.entry.kind, 3))  # stable
+        sections[key] = (key or OTHER_SECTION, ordered, [])
     for key, link_group in _by_section(links, lambda link: link.section):
         sections.setdefault(key, (key or OTHER_SECTION, [], []))[2].extend(link_group)
     return [sections[key] for key in sorted(sections, key=section_sort_key)]
@@ -268,14 +338,16 @@ a{color:var(--link)}
 .note{background:var(--card);border-left:4px solid var(--bad);padding:.5rem .75rem}
 .toc{display:flex;flex-wrap:wrap;gap:.25rem .75rem;list-style:none;padding:0}
 ul.files,ul.links{list-style:none;padding:0;margin:0}
-li.file,li.link{background:var(--card);border-radius:8px;margin:.4rem 0;padding:.5rem .75rem}
+li.file{background:var(--card);border-radius:8px;margin:.4rem 0;padding:.5rem .75rem}
+li.link{padding:.15rem .75rem}
 li.file>a,li.link>a,li .title{font-weight:600}
 .kind,.size,.badge{display:inline-block;font-size:.8rem;color:var(--muted);margin-left:.4rem}
 .badge{border:1px solid currentColor;border-radius:4px;padding:0 .3rem}
 .missing,.missing .badge{color:var(--bad)}
 li.missing .title{text-decoration:line-through}
-.path,.entry-note,.reason{display:block;font-size:.8rem;color:var(--muted)}
+.where,.reason,.path{display:block;font-size:.8rem;color:var(--muted)}
+.where a{color:var(--muted)}
 .reason{color:var(--bad)}
-.path{font-family:ui-monospace,Menlo,Consolas,monospace}
+.code-links{margin:.25rem 0 .5rem}
 footer{margin-top:2rem;font-size:.85rem}
 """.strip()

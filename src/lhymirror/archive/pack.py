@@ -26,7 +26,6 @@ from __future__ import annotations
 import calendar
 import hashlib
 import os
-import stat as stat_module
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +70,7 @@ from lhymirror.core.fsutil import (
 )
 from lhymirror.core.streams import Reads
 from lhymirror.manifest.model import FileEntry, Manifest, dump_manifest
+from lhymirror.mirror.state import EntryState, Expected, FileProblem, check_bytes, expected_of
 from lhymirror.mirror.store import MirrorStore
 
 SOURCE_DATE_EPOCH_ENV = "SOURCE_DATE_EPOCH"
@@ -88,6 +88,17 @@ class MissingFile:
     id: str
     path: str
     reason: str
+    problem: FileProblem | None = None  # None only for a path that is never safe
+
+    @classmethod
+    def of(cls, entry: FileEntry, problem: FileProblem) -> MissingFile:
+        """The entry left out because of *problem* (in its one wording)."""
+        return cls(entry.id, entry.path, str(problem), problem)
+
+    @property
+    def kind(self) -> str:
+        """The problem's kind (``missing``, ``size``, ``checksum``, ``symlink``, …)."""
+        return self.problem.kind if self.problem is not None else "unsafe"
 
     def describe(self) -> str:
         """``<path> (<reason>)``: one line for listings and ``bag-info.txt``."""
@@ -131,7 +142,7 @@ class PayloadFile:
     source: Path
     size: int
     sha256: str
-    origin: str
+    expected: Expected  # size (from ``stat``, when the manifest has none), sha256 and origin
 
     @property
     def bag_path(self) -> str:
@@ -290,27 +301,18 @@ def plan_bag(
 
 
 def _check_entry(entry: FileEntry, store: MirrorStore) -> PayloadFile | MissingFile:
-    """The payload for one entry, or why it cannot be packed (checked by ``stat`` only)."""
-
-    def missing(reason: str) -> MissingFile:
-        return MissingFile(entry.id, entry.path, reason)
-
+    """The payload for one entry, or why it cannot be packed (checked by ``lstat`` only)."""
     try:
-        source = store.file_path(entry.path)
+        state = EntryState.read(store, entry)
     except StorageError as error:
-        return missing(f"unsafe path in the mirror: {error.what}")
-    expected = store.expected(entry)
-    try:
-        stat = source.stat()
-    except OSError:
-        return missing("manual download not imported" if entry.is_manual_only else "not in mirror")
-    if not stat_module.S_ISREG(stat.st_mode):
-        return missing("not a regular file in the mirror")
-    if expected.sha256 is None:
-        return missing("not verified: no checksum known")
-    if expected.size is not None and stat.st_size != expected.size:
-        return missing(f"size {stat.st_size} differs from the expected {expected.size}")
-    return PayloadFile(entry, source, stat.st_size, expected.sha256, expected.origin)
+        return MissingFile(entry.id, entry.path, f"unsafe path in the mirror: {error.what}")
+    problem = state.check()
+    if problem is not None:
+        return MissingFile.of(entry, problem)
+    sha256, size = state.expected.sha256, state.disk.size
+    assert sha256 is not None and size is not None  # no problem: a present, verified file
+    expected = Expected(size, sha256, state.expected.origin)
+    return PayloadFile(entry, state.path, size, sha256, expected)
 
 
 def _by_path(missing: Sequence[MissingFile]) -> list[MissingFile]:
@@ -329,7 +331,7 @@ def _filled_manifest(
 def _filled_entry(entry: FileEntry, item: PayloadFile | None, store: MirrorStore) -> FileEntry:
     if item is not None:
         return entry.model_copy(update={"size": item.size, "sha256": item.sha256})
-    expected = store.expected(entry)
+    expected = expected_of(entry, store.record(entry.id))
     if expected.sha256 is None:
         return entry
     return entry.model_copy(update={"size": expected.size, "sha256": expected.sha256})
@@ -461,7 +463,7 @@ def _copy_payload(
     try:
         stream = item.source.open("rb")
     except OSError as error:
-        return MissingFile(item.entry.id, item.entry.path, f"cannot read: {error.strerror}")
+        return MissingFile.of(item.entry, FileProblem("unreadable", detail=error.strerror or ""))
     try:
         with stream:
             source = _ReadGuard(stream)
@@ -470,7 +472,7 @@ def _copy_payload(
             else:
                 copied = writer.add_stream(name, source, item.size, progress=progress)
     except _SourceUnreadable as error:
-        return MissingFile(item.entry.id, item.entry.path, f"cannot read: {error}")
+        return MissingFile.of(item.entry, FileProblem("unreadable", detail=str(error)))
     return _copy_problem(item, copied)
 
 
@@ -499,16 +501,10 @@ def _hash_only(stream: Reads, size: int, progress: ProgressCallback | None) -> C
 
 
 def _copy_problem(item: PayloadFile, copied: Copied) -> MissingFile | None:
-    def problem(reason: str) -> MissingFile:
-        return MissingFile(item.entry.id, item.entry.path, reason)
-
-    if copied.size < item.size:
-        return problem(f"file shrank to {copied.size} bytes while being packed")
-    if copied.trailing:
-        return problem("file grew while being packed")
-    if copied.sha256 != item.sha256:
-        return problem(f"sha256 {copied.sha256} differs from the {item.origin} {item.sha256}")
-    return None
+    """The copied bytes against what they are held to (grown: more bytes than expected)."""
+    size = None if copied.trailing else copied.size
+    problem = check_bytes(item.expected, size, copied.sha256)
+    return None if problem is None else MissingFile.of(item.entry, problem)
 
 
 def _verify_payload(

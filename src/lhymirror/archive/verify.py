@@ -47,6 +47,7 @@ from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
 from lhymirror.core.safepath import path_problems
 from lhymirror.core.streams import Reads
 from lhymirror.manifest.model import FileEntry, Manifest, parse_manifest
+from lhymirror.mirror.state import Checked, EntryState, describe
 from lhymirror.mirror.store import MirrorStore
 
 REQUIRED_TAG_FILES = ("bagit.txt", "bag-info.txt", PAYLOAD_MANIFEST, TAG_MANIFEST)
@@ -62,8 +63,9 @@ ProgressCallback = Callable[[int], None]
 class Problem:
     """One finding: what is wrong (``kind``), where (``path``) and the specifics (``detail``).
 
-    Kinds: missing, extra, size, checksum, unsafe, malformed, oxum, tagmanifest, sidecar,
-    unverified (a mirror file with no checksum known yet).
+    Kinds: missing, extra, size, checksum, unsafe, malformed, oxum, tagmanifest, sidecar;
+    for a mirror file also unverified (no checksum known yet), symlink, not_a_file and
+    unreadable (see :mod:`lhymirror.mirror.state`).
     """
 
     kind: str
@@ -629,35 +631,13 @@ def _check_mirror_file(
     progress: ProgressCallback | None,
 ) -> None:
     try:
-        target = store.file_path(entry.path)
+        state = EntryState.read(store, entry)
     except LhymirrorError as error:
         report.add("unsafe", entry.path, error.message)
         return
-    if not target.is_file() or target.is_symlink():
-        how = " (manual download: import it with `lhymirror add`)" if entry.is_manual_only else ""
-        report.add("missing", entry.path, f"not in the mirror{how}")
-        return
-    expected = store.expected(entry)
-    if fast:
-        size, sha = target.stat().st_size, None
-    else:
-        try:
-            with _open_no_follow(target) as stream:
-                size, sha, _ = _digest(stream, progress=progress)
-        except OSError as exc:
-            report.add("malformed", entry.path, f"unreadable: {exc.strerror or exc}")
-            return
-    report.files_checked += 1
-    report.bytes_checked += size
-    if expected.size is not None and size != expected.size:
-        report.add(
-            "size", entry.path, f"expected {expected.size} bytes ({expected.origin}), found {size}"
-        )
-    elif expected.sha256 is None:
-        report.add("unverified", entry.path, "no checksum known: run `lhymirror sync` to verify it")
-    elif sha is not None and sha != expected.sha256:
-        report.add(
-            "checksum",
-            entry.path,
-            f"expected sha256 {expected.sha256} ({expected.origin}), got {sha}",
-        )
+    checked = Checked(state.check(), state.disk.size) if fast else state.verify(progress)
+    if checked.size is not None:
+        report.files_checked += 1
+        report.bytes_checked += checked.size
+    if checked.problem is not None:
+        report.add(checked.problem.kind, entry.path, describe(checked.problem))

@@ -16,6 +16,7 @@ from lhymirror.cli.common import (
 )
 from lhymirror.core.errors import UsageError
 from lhymirror.fetch.sync import import_file
+from lhymirror.mirror.state import expected_of
 
 
 def register(subparsers: Any) -> None:
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             hint=f"Run `lhymirror list {manifest.year}` to see the ids.",
         ) from None
     store = selected_store(args, manifest)
-    expected = store.expected(entry)
+    expected = expected_of(entry, store.record(entry.id))
     record = import_file(store, entry, args.file, others=manifest.files)
     note = (
         f"matches the {expected.origin} sha256"

@@ -33,4 +33,9 @@ COMMANDS: dict[str, Command] = {
     "pack": Command("pack_cmd", "pack a year's mirror into a verified, reproducible archive"),
     "verify": Command("verify_cmd", "check an archive, a bag folder or the mirror, offline"),
     "unpack": Command("unpack_cmd", "extract an archive safely, verifying it on the way"),
+    "torrent": Command("torrent_cmd", "make a torrent of a year's mirror to share it with a class"),
+    "seed": Command("seed_cmd", "share an archive or a year's mirror over BitTorrent until Ctrl-C"),
+    "fetch": Command(
+        "fetch_cmd", "download an archive from a torrent (peers and web seeds), verified"
+    ),
 }

@@ -10,6 +10,7 @@ from lhymirror.core.errors import (
     IntegrityError,
     LhymirrorError,
     ManifestError,
+    MissingExtraError,
     StorageError,
     UsageError,
 )
@@ -31,6 +32,7 @@ class ExitStatus(IntEnum):
 
 _BY_ERROR: tuple[tuple[type[LhymirrorError], ExitStatus], ...] = (
     (UsageError, ExitStatus.USAGE),
+    (MissingExtraError, ExitStatus.USAGE),  # e.g. `pip install 'lhymirror[swarm]'`
     (ManifestError, ExitStatus.INVALID_MANIFEST),
     (DownloadError, ExitStatus.DOWNLOAD_FAILED),
     (IntegrityError, ExitStatus.INTEGRITY),

@@ -15,7 +15,7 @@ from lhymirror.cli.common import (
     selected_manifest,
     selected_store,
 )
-from lhymirror.mirror.store import FileStatus, LocalState
+from lhymirror.mirror.state import FileStatus, LocalState, local_state
 
 LABELS: dict[FileStatus, str] = {
     "ok": "ok",
@@ -24,6 +24,9 @@ LABELS: dict[FileStatus, str] = {
     "changed": "changed on disk",
     "unverified": "unverified",
     "manual": "manual pending",
+    "symlink": "symlink",
+    "not_a_file": "not a file",
+    "unreadable": "unreadable",
 }
 
 
@@ -35,8 +38,10 @@ def register(subparsers: Any) -> None:
         description="""
             Show the local state of every file of a year's manifest: ok (present and
             verified), missing, partial (how much is held), changed on disk, unverified (no
-            checksum known yet) or manual pending. Only files changed since they were verified
-            are re-hashed, unless --rehash is given. Never uses the network.
+            checksum known yet), manual pending, or symlink, not a file and unreadable for what
+            lhymirror will not use in place of the file (links are never followed). Only files
+            changed since they were verified are re-hashed, unless --rehash is given. Never
+            uses the network.
         """,
         example="""
             lhymirror status 2022
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     """Print each file's local state; the exit status is 0 whatever the states are."""
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
-    states = [store.local_state(entry, rehash=args.rehash) for entry in manifest.files]
+    states = [local_state(store, entry, rehash=args.rehash) for entry in manifest.files]
     paths = {entry.id: entry.path for entry in manifest.files}
     if args.json:
         print_json(
@@ -97,4 +102,5 @@ def _state_json(state: LocalState, path: str) -> dict[str, Any]:
         "expected_size": expected.size if expected else None,
         "expected_sha256": expected.sha256 if expected else None,
         "checksum_origin": expected.origin if expected else None,
+        "problem": state.problem.to_json() if state.problem else None,
     }

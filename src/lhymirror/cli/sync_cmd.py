@@ -21,17 +21,21 @@ from lhymirror.cli.common import (
 )
 from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
+from lhymirror.cli.swarm_options import add_session_arguments, session_options
 from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError, StorageError
 from lhymirror.core.units import count_of
+from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.job import Fetcher
 from lhymirror.fetch.plan import PlanItem, SyncPlan, plan_sync
-from lhymirror.fetch.report import SyncReport
+from lhymirror.fetch.report import FileOutcome, SyncReport
 from lhymirror.fetch.sources.kaggle import KaggleCredentials, load_credentials
 from lhymirror.fetch.sync import run_sync
 from lhymirror.fetch.transfer import TransferEvents
 from lhymirror.manifest.model import FILE_KINDS, Manifest
 from lhymirror.manifest.sources import source_kind
 from lhymirror.mirror.store import MirrorStore
+from lhymirror.swarm.engine import libtorrent
+from lhymirror.swarm.leech import DEFAULT_WAIT, merge_reports, sync_from_swarm
 
 MIRROR_ENV = "LHYMIRROR_MIRROR"
 DEFAULT_JOBS = 4
@@ -60,6 +64,7 @@ def register(subparsers: Any) -> None:
             lhymirror sync 2022
             lhymirror sync 2022 --only 'hw0*' --kind dataset,code --jobs 8
             lhymirror sync 2022 --from /media/usb/lhymirror --offline
+            lhymirror sync 2022 --swarm lhy-ml-2022-mirror.torrent
         """,
     )
     add_manifest_arguments(parser)
@@ -104,6 +109,18 @@ def register(subparsers: Any) -> None:
         "manifest's checksum (recorded; `lhymirror pin` writes them back); comma-separated "
         "or repeated",
     )  # fmt: skip
+    parser.add_argument(
+        "--swarm", metavar="TORRENT",
+        help="first take the files from BitTorrent peers and web seeds: a .torrent of the "
+        "year's mirror (`lhymirror torrent`) or a magnet link; every file is verified against "
+        "the manifest, the rest come from their usual sources (swarm extra)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--swarm-wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
+        help=f"give up on the swarm after it delivered nothing for this long "
+        f"(default {DEFAULT_WAIT:.0f})",
+    )  # fmt: skip
+    add_session_arguments(parser, port=None)
     parser.set_defaults(handler=run)
 
 
@@ -118,17 +135,24 @@ def run(args: argparse.Namespace) -> int:
     """Plan, then (unless --dry-run) download; print the summary; return the exit status."""
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
-    plan = plan_sync(
-        manifest,
-        store,
-        only=args.only,
-        kinds=args.kind,
-        mirrors=mirror_bases(args.mirror),
-        from_bases=args.from_bases,
-        rehash=args.rehash,
-        accept_upstream=args.accept_upstream,
-        offline=args.offline,
-    )
+    use_swarm = args.swarm is not None and not args.offline and not args.dry_run
+    if use_swarm:
+        libtorrent()  # a missing extra is reported before any work
+
+    def make_plan() -> SyncPlan:
+        return plan_sync(
+            manifest,
+            store,
+            only=args.only,
+            kinds=args.kind,
+            mirrors=mirror_bases(args.mirror),
+            from_bases=args.from_bases,
+            rehash=args.rehash,
+            accept_upstream=args.accept_upstream,
+            offline=args.offline,
+        )
+
+    plan = make_plan()
     if args.dry_run:
         if args.json:
             print_json(plan.to_json())
@@ -137,18 +161,37 @@ def run(args: argparse.Namespace) -> int:
         return ExitStatus.OK
     show_bar = not args.quiet and sys.stdout.isatty()
     credentials = kaggle_credentials_for(plan)
+    from_swarm: dict[str, FileOutcome] = {}
+    health = HostHealth()
     with TransferProgress(plan, enabled=show_bar, quiet=args.quiet) as progress:
+        if use_swarm and any(item.action == "fetch" for item in plan.items):
+            from_swarm = sync_from_swarm(
+                plan,
+                store,
+                args.swarm,
+                options=session_options(args),
+                events=progress,
+                peers=args.peers,
+                wait=args.swarm_wait,
+            )
+            plan = make_plan() if from_swarm else plan
         report = run_sync(
             plan,
             store,
             lambda events: build_downloader(
-                store, events=events, offline=args.offline, kaggle_credentials=credentials
+                store,
+                events=events,
+                offline=args.offline,
+                kaggle_credentials=credentials,
+                health=health,
             ),
+            health=health,
             jobs=args.jobs,
             per_host=PER_HOST,
             events=progress,
             lock_wait=LOCK_WAIT,
         )
+    report = merge_reports(report, from_swarm)
     print_report(args, manifest, report)
     raise_for_report(report, store, offline=args.offline)
     return ExitStatus.OK
@@ -160,12 +203,19 @@ def build_downloader(
     events: TransferEvents,
     offline: bool,
     kaggle_credentials: KaggleCredentials | None,
+    health: HostHealth | None = None,
 ) -> Fetcher:
     """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
     # Imported here: requests is needed only once a file is transferred (see lhymirror.fetch.sync).
     from lhymirror.fetch.download import Downloader  # noqa: PLC0415
 
-    return Downloader(store, events=events, offline=offline, kaggle_credentials=kaggle_credentials)
+    return Downloader(
+        store,
+        events=events,
+        offline=offline,
+        kaggle_credentials=kaggle_credentials,
+        health=health,
+    )
 
 
 def kaggle_credentials_for(plan: SyncPlan) -> KaggleCredentials | None:
@@ -207,6 +257,17 @@ def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = 
             where=where,
             hint="Free some space or fix the permissions, then run the same command again.",
         )
+    if failed and report.no_network:
+        hosts = [down.host for down in report.hosts_down]
+        shown = ", ".join(hosts[:3]) + (", …" if len(hosts) > 3 else "")
+        raise DownloadError(
+            "no network",
+            where=f"could not reach {shown}"
+            if len(hosts) == 1
+            else f"could not reach any of {len(hosts)} hosts: {shown}",
+            hint="Check the connection or proxy settings, or sync from a classmate's copy "
+            "with --from URL.",
+        )
     if failed:
         raise DownloadError(
             f"{count_of(failed, 'file')} could not be downloaded",
@@ -229,11 +290,19 @@ def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncRepor
     if args.json:
         print_json(report.to_json())
         return
-    lines = problem_lines(
-        report,
-        lambda entry_id: import_command(args, manifest, entry_id),
-        resume_hint=not args.offline,
-    )
+    if report.no_network:  # the error says it all; a line per file would only repeat it
+        lines = []
+    else:
+        lines = problem_lines(
+            report,
+            lambda entry_id: import_command(args, manifest, entry_id),
+            resume_hint=not args.offline,
+        )
+        lines += [
+            f"{down.host}: not reachable ({down.reason}); "
+            f"{count_of(down.files, 'file')} used their other sources"
+            for down in report.hosts_down
+        ]
     for line in lines:
         print(line, file=sys.stderr)
     if not args.quiet:

@@ -68,6 +68,9 @@ class ManifestError(LhymirrorError):
 class DownloadError(LhymirrorError):
     """A file could not be fetched from any of its sources."""
 
+    # Why, grouped by the help that differs (lhymirror.fetch.transfer.FailureCause names them).
+    cause: str = "other"
+
 
 class IntegrityError(LhymirrorError):
     """Bytes on disk or in an archive do not match what they must be."""
@@ -79,6 +82,10 @@ class StorageError(LhymirrorError):
 
 class IncompleteError(LhymirrorError):
     """Work is left that needs a human step (a manual download, accepting competition rules)."""
+
+
+class MissingExtraError(LhymirrorError):
+    """A command needs an optional part of lhymirror that is not installed (e.g. ``swarm``)."""
 
 
 @contextlib.contextmanager

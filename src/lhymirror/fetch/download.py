@@ -24,12 +24,15 @@ from typing import BinaryIO
 import requests
 
 from lhymirror.core.errors import DownloadError
+from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.http import RetryPolicy
 from lhymirror.fetch.partial import PartialDownload
 from lhymirror.fetch.response import _HTML_SUFFIXES, HTML_REASON, Exchange
 from lhymirror.fetch.retry import Attempts, run_attempts
 from lhymirror.fetch.sources.base import (
+    CONNECTION_CAUSES,
     Body,
+    Cause,
     FailureKind,
     Request,
     Resolved,
@@ -48,6 +51,7 @@ from lhymirror.fetch.transfer import (
     Target,
     TransferEvents,
     UpstreamChangedError,
+    with_cause,
 )
 from lhymirror.mirror.store import MirrorStore
 
@@ -76,8 +80,10 @@ class Downloader:
         offline: bool = False,
         rng: random.Random | None = None,
         now: Callable[[], dt.datetime] | None = None,
+        health: HostHealth | None = None,
     ) -> None:
         self.store = store
+        self.health = health  # shared by the run's downloaders; None: every host is tried
         self.policy = policy
         self.offline = offline
         self.kaggle_credentials = kaggle_credentials
@@ -126,9 +132,16 @@ class Downloader:
             raise SourceFailed(f"not a usable source ({source!r})")
         resolved = adapter.resolve(source, self._settings)
         key = partial.target.key
+        host = resolved.host
+        if host is not None and self.health is not None and not self.health.usable(host, key):
+            reason = self.health.reason(host)
+            raise SourceFailed(
+                f"{host} not reachable ({reason}); skipped", "transient", cause="connect"
+            )
+        budgets: dict[Cause, int] = {"resolve": self.policy.resolve_attempts}
         return run_attempts(
             lambda: self._attempt(adapter, resolved, partial, session),
-            Attempts(self.policy, self._rng, self._clock),
+            Attempts(self.policy, self._rng, self._clock, per_cause=budgets),
             sleep=self._sleep,
             on_retry=lambda reason, delay: self._events.retrying(key, source, reason, delay),
             on_restart=lambda: self._events.restarted(key, 0),
@@ -157,7 +170,12 @@ class Downloader:
         except TryAgain as failure:
             if failure.restart:
                 self._restart(partial)
+            _note_host(self.health, resolved, failure.cause, failure.reason, partial.target.key)
             raise
+        except SourceFailed as failure:
+            _note_host(self.health, resolved, failure.cause, failure.reason, partial.target.key)
+            raise
+        _note_host(self.health, resolved, None, "", partial.target.key)
         try:
             if body.start is None:  # the bytes held are already the whole file
                 partial.begin(resolved.url, None, None, offset)
@@ -239,6 +257,35 @@ class Downloader:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _skip_if_down(health: HostHealth | None, resolved: Resolved, key: str) -> None:
+    """``SourceFailed`` at once when the source's host is down for this run."""
+    host = resolved.host
+    if host is not None and health is not None and not health.usable(host, key):
+        reason = f"{host} not reachable ({health.reason(host)}); skipped"
+        raise SourceFailed(reason, "transient", cause="connect")
+
+
+def _note_host(
+    health: HostHealth | None, resolved: Resolved, cause: Cause | None, reason: str, key: str
+) -> None:
+    """Tell the run's host health how the host answered; a host now down fails the source."""
+    host = resolved.host
+    if host is None or health is None:
+        return
+    if cause not in CONNECTION_CAUSES:
+        health.reached(host)
+    elif health.failed(host, _host_reason(reason), key):
+        raise SourceFailed(f"{reason}; {host} not reachable", "transient", cause=cause)
+
+
+def _host_reason(reason: str) -> str:
+    """ "connection failed (connect timed out)" -> "connect timed out" (for the host's line)."""
+    prefix = "connection failed ("
+    if reason.startswith(prefix) and reason.endswith(")"):
+        return reason[len(prefix) : -1]
+    return reason
+
+
 def _verification_problem(target: Target, size: int, sha256: str | None) -> str | None:
     if target.expected_size is not None and size != target.expected_size:
         return f"size differs: got {size} bytes, expected {target.expected_size}"
@@ -265,7 +312,7 @@ def _check_head(target: Target, head: bytes) -> None:
     """Refuse an HTML page posing as the file, and (unpinned) a PDF that is not one."""
     name = target.name.lower()
     if not name.endswith(_HTML_SUFFIXES) and _looks_like_html(head):
-        raise SourceFailed(HTML_REASON)
+        raise SourceFailed(HTML_REASON, category="html")
     if name.endswith(".pdf") and target.expected_sha256 is None and b"%PDF-" not in head:
         raise SourceFailed("received something that is not a PDF (no %PDF- header)")
 
@@ -282,12 +329,13 @@ def _all_failed(
     reasons = [f"{source}: {failure.reason}" for source, failure in failures]
     if needs_network:
         reasons.append(f"{len(needs_network)} source(s) need the network")
-        return DownloadError(
+        error = DownloadError(
             "network use needed in --offline mode",
             where=target.name,
             detail="; ".join(reasons),
             hint="Run without --offline, or put the file in place with `lhymirror add`.",
         )
+        return with_cause(error, "offline")
     if not failures:
         return DownloadError(
             "no source to download from",
@@ -311,6 +359,7 @@ def _all_failed(
             detail="; ".join(reasons),
             instructions=manual[0].instructions or "",
         )
-    return DownloadError(
+    error = DownloadError(
         "download failed", where=target.name, detail="; ".join(reasons), hint=RESUME_HINT
     )
+    return with_cause(error, failures[-1][1].category)

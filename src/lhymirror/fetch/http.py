@@ -27,6 +27,7 @@ class RetryPolicy:
     """How hard one source is tried before the next one is used."""
 
     attempts: int = 5  # per source
+    resolve_attempts: int = 2  # a name that does not resolve rarely does a second later
     backoff_base: float = 0.5  # seconds; exponential with full jitter
     backoff_cap: float = 30.0
     retry_after_cap: float = 120.0  # never sleep longer than this for a Retry-After

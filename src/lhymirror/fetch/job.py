@@ -25,9 +25,18 @@ from lhymirror.core.fsutil import fsync_file, hash_file, replace_durably
 from lhymirror.core.units import utc_now
 from lhymirror.fetch.plan import PartPlan, PlanItem
 from lhymirror.fetch.report import FileOutcome, failed_outcome, outcome_of
-from lhymirror.fetch.transfer import AssemblyDigest, FetchResult, ManualStepRequired, Target
+from lhymirror.fetch.transfer import (
+    AssemblyDigest,
+    FetchResult,
+    ManualStepRequired,
+    Target,
+    with_cause,
+)
 from lhymirror.manifest.model import FileEntry
-from lhymirror.mirror.store import Expected, FileRecord, MirrorStore
+from lhymirror.mirror.state import EntryState, Expected
+from lhymirror.mirror.store import FileRecord, MirrorStore
+
+REFUSED_HINT = "lhymirror never follows, reads around or replaces it: put the file there instead"
 
 
 class Fetcher(Protocol):
@@ -65,7 +74,9 @@ class FileJob:
         try:
             return self._process(item)
         except ManualStepRequired as error:
-            return outcome_of(item, "manual", size=item.size, reason=error.instructions)
+            return outcome_of(
+                item, "manual", size=item.size, reason=error.instructions, cause="manual"
+            )
         except IntegrityError as error:
             return failed_outcome(item, error, "integrity")
         except StorageError as error:
@@ -106,17 +117,16 @@ class FileJob:
 
     def _fetch(self, item: PlanItem) -> FileOutcome:
         entry = item.entry
-        target = self.store.file_path(entry.path)
-        with storage_errors(target.parent):
-            target.parent.mkdir(parents=True, exist_ok=True)
+        target = self.store.file_path(entry.path)  # its folder is made when its bytes are placed
         if not item.sources and not item.parts:
-            raise DownloadError(
+            error = DownloadError(
                 "needs the network",
                 where=entry.path,
                 detail="offline, and no local source has it: "
                 + (", ".join(item.withheld) or "no source"),
                 hint="Run without --offline, or give --from a folder that has it.",
             )
+            raise with_cause(error, "offline")
         if item.sources:
             try:
                 return self._fetch_whole(item, target)
@@ -249,6 +259,7 @@ def _place_assembly(
         )
     with storage_errors(target):
         fsync_file(assembly)
+        target.parent.mkdir(parents=True, exist_ok=True)
         replace_durably(assembly, target)
     return actual_size, actual
 
@@ -269,11 +280,16 @@ def _part_target(
 
 
 def settled_outcome(item: PlanItem) -> FileOutcome:
-    """The outcome of an item that needs no transfer (up to date, manual, needs network)."""
+    """The outcome of an item that needs no transfer (up to date, manual, refused, offline)."""
     if item.action == "up-to-date":
         return outcome_of(item, "up-to-date", size=item.size, sha256=item.expected.sha256)
     if item.action == "manual":
-        return outcome_of(item, "manual", size=item.size, reason=item.reason)
+        return outcome_of(item, "manual", size=item.size, reason=item.reason, cause="manual")
+    if item.action == "refused":
+        reason = f"{item.reason}; {REFUSED_HINT}"
+        return outcome_of(
+            item, "failed", size=item.size, reason=reason, failure="storage", cause="storage"
+        )
     needs = ", ".join(item.withheld) or "a network source"
     return outcome_of(
         item,
@@ -281,6 +297,7 @@ def settled_outcome(item: PlanItem) -> FileOutcome:
         size=item.size,
         reason=f"offline: would download from {needs}",
         failure="download",
+        cause="offline",
     )
 
 
@@ -289,7 +306,7 @@ def _verified_meanwhile(store: MirrorStore, item: PlanItem) -> bool:
     return (
         item.action == "fetch"
         and item.reason == "missing"
-        and store.is_unchanged_since_verified(item.entry)
+        and EntryState.read(store, item.entry).unchanged_since_verified
     )
 
 

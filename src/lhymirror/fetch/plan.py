@@ -15,6 +15,9 @@ hashes, downloads or writes. Each :class:`PlanItem` names one action:
     only a human can get it (``manual`` without sources); ``lhymirror add`` imports it.
 ``needs-network``
     ``--offline`` and no local source can provide it.
+``refused``
+    something other than a regular, readable file stands at its path (a symlink, a folder, a
+    fifo, a file that cannot be read): lhymirror never follows, reads around or replaces it.
 
 Sources are tried in this order: ``--from`` bases (another mirror's ``<year>/<path>``), then
 ``--mirror`` rewrites of each http(s) upstream URL (``BASE/HOST/PATH?QUERY``, the layout
@@ -37,10 +40,12 @@ from lhymirror.manifest.sources import (
     local_source,
     local_source_path,
     parse_source,
+    wayback_source,
 )
-from lhymirror.mirror.store import Expected, MirrorStore, part_key
+from lhymirror.mirror.state import EntryState, Expected, FileProblem, describe
+from lhymirror.mirror.store import MirrorStore, part_key
 
-Action = Literal["up-to-date", "verify", "fetch", "manual", "needs-network"]
+Action = Literal["up-to-date", "verify", "fetch", "manual", "needs-network", "refused"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class PlanItem:
     held_bytes: int = 0  # bytes of unfinished downloads already on disk
     withheld: tuple[str, ...] = ()  # network sources left out because of --offline
     capped_host: str | None = None  # see first_upstream_host
+    problem: FileProblem | None = None  # what is wrong with the file on disk, seen by lstat
 
     @property
     def id(self) -> str:
@@ -77,7 +83,7 @@ class PlanItem:
     @property
     def size(self) -> int | None:
         """The expected size when known."""
-        return self.expected.size  # store.expected falls back to the manifest's size
+        return self.expected.size  # expected_of falls back to the manifest's size
 
     @property
     def needs_transfer(self) -> bool:
@@ -173,7 +179,9 @@ def plan_sync(
     """Decide what to do for every selected file; ``UsageError`` for a filter matching nothing."""
     entries = select_entries(manifest, only=only, kinds=kinds)
     accepted = _accepted_ids(manifest, accept_upstream)
-    routing = _Routing(manifest.year, tuple(mirrors), tuple(from_bases), offline)
+    routing = _Routing(
+        manifest.year, tuple(mirrors), tuple(from_bases), offline, course_archive(manifest)
+    )
     items = tuple(
         _plan_entry(entry, store, routing, rehash=rehash, accept=entry.id in accepted)
         for entry in entries
@@ -226,20 +234,30 @@ def _accepted_ids(manifest: Manifest, ids: tuple[str, ...] | list[str]) -> set[s
 def _plan_entry(
     entry: FileEntry, store: MirrorStore, routing: _Routing, *, rehash: bool, accept: bool
 ) -> PlanItem:
-    expected = store.expected(entry)
-    action, reason = _decide(entry, store, expected, rehash=rehash)
+    state = EntryState.read(store, entry)
+    problem = state.check()
+    if problem is not None and problem.kind in ("missing", "unverified"):
+        problem = None  # the usual reasons to fetch, not something wrong on disk
+    if problem is not None and problem.kind in ("symlink", "not_a_file", "unreadable"):
+        action: Action = "refused"
+        reason = describe(problem)
+    else:
+        action, reason = _decide(state, problem, rehash=rehash)
     held = store.held_bytes(entry) if action == "fetch" else 0
-    item = PlanItem(entry, action, reason, expected, accept_upstream=accept, held_bytes=held)
-    if action in ("up-to-date", "manual"):
+    item = PlanItem(
+        entry, action, reason, state.expected, accept_upstream=accept, held_bytes=held,
+        problem=problem,
+    )  # fmt: skip
+    if action in ("up-to-date", "manual", "refused"):
         return item
     return routing.route(item)
 
 
-def _decide(
-    entry: FileEntry, store: MirrorStore, expected: Expected, *, rehash: bool
-) -> tuple[Action, str]:
-    present = store.file_path(entry.path).is_file()
-    if not present or expected.sha256 is None:
+def _decide(state: EntryState, problem: FileProblem | None, *, rehash: bool) -> tuple[Action, str]:
+    """The action for a regular file or an absent one (*problem*: its size, seen by lstat)."""
+    entry = state.entry
+    present = state.present
+    if not present or state.expected.sha256 is None:
         if entry.is_manual_only:
             return "manual", (
                 "present but never verified; import it with `lhymirror add`"
@@ -249,8 +267,10 @@ def _decide(
         return "fetch", "present but never verified" if present else "missing"
     if rehash:
         return "verify", "--rehash"
-    if store.is_unchanged_since_verified(entry):
-        return "up-to-date", f"verified ({expected.origin} sha256)"
+    if state.unchanged_since_verified:
+        return "up-to-date", f"verified ({state.expected.origin} sha256)"
+    if problem is not None:
+        return "verify", describe(problem)
     return "verify", "changed on disk since verified, or not verified yet"
 
 
@@ -266,6 +286,7 @@ class _Routing:
     mirrors: tuple[str, ...]
     from_bases: tuple[str, ...]
     offline: bool
+    archive: CourseArchive | None = None
 
     def route(self, item: PlanItem) -> PlanItem:
         """The item with its sources in try order (and, offline, what needs the network)."""
@@ -286,7 +307,8 @@ class _Routing:
             sources = self._kept(whole, withheld)
         else:
             parts = ()
-            sources = self._kept([*whole, *self._with_mirrors(entry.urls or ())], withheld)
+            upstream = [*self._with_mirrors(entry.urls or ()), *self._last_resort(entry)]
+            sources = self._kept([*whole, *upstream], withheld)
         action = item.action
         if action == "fetch" and not _can_fetch(sources, parts):
             action = "needs-network"
@@ -298,6 +320,12 @@ class _Routing:
             withheld=tuple(dict.fromkeys(withheld)),
             capped_host=first_upstream_host(entry, sources, parts),
         )
+
+    def _last_resort(self, entry: FileEntry) -> list[str]:
+        """The Wayback capture of the entry's course-server URL, when a sha256 can prove it."""
+        if self.archive is None or self.offline or entry.sha256 is None:
+            return []
+        return self.archive.captures(entry.urls or ())[:1]
 
     def _with_mirrors(self, urls: tuple[str, ...]) -> list[str]:
         rewritten = [
@@ -317,6 +345,36 @@ class _Routing:
             else:
                 kept.append(source)
         return tuple(kept)
+
+
+@dataclass(frozen=True)
+class CourseArchive:
+    """Where the Internet Archive may hold the course server's files: the last resort source.
+
+    The course server is the host of the manifest's ``homepage``; captures are asked for nearest
+    to the manifest's ``released`` date (else its year), i.e. as the course left them.
+    """
+
+    host: str
+    timestamp: str
+
+    def captures(self, urls: tuple[str, ...] | list[str]) -> list[str]:
+        """``wayback:`` sources for the course-server URLs among *urls*, in order."""
+        return [
+            wayback_source(url, self.timestamp)
+            for url in urls
+            if url.lower().startswith(("https://", "http://"))
+            and urlsplit(url).hostname == self.host
+        ]
+
+
+def course_archive(manifest: Manifest) -> CourseArchive | None:
+    """The manifest's course server and capture date; None without a homepage."""
+    host = urlsplit(manifest.homepage).hostname if manifest.homepage else None
+    if not host:
+        return None
+    released = manifest.released
+    return CourseArchive(host, released.strftime("%Y%m%d") if released else str(manifest.year))
 
 
 def _can_fetch(sources: tuple[str, ...], parts: tuple[PartPlan, ...]) -> bool:

@@ -6,8 +6,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
-from lhymirror.core.errors import LhymirrorError
+from lhymirror.core.errors import DownloadError, LhymirrorError
+from lhymirror.fetch.health import HostDown
 from lhymirror.fetch.plan import PlanItem
+from lhymirror.fetch.transfer import FailureCause
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
 Failure = Literal["download", "integrity", "storage"]
@@ -27,6 +29,8 @@ class FileOutcome:
     bytes_received: int = 0
     reason: str | None = None  # why it failed, or the manual step to take
     failure: Failure | None = None
+    # Why it failed, grouped by the help that differs (see lhymirror.fetch.transfer.FailureCause)
+    cause: FailureCause | None = None
 
     @property
     def verified(self) -> bool:
@@ -41,6 +45,8 @@ class SyncReport:
     year: int
     root: str
     files: tuple[FileOutcome, ...]
+    hosts_down: tuple[HostDown, ...] = ()  # hosts that could not be reached, skipped meanwhile
+    no_network: bool = False  # every host the run tried was down: nothing could be reached
 
     @property
     def complete(self) -> bool:
@@ -73,6 +79,8 @@ class SyncReport:
             "complete": self.complete,
             "totals": {**self.counts(), "bytes_received": self.bytes_received},
             "files": [asdict(f) for f in self.files],
+            "hosts_down": [asdict(h) for h in self.hosts_down],
+            "no_network": self.no_network,
         }
 
 
@@ -83,4 +91,11 @@ def outcome_of(item: PlanItem, outcome: Outcome, **fields: Any) -> FileOutcome:
 
 def failed_outcome(item: PlanItem, error: LhymirrorError, failure: Failure) -> FileOutcome:
     """*item* failed with *error*, of kind *failure*."""
-    return outcome_of(item, "failed", size=item.size, reason=error.message, failure=failure)
+    cause: FailureCause = "other"
+    if isinstance(error, DownloadError):
+        cause = error.cause  # type: ignore[assignment]  # set from a FailureCause
+    elif failure in ("integrity", "storage"):
+        cause = "checksum" if failure == "integrity" else "storage"
+    return outcome_of(
+        item, "failed", size=item.size, reason=error.message, failure=failure, cause=cause
+    )

@@ -84,8 +84,13 @@ class Exchange:
         except requests.TooManyRedirects as exc:
             raise SourceFailed("too many redirects") from exc
         except requests.exceptions.SSLError as exc:
-            raise SourceFailed(f"TLS error ({brief(exc)})", cause="connect") from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise SourceFailed(f"TLS error ({brief(exc)})", cause="tls") from exc
+        except requests.exceptions.ConnectTimeout as exc:
+            raise TryAgain("connection failed (connect timed out)", cause="connect") from exc
+        except requests.Timeout as exc:  # the headers did not come: no first byte
+            wait = self._policy.read_timeout
+            raise TryAgain(f"connection failed (no answer in {wait:g} s)", cause="timeout") from exc
+        except requests.ConnectionError as exc:
             raise TryAgain(f"connection failed ({brief(exc)})", cause=_cause_of(exc)) from exc
         except requests.RequestException as exc:
             raise SourceFailed(f"request failed ({brief(exc)})") from exc
@@ -125,7 +130,8 @@ class Exchange:
         if is_retryable_status(status):
             raise TryAgain(f"HTTP {status}", self._retry_after(response), cause="status")
         if status not in (200, 206):
-            raise SourceFailed(f"HTTP {status} {response.reason or ''}".rstrip())
+            reason = f"HTTP {status} {response.reason or ''}".rstrip()
+            raise SourceFailed(reason, category="gone" if status in (404, 410) else None)
         _refuse_encoded(response)
         _refuse_html_type(self._target, response)
         if status == 206:
@@ -164,6 +170,7 @@ class Exchange:
                 f"HTTP {response.status_code}, server asks to wait {delay:.0f} s "
                 f"(more than {self._policy.retry_after_cap:g} s)",
                 "transient",
+                category="quota" if response.status_code == 429 else None,
             )
         return delay
 
@@ -239,23 +246,23 @@ class BodyReader:
         self._window_start, self._window_bytes = now, 0
 
 
-def _cause_of(exc: requests.RequestException) -> Cause:
-    """Which kind of connection trouble *exc* is (name resolution, connecting, reading)."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connect"
-    if isinstance(exc, requests.Timeout):
-        return "read"
-    text = str(exc)
-    if "NameResolutionError" in text or "Name or service not known" in text:
+def _cause_of(exc: requests.ConnectionError) -> Cause:
+    """Whether *exc* failed to resolve the host's name or to connect to it."""
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):
         return "resolve"
-    if "getaddrinfo failed" in text or "nodename nor servname" in text:
+    text = str(exc)
+    markers = ("NameResolutionError", "Name or service not known", "getaddrinfo failed")
+    if any(marker in text for marker in (*markers, "nodename nor servname", "No address")):
+        return "resolve"
+    if "Temporary failure in name resolution" in text:
         return "resolve"
     return "connect"
 
 
 def _refuse_html_type(target: Target, response: requests.Response) -> None:
     if is_html_response(response) and not target.name.lower().endswith(_HTML_SUFFIXES):
-        raise SourceFailed(HTML_REASON)
+        raise SourceFailed(HTML_REASON, category="html")
 
 
 def _refuse_encoded(response: requests.Response) -> None:

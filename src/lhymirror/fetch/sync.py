@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol
 from lhymirror.core.errors import IntegrityError, StorageError, UsageError, storage_errors
 from lhymirror.core.fsutil import CHUNK_SIZE, BackgroundWriteback, ThreadedDigest, atomic_writer
 from lhymirror.core.units import format_size
+from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.job import (
     Fetcher,
     FileJob,
@@ -32,6 +33,7 @@ from lhymirror.fetch.report import FileOutcome, SyncReport
 from lhymirror.fetch.scheduler import PerThread, Scheduler, largest_first
 from lhymirror.fetch.transfer import TransferEvents
 from lhymirror.manifest.model import FileEntry
+from lhymirror.mirror.state import expected_of
 from lhymirror.mirror.store import FileRecord, MirrorStore
 
 
@@ -57,11 +59,13 @@ def run_sync(
     session_factory: Callable[[], Any] | None = None,
     disk_usage: Callable[[Path], Any] = shutil.disk_usage,
     lock_wait: float = 5.0,
+    health: HostHealth | None = None,
 ) -> SyncReport:
     """Run *plan* under the year's lock and report what happened to each file.
 
     ``downloader_factory(events)`` builds one downloader per worker thread; sleeps and clocks are
-    injected there; ``session_factory`` defaults to :func:`lhymirror.fetch.http.new_session`. Raises
+    injected there; ``session_factory`` defaults to :func:`lhymirror.fetch.http.new_session`.
+    *health* is the host health the downloaders share (the report names the hosts down). Raises
     ``StorageError`` when the lock is held elsewhere or space is short.
     """
     with store.lock(wait=lock_wait):
@@ -74,7 +78,12 @@ def run_sync(
             display=events,
             scheduler=Scheduler(jobs, per_host, threading.Event()),
         )
-    return SyncReport(plan.year, plan.root, outcomes)
+    if health is None:
+        return SyncReport(plan.year, plan.root, outcomes)
+    no_network = health.all_down() and not any(
+        outcome.verified for outcome in outcomes if outcome.bytes_received
+    )
+    return SyncReport(plan.year, plan.root, outcomes, health.down_hosts(), no_network)
 
 
 class _Worker(NamedTuple):
@@ -215,7 +224,7 @@ def import_file(
     *others* is held to (a mix-up). Leftover partial downloads of the entry are removed.
     Errors name *source*, the user's file.
     """
-    expected = store.expected(entry)
+    expected = expected_of(entry, store.record(entry.id))
     source = source.expanduser().absolute()
     if source.is_dir():
         raise UsageError("is a folder", where=str(source), hint="Give the downloaded file.")
@@ -258,7 +267,7 @@ def _owners_by_sha256(
     owners: dict[str, FileEntry] = {}
     for other in others:
         if other.id != entry.id:
-            sha = store.expected(other).sha256
+            sha = expected_of(other, store.record(other.id)).sha256
             if sha is not None:
                 owners.setdefault(sha, other)
     return owners

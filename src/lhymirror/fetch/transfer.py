@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from lhymirror.core.errors import IncompleteError, IntegrityError
+from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError
 from lhymirror.core.fsutil import hash_stream
 
 
@@ -123,6 +123,20 @@ class SilentEvents:
 
     def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
         """Ignored."""
+
+
+# Why a file could not be fetched, grouped the way the help differs: unreachable hosts (network,
+# proxy, --from), gone (404/410, not shared: the manifest needs a new source), quota (wait),
+# html (a page instead of data), checksum (bytes kept aside), manual, offline (--offline), other.
+FailureCause = Literal[
+    "unreachable", "gone", "quota", "html", "checksum", "manual", "offline", "storage", "other"
+]
+
+
+def with_cause(error: DownloadError, cause: FailureCause) -> DownloadError:
+    """*error*, marked with the cause of the failure."""
+    error.cause = cause
+    return error
 
 
 class ManualStepRequired(IncompleteError):

@@ -171,6 +171,7 @@ def _entry_shape_problems(index: int, entry: dict[str, Any]) -> Iterator[str]:
         yield f"{label}: has both urls and parts (give exactly one)"
     elif not has_urls and not has_parts and "manual" not in entry:
         yield f"{label}: has no urls, parts or manual (give one)"
+    yield from _wayback_problems(label, entry)
     if entry.get("insecure_http") is True:
         return
     for source in _raw_sources(entry):
@@ -179,6 +180,21 @@ def _entry_shape_problems(index: int, entry: dict[str, Any]) -> Iterator[str]:
                 f"{label}.urls: {source!r} is plain http; use https, or set "
                 "insecure_http = true if the host offers nothing else"
             )
+
+
+def _wayback_problems(label: str, entry: dict[str, Any]) -> Iterator[str]:
+    """A Wayback capture is trusted only when a pinned sha256 proves its bytes."""
+    raw_urls = entry.get("urls")
+    urls: list[Any] = raw_urls if isinstance(raw_urls, list) else []
+    in_urls = any(isinstance(u, str) and u.lower().startswith("wayback:") for u in urls)
+    in_parts = any(s.lower().startswith("wayback:") for s in _raw_sources(entry) if s not in urls)
+    if in_parts:
+        yield f"{label}.parts: wayback: sources are for whole files only (give them in urls)"
+    if in_urls and "sha256" not in entry:
+        yield (
+            f"{label}.urls: a wayback: source needs the entry's sha256 (a capture is only "
+            "trusted when its bytes are proven)"
+        )
 
 
 def _raw_sources(entry: dict[str, Any]) -> Iterable[str]:

@@ -1,7 +1,9 @@
 """The kinds of source a manifest entry can name, and how to read them.
 
 A source is written as a string in the manifest: an ``https://`` (or, with ``insecure_http``,
-``http://``) URL, ``gdrive:<file-id>`` or ``kaggle:<competition>[/<file>]``.
+``http://``) URL, ``gdrive:<file-id>``, ``kaggle:<competition>[/<file>]`` or
+``wayback:<timestamp>/<https-url>`` (the Internet Archive's capture of that URL nearest to the
+timestamp, ``YYYY[MM[DD[hh[mm[ss]]]]]``; only for entries with a pinned sha256).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ else:
 
 _GDRIVE_ID = re.compile(r"^[A-Za-z0-9_-]{10,}$")
 _KAGGLE_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_WAYBACK = re.compile(r"^(?P<timestamp>\d{4,14})/(?P<url>https?://.+)$")
+WAYBACK_BASE = "https://web.archive.org/web/"
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,28 @@ class KaggleSource:
         return f"kaggle:{self.competition}{suffix}"
 
 
-Source = HttpSource | GDriveSource | KaggleSource
+@dataclass(frozen=True)
+class WaybackSource:
+    """The Wayback Machine's capture of *url* nearest to *timestamp* (raw bytes, no banner)."""
+
+    timestamp: str
+    url: str
+    kind = "wayback"
+
+    def capture_url(self, base: str = WAYBACK_BASE) -> str:
+        """The raw capture (``id_``): the archive redirects to the nearest capture it holds."""
+        return f"{base}{self.timestamp}id_/{self.url}"
+
+    @property
+    def page_url(self) -> str:
+        """The capture as a browser shows it (with the archive's banner)."""
+        return f"{WAYBACK_BASE}{self.timestamp}/{self.url}"
+
+    def __str__(self) -> str:
+        return f"wayback:{self.timestamp}/{self.url}"
+
+
+Source = HttpSource | GDriveSource | KaggleSource | WaybackSource
 
 
 def parse_source(text: str) -> Source:
@@ -84,7 +109,14 @@ def parse_source(text: str) -> Source:
         if not _KAGGLE_SLUG.match(competition):
             raise ValueError(f"{text!r}: expected kaggle:<competition>[/<file>]")
         return KaggleSource(competition, file or None)
-    raise ValueError(f"{text!r}: unknown source scheme {scheme!r} (use https, gdrive or kaggle)")
+    if scheme == "wayback":
+        match = _WAYBACK.match(rest)
+        if not match:
+            raise ValueError(f"{text!r}: expected wayback:<timestamp YYYY[MMDDhhmmss]>/<URL>")
+        return WaybackSource(match["timestamp"], _parse_http(match["url"]).url)
+    raise ValueError(
+        f"{text!r}: unknown source scheme {scheme!r} (use https, gdrive, kaggle or wayback)"
+    )
 
 
 def _parse_http(text: str) -> HttpSource:
@@ -96,8 +128,13 @@ def _parse_http(text: str) -> HttpSource:
     return HttpSource(text)
 
 
+def wayback_source(url: str, timestamp: str) -> str:
+    """The ``wayback:`` source of *url*'s capture nearest to *timestamp*."""
+    return str(WaybackSource(timestamp, url))
+
+
 def source_kind(text: str) -> str:
-    """Short kind of a source string for listings: https, http, gdrive, kaggle (or '?')."""
+    """Short kind of a source string for listings: https, http, gdrive, kaggle, wayback (or ?)."""
     try:
         return parse_source(text).kind
     except ValueError:

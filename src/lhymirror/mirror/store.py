@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from lhymirror.core.errors import StorageError, storage_errors
-from lhymirror.core.fsutil import atomic_write_text, hash_file, replace_durably, try_lock
+from lhymirror.core.fsutil import atomic_write_text, replace_durably, try_lock
 from lhymirror.core.safepath import path_problems
 from lhymirror.core.units import utc_now
 from lhymirror.manifest.model import FileEntry
@@ -64,29 +64,6 @@ class PartialState:
     updated_at: str = field(default_factory=utc_now)
 
 
-@dataclass(frozen=True)
-class Expected:
-    """The size and checksum a file is held to, and where they come from."""
-
-    size: int | None
-    sha256: str | None
-    origin: Literal["manifest", "recorded", "none"]
-
-
-FileStatus = Literal["ok", "missing", "partial", "changed", "unverified", "manual"]
-
-
-@dataclass(frozen=True)
-class LocalState:
-    """The local state of one manifest file, as ``status`` shows it."""
-
-    entry_id: str
-    status: FileStatus
-    detail: str = ""
-    size: int | None = None
-    expected: Expected | None = None
-
-
 class MirrorStore:
     """One year of a local mirror: ``ROOT/<year>`` and its ``.lhymirror`` book-keeping."""
 
@@ -99,25 +76,28 @@ class MirrorStore:
     # -- paths -----------------------------------------------------------------------------
 
     def file_path(self, relative: str) -> Path:
-        """Final location of a manifest path; refuses paths that could leave the year folder."""
+        """Final location of a manifest path, to write to: refuses unsafe paths and links."""
+        target = self.locate(relative)
+        self._refuse_symlinks(target)
+        return target
+
+    def locate(self, relative: str) -> Path:
+        """Where a manifest path lives; refuses paths that could leave the year folder.
+
+        Links on the way are not looked at (:func:`lhymirror.mirror.state.look_at` does), except
+        a linked year folder, which no command works through.
+        """
         problems = path_problems(relative)
         if problems or relative.split("/", 1)[0] == META_DIR:
             raise StorageError(
                 "unsafe path", where=relative, detail="; ".join(problems) or "reserved folder"
             )
-        target = self.year_dir.joinpath(*relative.split("/"))
-        self._refuse_symlinks(target)
-        return target
+        self._refuse_linked_year()
+        return self.year_dir.joinpath(*relative.split("/"))
 
     def _refuse_symlinks(self, target: Path) -> None:
         """Refuse a path with a symlinked component between the year folder and the file."""
         current = self.year_dir
-        if current.is_symlink():
-            raise StorageError(
-                "symlinked folder in the mirror",
-                where=str(current),
-                hint="lhymirror writes only below real folders; replace the link with a folder.",
-            )
         for part in target.relative_to(self.year_dir).parts:
             current = current / part
             if current.is_symlink():
@@ -126,6 +106,14 @@ class MirrorStore:
                     where=str(current),
                     hint="lhymirror never writes through links; remove it and run again.",
                 )
+
+    def _refuse_linked_year(self) -> None:
+        if self.year_dir.is_symlink():
+            raise StorageError(
+                "symlinked folder in the mirror",
+                where=str(self.year_dir),
+                hint="lhymirror writes only below real folders; replace the link with a folder.",
+            )
 
     def partial_path(self, key: str) -> Path:
         """Where the unfinished bytes of *key* (an entry id, or ``id.partNN``) are kept."""
@@ -214,77 +202,10 @@ class MirrorStore:
         with storage_errors(self.assembly_path(entry.id)):
             self.assembly_path(entry.id).unlink(missing_ok=True)
 
-    # -- what a file is held to ------------------------------------------------------------
-
-    def expected(self, entry: FileEntry) -> Expected:
-        """Size and sha256 a file must have: the manifest's pin, else the first verified download.
-
-        A record whose content the user accepted although it differs from the pin
-        (``sync --accept-upstream``) overrides the pin.
-        """
-        record = self.record(entry.id)
-        if (
-            record is not None
-            and record.path == entry.path
-            and (entry.sha256 is None or record.accepted_upstream)
-        ):
-            return Expected(record.size, record.sha256, "recorded")
-        if entry.sha256 is not None:
-            return Expected(entry.size, entry.sha256, "manifest")
-        return Expected(entry.size, None, "none")
-
-    def is_unchanged_since_verified(self, entry: FileEntry) -> bool:
-        """True when the file was verified against what it is held to now (a record of other
-        bytes, e.g. from an older pin, does not count) and its size and mtime are unchanged."""
-        record = self.record(entry.id)
-        if record is None or record.path != entry.path:
-            return False
-        if record.sha256 != self.expected(entry).sha256:
-            return False
-        try:
-            st = self.file_path(entry.path).stat()
-        except (OSError, StorageError):
-            return False
-        return st.st_size == record.size and st.st_mtime_ns == record.mtime_ns
-
-    def local_state(self, entry: FileEntry, *, rehash: bool = False) -> LocalState:
-        """Classify one file without any network access (re-hashing only when needed)."""
-        expected = self.expected(entry)
-        target = self.file_path(entry.path)
-        if not target.is_file():
-            return self._absent_state(entry, expected)
-        with storage_errors(target):
-            size = target.stat().st_size
-        if not rehash and expected.sha256 and self.is_unchanged_since_verified(entry):
-            return LocalState(entry.id, "ok", size=size, expected=expected)
-        if expected.sha256 is None:
-            return LocalState(entry.id, "unverified", "no checksum known yet", size, expected)
-        with storage_errors(target):
-            actual_size, actual_sha = hash_file(target)
-        if actual_sha == expected.sha256:
-            return LocalState(entry.id, "ok", size=actual_size, expected=expected)
-        return LocalState(
-            entry.id,
-            "changed",
-            f"sha256 {actual_sha[:12]}… differs from {expected.origin} {expected.sha256[:12]}…",
-            actual_size,
-            expected,
-        )
-
     def held_bytes(self, entry: FileEntry) -> int:
         """Bytes of the entry's unfinished download (or of its parts' assembly) already on disk."""
         paths = (self.partial_path(entry.id), self.assembly_path(entry.id))
         return sum(_size_or_zero(path) for path in paths)
-
-    def _absent_state(self, entry: FileEntry, expected: Expected) -> LocalState:
-        held = self.held_bytes(entry)
-        if held:
-            total = expected.size or entry.size
-            percent = f" {100 * held // total}%" if total else ""
-            return LocalState(entry.id, "partial", f"{held} bytes held{percent}", held, expected)
-        if entry.is_manual_only:
-            return LocalState(entry.id, "manual", entry.manual or "", None, expected)
-        return LocalState(entry.id, "missing", "", None, expected)
 
     # -- lock ----------------------------------------------------------------------------
 

@@ -26,10 +26,14 @@ if TYPE_CHECKING:
 
 FailureKind = Literal["transient", "permanent", "changed", "manual"]
 # What went wrong with an attempt, for per-cause retry budgets and host health:
-# resolve = name resolution, connect = refused/unreachable/connect timeout, read = lost or stalled
-# body, status = a retryable HTTP status, range = the server answered a range wrongly.
-Cause = Literal["resolve", "connect", "read", "status", "range"]
-CONNECTION_CAUSES: frozenset[Cause] = frozenset({"resolve", "connect"})
+# resolve = name resolution, connect = refused/unreachable/connect timeout, timeout = no answer
+# (first byte) in time, tls = TLS handshake or certificate, read = lost or stalled body,
+# status = a retryable HTTP status, range = the server answered a range wrongly.
+Cause = Literal["resolve", "connect", "timeout", "tls", "read", "status", "range"]
+# The causes that count against the host (see lhymirror.fetch.health).
+CONNECTION_CAUSES: frozenset[Cause] = frozenset({"resolve", "connect", "timeout", "tls"})
+# Why a source failed, as a person would group it (the summary's causes; see SourceFailed).
+Category = Literal["unreachable", "gone", "quota", "html", "checksum", "manual", "other"]
 
 
 class TryAgain(Exception):
@@ -61,6 +65,7 @@ class SourceFailed(Exception):
         instructions: str | None = None,
         retry_from_zero: bool = False,
         cause: Cause | None = None,
+        category: Category | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -70,6 +75,20 @@ class SourceFailed(Exception):
         self.instructions = instructions
         self.retry_from_zero = retry_from_zero  # a resumed transfer failed to verify
         self.cause = cause  # the cause of the last attempt, when attempts ran out
+        self._category = category
+
+    @property
+    def category(self) -> Category:
+        """The kind of problem: given where it was raised, else told by the kind and cause."""
+        if self._category is not None:
+            return self._category
+        if self.kind == "changed" or "differs" in self.reason:
+            return "checksum"
+        if self.kind == "manual":
+            return "manual"
+        if self.cause in CONNECTION_CAUSES:
+            return "unreachable"
+        return "other"
 
 
 @dataclass(frozen=True)

@@ -201,10 +201,10 @@ class GDriveAdapter:
 def drive_failure(page: DrivePage) -> SourceFailed:
     """Why a page Drive sent means this source fails now."""
     if isinstance(page, QuotaExceeded):
-        return SourceFailed(page.reason, "transient")
+        return SourceFailed(page.reason, "transient", category="quota")
     if isinstance(page, ConfirmPage):
         return SourceFailed("Google Drive asked for confirmation again after it was given")
-    return SourceFailed(page.reason)
+    return SourceFailed(page.reason, category="gone" if isinstance(page, NotShared) else None)
 
 
 ADAPTER = GDriveAdapter()

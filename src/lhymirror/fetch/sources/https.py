@@ -34,8 +34,15 @@ def parse_or_fail(source: str) -> object:
 
 
 def host_of(url: str) -> str | None:
-    """The host a URL connects to (lower case)."""
-    return urlsplit(url).hostname
+    """The host a URL connects to (lower case), with its port when the URL names one."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.hostname is None or port is None:
+        return parts.hostname
+    return f"{parts.hostname}:{port}"
 
 
 ADAPTER = HttpsAdapter()

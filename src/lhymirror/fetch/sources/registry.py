@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lhymirror.fetch.sources import gdrive, https, kaggle, local
+from lhymirror.fetch.sources import gdrive, https, kaggle, local, wayback
 from lhymirror.fetch.sources.base import SourceAdapter
 
 ADAPTERS: dict[str, SourceAdapter] = {
@@ -11,6 +11,7 @@ ADAPTERS: dict[str, SourceAdapter] = {
     "gdrive": gdrive.ADAPTER,
     "kaggle": kaggle.ADAPTER,
     "file": local.ADAPTER,
+    "wayback": wayback.ADAPTER,
 }
 
 

@@ -1,0 +1,79 @@
+"""``lhymirror torrent``: a multi-file torrent of a year's mirror, for sharing with a class."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from lhymirror.cli.common import (
+    add_command,
+    add_manifest_arguments,
+    add_root_argument,
+    byte_progress,
+    format_size,
+    selected_manifest,
+    selected_store,
+)
+from lhymirror.swarm.engine import libtorrent
+from lhymirror.swarm.make import mirror_files, mirror_torrent, write_torrent
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``torrent`` command."""
+    parser = add_command(
+        subparsers,
+        "torrent",
+        description="""
+            Write a BitTorrent file (hybrid v1+v2) holding every verified file of a year's
+            mirror as <year>/<path>, and print its magnet link. Classmates download it with
+            `lhymirror sync YEAR --swarm FILE.torrent`; anyone with the files shares them with
+            `lhymirror seed --year YEAR`. Identical files have identical v2 file roots, so a
+            mirror that grows still shares what it had.
+
+            Each --web-seed BASE is an HTTP copy shaped like `sync --from` (BASE/<year>/<path>),
+            for example a classmate's `python -m http.server -d mirror`: the torrent then
+            works with no peer at all. The same files and options give the same bytes.
+            Needs the swarm extra: pip install 'lhymirror[swarm]'.
+        """,
+        example="""
+            lhymirror torrent 2022 --web-seed http://10.0.0.5:8000/
+        """,
+    )
+    add_manifest_arguments(parser)
+    add_root_argument(parser)
+    parser.add_argument(
+        "--out", type=Path, metavar="FILE",
+        help="where to write the torrent (default: ./<slug>-<year>-mirror.torrent)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--web-seed", dest="web_seeds", action="append", default=[], metavar="BASE",
+        help="an HTTP(S) base serving BASE/<year>/<path> (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Make the torrent, write it, print its magnet link."""
+    libtorrent()
+    manifest, _ = selected_manifest(args)
+    store = selected_store(args, manifest)
+    found = mirror_files(manifest, store)
+    total = sum(item.size for _entry, item in found)
+    with byte_progress("hashing", total=total, quiet=args.quiet) as progress:
+        torrent = mirror_torrent(
+            manifest, store, web_seeds=args.web_seeds, found=found, progress=progress
+        )
+    out = args.out or Path(f"{manifest.effective_slug}-{manifest.year}-mirror.torrent")
+    write_torrent(out, torrent)
+    if not args.quiet:
+        left_out = len(manifest.files) - len(torrent.files)
+        missing = f"; {left_out} not verified here, left out" if left_out else ""
+        print(
+            f"{out}: {len(torrent.files)} files, {format_size(torrent.total_size)}{missing}",
+            file=sys.stderr,
+        )
+    print(torrent.magnet)
+    return 0

@@ -1,0 +1,1 @@
+"""Sharing over BitTorrent (the optional ``swarm`` extra): torrents, seeding, swarm downloads."""

@@ -1,0 +1,117 @@
+"""``lhymirror fetch``: download an archive from its torrent (peers and web seeds), verified.
+
+The archive downloads into ``OUT/.lhymirror/swarm/<info-hash>/`` with libtorrent's resume data
+beside it (a killed run continues), is verified like ``lhymirror verify`` does, and only then
+is moved to ``OUT/<name>``; the ``.torrent`` is kept beside it so the archive can be seeded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lhymirror.archive.verify import verify_archive
+from lhymirror.core.errors import DownloadError, IntegrityError, UsageError, storage_errors
+from lhymirror.core.fsutil import replace_durably
+from lhymirror.core.safepath import path_problems
+from lhymirror.swarm.engine import (
+    ResumeFiles,
+    SessionOptions,
+    file_layout,
+    info_hash_hex,
+    open_session,
+    torrent_params,
+)
+from lhymirror.swarm.transfer import SwarmProgress, TorrentRun
+
+PARTIAL_DIR = Path(".lhymirror") / "swarm"
+
+
+def fetch_archive(
+    source: str,
+    out_dir: Path,
+    *,
+    options: SessionOptions,
+    peers: Sequence[tuple[str, int]] = (),
+    wait: float = 60.0,
+    progress: Callable[[int], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Path:
+    """Download, verify and place the archive a torrent (file or magnet link) holds."""
+    params = torrent_params(source)
+    folder = out_dir / PARTIAL_DIR
+    with storage_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    name = info_hash_hex(params)
+    run = TorrentRun(
+        open_session(options), params, folder / name, ResumeFiles(folder), clock=clock, sleep=sleep
+    )
+    try:
+        run.connect(peers)
+        info = run.wait_for_metadata(wait)
+        if info is None:
+            raise DownloadError(
+                "no peer sent the torrent's metadata",
+                where=source[:80],
+                detail=f"nothing for {wait:.0f} s",
+                hint="Use the .torrent file, name a peer with --peer, or try again later.",
+            )
+        archive_name = _archive_name(info, source)
+        size = int(file_layout(info).file_size(0))
+        report = SwarmProgress(
+            started=lambda _i, _total, offset: progress(offset) if progress else None,
+            advanced=lambda _i, n: progress(n) if progress else None,
+        )
+        complete = run.download({0: size}, stall_timeout=wait, progress=report, peers=peers)
+    finally:
+        run.close()
+    if not complete:
+        raise DownloadError(
+            "the swarm stopped delivering",
+            where=archive_name,
+            detail=f"nothing arrived for {wait:.0f} s",
+            hint="Run the same command again to resume (or name a peer with --peer).",
+        )
+    return _place(run, archive_name, out_dir, source)
+
+
+def _archive_name(info: object, source: str) -> str:
+    layout = file_layout(info)
+    name = str(info.name())  # type: ignore[attr-defined]
+    if layout.num_files() != 1 or path_problems(name) or "/" in name:
+        raise UsageError(
+            "not a torrent of one archive",
+            where=source[:80],
+            detail=f"it holds {layout.num_files()} files under {name!r}",
+            hint="A mirror's torrent is downloaded with `lhymirror sync YEAR --swarm TORRENT`.",
+        )
+    return name
+
+
+def _place(run: TorrentRun, name: str, out_dir: Path, source: str) -> Path:
+    downloaded = run.save_path / name
+    report = verify_archive(downloaded)
+    if not report.ok:
+        rejected = out_dir / ".lhymirror" / "rejected" / name
+        with storage_errors(rejected):
+            rejected.parent.mkdir(parents=True, exist_ok=True)
+            replace_durably(downloaded, rejected)
+        run.forget()
+        raise IntegrityError(
+            "the downloaded archive is damaged",
+            where=name,
+            detail=str(report.problems[0]),
+            hint=f"Nothing was placed; it is kept as {rejected}. Ask for a good torrent.",
+        )
+    target = out_dir / name
+    with storage_errors(target):
+        replace_durably(downloaded, target)
+        if not source.startswith("magnet:"):
+            torrent_copy = target.with_name(name + ".torrent")
+            if Path(source).resolve() != torrent_copy.resolve():
+                shutil.copyfile(source, torrent_copy)
+    run.forget()
+    return target

@@ -1,0 +1,161 @@
+"""One expected-state concept: what a file is held to, what is on disk, the one check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from factories import blob, manifest_data, sha
+from lhymirror.manifest.model import FileEntry, Manifest
+from lhymirror.mirror.state import (
+    EntryState,
+    Expected,
+    local_state,
+)
+from lhymirror.mirror.store import FileRecord, MirrorStore
+
+DATA = blob(5000, seed=7)
+OTHER = blob(5000, seed=8)
+
+
+def make_entry(**fields: Any) -> FileEntry:
+    data = {
+        "id": "l01",
+        "kind": "slide",
+        "path": "slides/l01.pdf",
+        "urls": ["https://example.org/l01.pdf"],
+        **fields,
+    }
+    return Manifest.model_validate(manifest_data(data)).files[0]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MirrorStore:
+    return MirrorStore(tmp_path / "mirror", 2022)
+
+
+def place(store: MirrorStore, entry: FileEntry, data: bytes, *, record: bytes | None) -> Path:
+    """Put *data* at the entry's path; record *record*'s checksum as verified (if given)."""
+    target = store.file_path(entry.path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    if record is not None:
+        store.save_record(
+            FileRecord(
+                id=entry.id,
+                path=entry.path,
+                size=len(record),
+                sha256=sha(record),
+                mtime_ns=target.stat().st_mtime_ns,
+                verified_at="2024-01-01T00:00:00Z",
+            )
+        )
+    return target
+
+
+def held_to(store: MirrorStore, entry: FileEntry) -> Expected:
+    return EntryState.read(store, entry).expected
+
+
+def unchanged(store: MirrorStore, entry: FileEntry) -> bool:
+    return EntryState.read(store, entry).unchanged_since_verified
+
+
+# -- what a file is held to ---------------------------------------------------------------------
+
+
+def test_expected_prefers_the_manifest_pin(store: MirrorStore) -> None:
+    entry = make_entry(size=len(DATA), sha256=sha(DATA))
+    place(store, entry, OTHER, record=OTHER)
+    expected = held_to(store, entry)
+    assert (expected.sha256, expected.origin) == (sha(DATA), "manifest")
+
+
+def test_expected_uses_the_record_when_nothing_is_pinned(store: MirrorStore) -> None:
+    entry = make_entry()
+    assert held_to(store, entry).origin == "none"
+    place(store, entry, DATA, record=DATA)
+    expected = held_to(store, entry)
+    assert (expected.size, expected.sha256, expected.origin) == (len(DATA), sha(DATA), "recorded")
+
+
+def test_accepted_upstream_content_overrides_the_pin(store: MirrorStore) -> None:
+    entry = make_entry(sha256=sha(DATA))
+    target = place(store, entry, OTHER, record=None)
+    store.save_record(
+        FileRecord(
+            "l01",
+            entry.path,
+            len(OTHER),
+            sha(OTHER),
+            target.stat().st_mtime_ns,
+            "t",
+            accepted_upstream=True,
+        )
+    )
+    assert held_to(store, entry).sha256 == sha(OTHER)
+
+
+def test_a_record_for_another_path_is_ignored(store: MirrorStore) -> None:
+    place(store, make_entry(), DATA, record=DATA)
+    moved = make_entry(path="slides/renamed.pdf")
+    assert held_to(store, moved).origin == "none"
+    assert not unchanged(store, moved)
+
+
+# -- local state ---------------------------------------------------------------------------------
+
+
+def test_state_ok_when_verified_and_unchanged(store: MirrorStore) -> None:
+    entry = make_entry()
+    place(store, entry, DATA, record=DATA)
+    assert unchanged(store, entry)
+    assert local_state(store, entry).status == "ok"
+
+
+def test_state_changed_when_the_bytes_on_disk_differ(store: MirrorStore) -> None:
+    entry = make_entry()
+    target = place(store, entry, DATA, record=DATA)
+    target.write_bytes(OTHER)  # same size, new mtime: re-hashed, and it differs
+    os.utime(target, ns=(1, 1))
+    assert not unchanged(store, entry)
+    state = local_state(store, entry)
+    assert state.status == "changed"
+    assert state.detail == f"sha256 differs: expected {sha(DATA)} (recorded), got {sha(OTHER)}"
+
+
+def test_state_ok_after_a_touch_that_kept_the_bytes(store: MirrorStore) -> None:
+    entry = make_entry()
+    target = place(store, entry, DATA, record=DATA)
+    os.utime(target, ns=(1, 1))
+    assert local_state(store, entry).status == "ok"
+
+
+def test_rehash_finds_damage_that_kept_size_and_mtime(store: MirrorStore) -> None:
+    entry = make_entry()
+    target = place(store, entry, DATA, record=DATA)
+    stat = target.stat()
+    target.write_bytes(OTHER)
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert local_state(store, entry).status == "ok"  # the cheap check cannot see it
+    assert local_state(store, entry, rehash=True).status == "changed"
+
+
+def test_state_of_absent_files(store: MirrorStore) -> None:
+    entry = make_entry(size=1000)
+    assert local_state(store, entry).status == "missing"
+    store.partial_path("l01").parent.mkdir(parents=True)
+    store.partial_path("l01").write_bytes(b"x" * 250)
+    state = local_state(store, entry)
+    assert (state.status, state.detail) == ("partial", "250 bytes held 25%")
+    manual = make_entry(id="hw", urls=None, manual="Baidu pan, code sv1i")
+    assert local_state(store, manual).status == "manual"
+
+
+def test_state_unverified_when_no_checksum_is_known(store: MirrorStore) -> None:
+    entry = make_entry()
+    place(store, entry, DATA, record=None)
+    assert local_state(store, entry).status == "unverified"
