@@ -125,6 +125,6 @@ def test_a_manual_file_and_an_offline_one_say_so(store: MirrorStore) -> None:
     manual = item_of(store, {"id": "m", "kind": "slide", "path": "slides/m.pdf", "manual": "ask"})
     assert manual.action == "manual"
     assert settled_outcome(manual).cause == "manual"
-    manifest = Manifest.model_validate(manifest_data(file_entry("a", blob(10, 7))))
+    manifest = make_manifest(file_entry("a", blob(10, 7)))
     (offline,) = plan_sync(manifest, store, offline=True).items
     assert settled_outcome(offline).cause == "offline"
