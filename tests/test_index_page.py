@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from factories import make_manifest
+import factories
 from lhymirror.archive.index_page import IndexFile, local_href, render_index
 from lhymirror.manifest.model import Manifest
 from pagecheck import Page, assert_local_links_resolve, needs_chromium, run_chromium
@@ -26,11 +26,11 @@ from pagecheck import Page, assert_local_links_resolve, needs_chromium, run_chro
 # Helpers
 
 
-def index_manifest(
+def make_manifest(
     files: Sequence[dict[str, Any]], links: Sequence[dict[str, Any]] = ()
 ) -> Manifest:
     """A valid manifest around the given file and link entries (urls filled in when absent)."""
-    return make_manifest(
+    return factories.make_manifest(
         *({"kind": "slide", "urls": [f"https://example.org/{f['id']}"], **f} for f in files),
         version="1.2",
         homepage="https://speech.ee.ntu.edu.tw/~hylee/ml/2022-spring.php",
@@ -80,7 +80,7 @@ SAMPLE_LINKS = [
 
 @pytest.fixture
 def sample() -> Manifest:
-    return index_manifest(SAMPLE_FILES, SAMPLE_LINKS)
+    return make_manifest(SAMPLE_FILES, SAMPLE_LINKS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def test_table_of_contents_points_at_section_ids(sample: Manifest) -> None:
 
 
 def test_sections_with_colliding_ids_stay_unique() -> None:
-    manifest = index_manifest(
+    manifest = make_manifest(
         [
             {"id": "a", "section": "HW 1", "path": "a.pdf"},
             {"id": "b", "section": "HW-1", "path": "b.pdf"},
@@ -155,7 +155,7 @@ def test_file_rows_show_kind_size_and_path(sample: Manifest) -> None:
 
 
 def test_untitled_files_are_named_by_their_file_name() -> None:
-    manifest = index_manifest([{"id": "x", "path": "deep/folder/Lecture notes.pdf"}])
+    manifest = make_manifest([{"id": "x", "path": "deep/folder/Lecture notes.pdf"}])
     html = render_index(manifest, index_files(manifest))
     assert '">Lecture notes.pdf</a>' in html
 
@@ -166,7 +166,7 @@ def test_untitled_files_are_named_by_their_file_name() -> None:
 
 def test_everything_from_the_manifest_is_escaped() -> None:
     nasty = "<script>alert(\"x\")</script> & 'quotes' 機器學習"
-    manifest = index_manifest(
+    manifest = make_manifest(
         [
             {
                 "id": "a",
@@ -206,7 +206,7 @@ def test_everything_from_the_manifest_is_escaped() -> None:
     ],
 )
 def test_local_links_percent_encode_each_path_segment(path: str, href: str) -> None:
-    manifest = index_manifest([{"id": "f", "path": path}])
+    manifest = make_manifest([{"id": "f", "path": path}])
     page = Page(render_index(manifest, index_files(manifest)))
     assert local_href(path) == href
     assert page.local_hrefs() == [href]
@@ -291,7 +291,7 @@ def test_complete_archive_has_no_missing_marks(sample: Manifest) -> None:
 def test_rendering_is_deterministic(sample: Manifest) -> None:
     first = render_index(sample, index_files(sample, missing=["misc"]))
     again = render_index(
-        index_manifest(SAMPLE_FILES, SAMPLE_LINKS), index_files(sample, missing=["misc"])
+        make_manifest(SAMPLE_FILES, SAMPLE_LINKS), index_files(sample, missing=["misc"])
     )
     assert first == again
     assert "\r" not in first and first.endswith("</html>\n")
@@ -336,7 +336,7 @@ BROWSER_FILES = [
 def test_chromium_renders_the_page_and_every_local_link_resolves_in_the_bag(
     tmp_path: Path,
 ) -> None:
-    manifest = index_manifest(BROWSER_FILES, SAMPLE_LINKS)
+    manifest = make_manifest(BROWSER_FILES, SAMPLE_LINKS)
     bag = _bag_folder(tmp_path, manifest, missing=["misc"])
     index = bag / "index.html"
     dom = run_chromium(tmp_path, "--dump-dom", index.as_uri()).stdout
@@ -358,7 +358,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 @pytest.mark.slow
 @needs_chromium
 def test_chromium_renders_the_page_at_phone_width(tmp_path: Path) -> None:
-    manifest = index_manifest(BROWSER_FILES, SAMPLE_LINKS)
+    manifest = make_manifest(BROWSER_FILES, SAMPLE_LINKS)
     bag = _bag_folder(tmp_path, manifest)
     shot = tmp_path / "phone.png"
     run_chromium(

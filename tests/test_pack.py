@@ -22,7 +22,7 @@ from urllib.parse import unquote
 import bagit
 import pytest
 
-from factories import make_manifest
+import factories
 from lhymirror.archive.bag import (
     TAG_FILES,
     bag_info_values,
@@ -81,7 +81,7 @@ def contents(seed: int = 7) -> dict[str, bytes]:
     }
 
 
-def course_manifest(data: dict[str, bytes], **top: Any) -> Manifest:
+def make_manifest(data: dict[str, bytes], **top: Any) -> Manifest:
     """The manifest of SPECS, pinned where the spec says so, with *data*'s checksums."""
     files = []
     for spec in SPECS:
@@ -115,7 +115,7 @@ def course_manifest(data: dict[str, bytes], **top: Any) -> Manifest:
         ],
         **top,
     }
-    return make_manifest(*files, **raw)
+    return factories.make_manifest(*files, **raw)
 
 
 def put_file(store: MirrorStore, entry_id: str, path: str, data: bytes, *, record: bool) -> Path:
@@ -153,7 +153,7 @@ class Course:
 
 def make_course(base: Path, *, skip: tuple[str, ...] = (), seed: int = 7) -> Course:
     data = contents(seed)
-    manifest = course_manifest(data)
+    manifest = make_manifest(data)
     store = MirrorStore(base / "mirror", manifest.year)
     for spec in SPECS:
         if spec.id not in skip:
