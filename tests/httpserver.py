@@ -11,12 +11,13 @@ Example::
         assert server.count("/kurs/vl01.pdf") == 2
 
 It answers GET only. Paths are compared percent-decoded and the query string is ignored
-(``url_for`` produces the percent-encoded form). Every resource has a strong ETag and a
-Last-Modified date; ``Range: bytes=...`` is honoured (one range; a bad one gets the whole body,
-an unsatisfiable one 416) unless ``If-Range`` names another version.
+(``url_for`` produces the percent-encoded form). Content is bytes (``add``) or a file streamed
+from disk (``add_file``). Every resource has a strong ETag and a Last-Modified date;
+``Range: bytes=...`` is honoured (one range; a bad one gets the whole body, an unsatisfiable one
+416) unless ``If-Range`` names another version.
 
-A request to a route is processed as: ``statuses`` step -> content (``etag_changes``, Range,
-body faults).
+A request to a route is processed as: ``statuses`` step -> ``redirect_to`` -> content
+(``etag_changes``, Range, body faults).
 
 Caveats:
 
@@ -36,6 +37,7 @@ import contextlib
 import errno
 import hashlib
 import io
+import mimetypes
 import re
 import select
 import socket
@@ -51,8 +53,9 @@ from email.message import Message
 from email.utils import format_datetime, parsedate_to_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import BinaryIO, Literal
 from urllib.parse import quote, unquote
 
 from factories import blob
@@ -152,6 +155,8 @@ class Fault:
     #: Successive requests get these plain-text responses first (status or (status, headers));
     #: a 200 step means "serve the resource normally this time".
     statuses: Sequence[StatusSpec] = ()
+    #: Answer 302 with this Location (a path on this server or a full URL).
+    redirect_to: str | None = None
 
     def __post_init__(self) -> None:
         """Validate the configuration early, in the test's thread."""
@@ -220,18 +225,37 @@ class _Entry:
 
 @dataclass(frozen=True)
 class _Entity:
-    """One version of a resource."""
+    """One version of a resource: bytes held, or a file read when served."""
 
-    data: bytes
+    size: int
     etag: str
     last_modified: datetime
+    content_type: str = CONTENT_TYPE
+    data: bytes = b""
+    file: Path | None = None
+
+    def open(self) -> BinaryIO:
+        """The body, for reading."""
+        return self.file.open("rb") if self.file is not None else io.BytesIO(self.data)
+
+
+def _file_entity(path: Path) -> _Entity:
+    """The current version of a file on disk (stat'ed on every request)."""
+    st = path.stat()
+    return _Entity(
+        st.st_size,
+        f'"{st.st_size:x}-{st.st_mtime_ns:x}"',
+        datetime.fromtimestamp(int(st.st_mtime), UTC),
+        mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+        file=path,
+    )
 
 
 @dataclass
 class _Route:
-    """A registered URL with its content, faults and fault counters."""
+    """A registered URL with its content (bytes or a file), faults and fault counters."""
 
-    entity: _Entity | None
+    source: _Entity | Path | None
     fault: Fault = field(default_factory=Fault)
     content_requests: int = 0
     changed: bool = False
@@ -246,7 +270,9 @@ class _Route:
 
 
 def _entity(data: bytes, last_modified: datetime) -> _Entity:
-    return _Entity(bytes(data), strong_etag(data), last_modified.replace(microsecond=0))
+    return _Entity(
+        len(data), strong_etag(data), last_modified.replace(microsecond=0), data=bytes(data)
+    )
 
 
 # --------------------------------------------------------------------------- HTTP semantics
@@ -402,6 +428,11 @@ class _Handler(BaseHTTPRequestHandler):
         if step is not None and step[0] != 200:
             status, headers = step
             return self._send_text(status, f"{_phrase(status)}\n", headers, "status")
+        location = route.fault.redirect_to
+        if location is not None:
+            return self._send_text(
+                302, f"Moved to {location}\n", {"Location": location}, "redirect"
+            )
         entity = self.owner._entity_for_request(route)
         if entity is None:
             return self._send_text(404, f"404 Not Found: {path}\n")
@@ -409,11 +440,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, route: _Route, entity: _Entity) -> None:
         """Decide between 200, 206 and 416 and send accordingly."""
-        size = len(entity.data)
+        size = entity.size
         headers = [
             ("ETag", entity.etag),
             ("Last-Modified", http_date(entity.last_modified)),
-            ("Content-Type", CONTENT_TYPE),
+            ("Content-Type", entity.content_type),
             ("Accept-Ranges", "bytes"),
         ]
         header = self.headers.get("Range")
@@ -448,13 +479,13 @@ class _Handler(BaseHTTPRequestHandler):
         label = "cut" if cut_at is not None else "stall" if stall_at is not None else None
         self._start(status, headers, label, final=length == 0)
         if length:
-            stream = io.BytesIO(entity.data)
-            stream.seek(start)
-            self._stream(stream, length, route.fault, cut_at, stall_at)
+            with entity.open() as stream:
+                stream.seek(start)
+                self._stream(stream, length, route.fault, cut_at, stall_at)
 
     def _stream(
         self,
-        stream: io.BytesIO,
+        stream: BinaryIO,
         length: int,
         fault: Fault,
         cut_at: int | None,
@@ -472,6 +503,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return None
             limit = min(x for x in (cut_at, stall_at, length) if x is not None and x > pos)
             chunk = stream.read(min(chunk_size, limit - pos))
+            if not chunk:  # the file shrank underneath us
+                return self._abort()
             self._write(chunk, pos + len(chunk) == length)
             pos += len(chunk)
             if delay and pos < length and not self._pause(delay):
@@ -487,7 +520,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_WR)
 
     def _abort(self) -> None:
-        """Give up on the response (client gone or server stopping)."""
+        """Give up on the response (client gone, server stopping or file changed)."""
         self.close_connection = True
         self.owner._mark_incomplete(self.entry)
 
@@ -661,6 +694,15 @@ class CourseServer:
             self._routes[_route_key(path)] = _Route(entity, faults or Fault())
         return self.url_for(path)
 
+    def add_file(self, path: str, file: str | Path, *, faults: Fault | None = None) -> str:
+        """Serve a file from disk, streamed; ETag/Last-Modified come from its stat()."""
+        file = Path(file)
+        if not file.is_file():
+            raise FileNotFoundError(file)
+        with self._lock:
+            self._routes[_route_key(path)] = _Route(file, faults or Fault())
+        return self.url_for(path)
+
     def replace(self, path: str, data: bytes) -> None:
         """Change a route's content: new ETag, Last-Modified one hour later."""
         with self._lock:
@@ -738,8 +780,9 @@ class CourseServer:
 
     def _replace_locked(self, route: _Route, data: bytes) -> None:
         """Swap a route's content for ``data`` (lock held)."""
-        base = route.entity.last_modified if route.entity else DEFAULT_LAST_MODIFIED
-        route.entity = _entity(data, base + timedelta(hours=1))
+        old = _file_entity(route.source) if isinstance(route.source, Path) else route.source
+        base = old.last_modified if old is not None else DEFAULT_LAST_MODIFIED
+        route.source = _entity(data, base + timedelta(hours=1))
 
     def _lookup(self, path: str) -> _Route | None:
         with self._lock:
@@ -756,9 +799,10 @@ class CourseServer:
     def _entity_for_request(self, route: _Route) -> _Entity | None:
         """Return the entity to serve now, applying ``etag_changes`` atomically."""
         with self._lock:
-            entity = route.entity
-            if entity is None:
+            source = route.source
+            if source is None:
                 return None
+            entity = _file_entity(source) if isinstance(source, Path) else source
             route.content_requests += 1
             fault = route.fault
             due = route.content_requests >= fault.change_after

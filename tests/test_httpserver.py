@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from factories import blob
 from httpserver import (
     DEFAULT_LAST_MODIFIED,
     CourseServer,
@@ -257,7 +259,36 @@ def test_url_requires_started_server() -> None:
         _ = CourseServer().url
 
 
-# --------------------------------------------------------------------------- replace
+# ------------------------------------------------------------------ files, redirects, replace
+
+
+def test_add_file_streams_from_disk(http_server: CourseServer, tmp_path: Path) -> None:
+    data = blob(300_000, 5)
+    file = tmp_path / "big.pdf"
+    file.write_bytes(data)
+    url = http_server.add_file("/big.pdf", file)
+    full = requests.get(url, timeout=TIMEOUT)
+    assert full.content == data
+    assert full.headers["Content-Type"] == "application/pdf"
+    part = requests.get(url, headers={"Range": "bytes=200000-"}, timeout=TIMEOUT)
+    assert part.status_code == 206 and part.content == data[200_000:]
+    # Changing the file changes the validators, so a stale If-Range gives a full 200.
+    old_etag = full.headers["ETag"]
+    file.write_bytes(data[:1000])
+    os.utime(file, (1_000_000_000, 1_000_000_000))
+    fresh = requests.get(url, headers={"Range": "bytes=10-", "If-Range": old_etag}, timeout=5)
+    assert fresh.status_code == 200 and fresh.content == data[:1000]
+
+
+def test_redirect(server: CourseServer, data: bytes) -> None:
+    server.set_faults("/old.pdf", Fault(redirect_to=PDF))
+    resp = get(server, "/old.pdf")
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == PDF
+    followed = requests.get(server.url_for("/old.pdf"), timeout=TIMEOUT)
+    assert followed.content == data
+    assert [r.status_code for r in followed.history] == [302]
+    assert server.requests[0].fault == "redirect"
 
 
 def test_replace_changes_content_and_validators(server: CourseServer, data: bytes) -> None:

@@ -8,7 +8,6 @@ import hashlib
 import io
 import os
 import random
-import shutil
 import subprocess
 import tarfile
 import tomllib
@@ -43,6 +42,7 @@ from lhymirror.core.fsutil import CHUNK_SIZE
 from lhymirror.core.units import utc_now
 from lhymirror.manifest.model import Manifest, dump_manifest, parse_manifest
 from lhymirror.mirror.store import FileRecord, MirrorStore
+from tools import require_tool
 
 RELEASED_EPOCH = 1_656_633_600  # 2022-07-01T00:00:00Z
 TOP = "lhy-ml-2022-v1"
@@ -295,8 +295,7 @@ def test_extracted_bag_validates_with_the_bagit_package(
 def test_manifest_sha256_is_valid_sha256sum_input_inside_the_bag(
     course: Course, tmp_path: Path
 ) -> None:
-    if shutil.which("sha256sum") is None:
-        pytest.skip("sha256sum is not installed")
+    require_tool("sha256sum", "coreutils")
     bag = extract(course.pack().archive, tmp_path / "x")
     for listing in ("manifest-sha256.txt", "tagmanifest-sha256.txt"):
         done = subprocess.run(
