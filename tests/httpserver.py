@@ -10,7 +10,7 @@ Example::
         ...  # first GET is cut after 1000 body bytes, the retry succeeds
         assert server.count("/kurs/vl01.pdf") == 2
 
-It answers GET only. Paths are compared percent-decoded and the query string is ignored
+It answers GET and HEAD. Paths are compared percent-decoded and the query string is ignored
 (``url_for`` produces the percent-encoded form). Content is bytes (``add``) or a file streamed
 from disk (``add_file``). Every resource has a strong ETag and a Last-Modified date;
 ``Range: bytes=...`` is honoured (one range; a bad one gets the whole body, an unsatisfiable one
@@ -145,6 +145,8 @@ class Fault:
     #: Send this many body bytes, then stop sending (until the client disconnects or the
     #: server stops) while keeping the socket open.
     stall_after: int | None = None
+    #: Resume sending after this many seconds (None: only the client or a stop ends a stall).
+    stall_seconds: float | None = None
     #: Only the first K responses that would stall do stall (None = every one).
     stall_times: int | None = None
     #: (chunk_bytes, delay_seconds): send the body slowly.
@@ -155,8 +157,9 @@ class Fault:
     #: Successive requests get these plain-text responses first (status or (status, headers));
     #: a 200 step means "serve the resource normally this time".
     statuses: Sequence[StatusSpec] = ()
-    #: Answer 302 with this Location (a path on this server or a full URL).
+    #: Answer with this Location (a path on this server or a full URL) and redirect_status.
     redirect_to: str | None = None
+    redirect_status: int = 302
 
     def __post_init__(self) -> None:
         """Validate the configuration early, in the test's thread."""
@@ -168,6 +171,8 @@ class Fault:
             raise ValueError("trickle must be (chunk_bytes > 0, delay_seconds >= 0)")
         if self.change_after < 1:
             raise ValueError("change_after must be >= 1")
+        if self.redirect_status not in {301, 302, 303, 307, 308}:
+            raise ValueError("redirect_status must be a redirect (301, 302, 303, 307 or 308)")
 
     def step(self, index: int) -> tuple[int, Mapping[str, str]] | None:
         """The ``statuses`` entry *index* as (status, headers); None past the end."""
@@ -184,6 +189,7 @@ class Fault:
 class RequestRecord:
     """An immutable snapshot of one logged request and what was answered."""
 
+    method: str
     path: str
     status: int | None
     body_bytes_sent: int
@@ -198,6 +204,7 @@ class RequestRecord:
 class _Entry:
     """Mutable log entry, updated by the handler thread under the server lock."""
 
+    method: str
     path: str
     headers: Message
     connection_id: int
@@ -209,6 +216,7 @@ class _Entry:
     def snapshot(self) -> RequestRecord:
         """Return an immutable copy."""
         return RequestRecord(
+            self.method,
             self.path,
             self.status,
             self.body_bytes_sent,
@@ -269,9 +277,13 @@ class _Route:
         self.changed = False
 
 
-def _entity(data: bytes, last_modified: datetime) -> _Entity:
+def _entity(data: bytes, last_modified: datetime, content_type: str) -> _Entity:
     return _Entity(
-        len(data), strong_etag(data), last_modified.replace(microsecond=0), data=bytes(data)
+        len(data),
+        strong_etag(data),
+        last_modified.replace(microsecond=0),
+        content_type,
+        data=bytes(data),
     )
 
 
@@ -362,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """Log the request, answer it and absorb client disconnects."""
         path = _route_key(self.path)
-        self.entry = self.owner._log_start(path, self.headers, self.conn_id)
+        self.entry = self.owner._log_start(self.command, path, self.headers, self.conn_id)
         try:
             self._respond(path)
         except OSError as exc:
@@ -370,6 +382,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.owner._mark_incomplete(self.entry)
             if not _is_disconnect(exc):
                 raise
+
+    do_HEAD = do_GET  # the same answer without its body (and with no Range, no body faults)
 
     # ----- sending
 
@@ -413,9 +427,10 @@ class _Handler(BaseHTTPRequestHandler):
                 *(headers or {}).items(),
             ],
             fault,
-            final=False,
+            final=self.command == "HEAD",
         )
-        self._write(body, True)
+        if self.command != "HEAD":
+            self._write(body, True)
 
     # ----- dispatch
 
@@ -430,8 +445,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_text(status, f"{_phrase(status)}\n", headers, "status")
         location = route.fault.redirect_to
         if location is not None:
+            status = route.fault.redirect_status
             return self._send_text(
-                302, f"Moved to {location}\n", {"Location": location}, "redirect"
+                status, f"Moved to {location}\n", {"Location": location}, "redirect"
             )
         entity = self.owner._entity_for_request(route)
         if entity is None:
@@ -449,8 +465,13 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         header = self.headers.get("Range")
         parsed: RangeResult = "ignore"
-        # RFC 9110 13.1.5: an If-Range that names another version means the whole new body.
-        if header is not None and _if_range_allows(self.headers.get("If-Range"), entity):
+        # RFC 9110 14.2: Range is for GET only; 13.1.5: an If-Range that names another version
+        # means the whole new body.
+        if (
+            header is not None
+            and self.command == "GET"
+            and _if_range_allows(self.headers.get("If-Range"), entity)
+        ):
             parsed = _parse_range(header, size)
         if parsed == "unsatisfiable":
             fields = {"Content-Range": f"bytes */{size}"}
@@ -474,11 +495,12 @@ class _Handler(BaseHTTPRequestHandler):
         """Send status, headers and the body bytes [start, stop) applying the body faults."""
         start, stop = span
         length = stop - start
-        cut_at = self.owner._claim(route, "cut", length)
-        stall_at = self.owner._claim(route, "stall", length)
+        is_get = self.command == "GET"
+        cut_at = self.owner._claim(route, "cut", length) if is_get else None
+        stall_at = self.owner._claim(route, "stall", length) if is_get else None
         label = "cut" if cut_at is not None else "stall" if stall_at is not None else None
-        self._start(status, headers, label, final=length == 0)
-        if length:
+        self._start(status, headers, label, final=length == 0 or not is_get)
+        if length and is_get:
             with entity.open() as stream:
                 stream.seek(start)
                 self._stream(stream, length, route.fault, cut_at, stall_at)
@@ -495,7 +517,7 @@ class _Handler(BaseHTTPRequestHandler):
         chunk_size, delay = fault.trickle or (_CHUNK, 0.0)
         pos = 0
         while True:
-            if pos == stall_at and not self._pause(None):
+            if pos == stall_at and not self._pause(fault.stall_seconds):
                 return self._abort()
             if pos == cut_at:
                 return self._cut()
@@ -687,10 +709,17 @@ class CourseServer:
 
     # ----- content
 
-    def add(self, path: str, data: bytes, *, faults: Fault | None = None) -> str:
+    def add(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        content_type: str = CONTENT_TYPE,
+        faults: Fault | None = None,
+    ) -> str:
         """Serve ``data`` at ``path``; returns the full URL. Replaces any earlier route."""
         with self._lock:
-            entity = _entity(data, DEFAULT_LAST_MODIFIED)
+            entity = _entity(data, DEFAULT_LAST_MODIFIED, content_type)
             self._routes[_route_key(path)] = _Route(entity, faults or Fault())
         return self.url_for(path)
 
@@ -782,7 +811,8 @@ class CourseServer:
         """Swap a route's content for ``data`` (lock held)."""
         old = _file_entity(route.source) if isinstance(route.source, Path) else route.source
         base = old.last_modified if old is not None else DEFAULT_LAST_MODIFIED
-        route.source = _entity(data, base + timedelta(hours=1))
+        content_type = old.content_type if old is not None else CONTENT_TYPE
+        route.source = _entity(data, base + timedelta(hours=1), content_type)
 
     def _lookup(self, path: str) -> _Route | None:
         with self._lock:
@@ -828,9 +858,9 @@ class CourseServer:
                 route.stalls += 1
             return offset
 
-    def _log_start(self, path: str, headers: Message, connection_id: int) -> _Entry:
+    def _log_start(self, method: str, path: str, headers: Message, connection_id: int) -> _Entry:
         """Append a log entry for a new request."""
-        entry = _Entry(path, headers, connection_id)
+        entry = _Entry(method, path, headers, connection_id)
         with self._cond:
             self._log.append(entry)
             self._cond.notify_all()

@@ -128,6 +128,8 @@ def test_fault_validation() -> None:
         Fault(trickle=(0, 0.1))
     with pytest.raises(ValueError):
         Fault(change_after=0)
+    with pytest.raises(ValueError):
+        Fault(redirect_status=200)
 
 
 # --------------------------------------------------------------------------- basics
@@ -143,6 +145,30 @@ def test_full_get(server: CourseServer, data: bytes) -> None:
     assert resp.headers["Accept-Ranges"] == "bytes"
     assert resp.headers["Content-Type"] == "application/pdf"
     assert server.url.startswith("http://127.0.0.1:")
+
+
+def test_head(server: CourseServer) -> None:
+    resp = requests.head(server.url_for(PDF), timeout=TIMEOUT)
+    assert resp.status_code == 200
+    assert resp.content == b""
+    assert resp.headers["Content-Length"] == str(SIZE)
+    (record,) = server.requests
+    assert (record.method, record.status, record.body_bytes_sent) == ("HEAD", 200, 0)
+    assert record.completed
+
+
+def test_head_ignores_range_and_is_never_cut(server: CourseServer) -> None:
+    server.set_faults(PDF, Fault(cut_after=10, cut_times=1))
+    resp = requests.head(server.url_for(PDF), headers={"Range": "bytes=0-9"}, timeout=TIMEOUT)
+    assert resp.status_code == 200
+    assert resp.headers["Content-Length"] == str(SIZE)
+    with pytest.raises(ChunkError):
+        get(server)
+
+
+def test_custom_content_type(http_server: CourseServer) -> None:
+    http_server.add("/n.html", b"<p>notes</p>", content_type="text/html")
+    assert get(http_server, "/n.html").headers["Content-Type"] == "text/html"
 
 
 @pytest.mark.parametrize(
@@ -280,14 +306,18 @@ def test_add_file_streams_from_disk(http_server: CourseServer, tmp_path: Path) -
     assert fresh.status_code == 200 and fresh.content == data[:1000]
 
 
-def test_redirect(server: CourseServer, data: bytes) -> None:
-    server.set_faults("/old.pdf", Fault(redirect_to=PDF))
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect(server: CourseServer, data: bytes, status: int) -> None:
+    faults = (
+        Fault(redirect_to=PDF) if status == 302 else Fault(redirect_to=PDF, redirect_status=status)
+    )
+    server.set_faults("/old.pdf", faults)
     resp = get(server, "/old.pdf")
-    assert resp.status_code == 302
+    assert resp.status_code == status
     assert resp.headers["Location"] == PDF
     followed = requests.get(server.url_for("/old.pdf"), timeout=TIMEOUT)
     assert followed.content == data
-    assert [r.status_code for r in followed.history] == [302]
+    assert [r.status_code for r in followed.history] == [status]
     assert server.requests[0].fault == "redirect"
 
 
@@ -373,6 +403,12 @@ def test_etag_changes_after_n_requests(server: CourseServer, data: bytes) -> Non
 
 
 # --------------------------------------------------------------------------- stall
+
+
+def test_stall_for_duration(server: CourseServer, data: bytes) -> None:
+    server.set_faults(PDF, Fault(stall_after=10, stall_seconds=0.05))
+    assert get(server).content == data
+    assert server.requests[0].fault == "stall"
 
 
 def test_stall_ends_when_client_disconnects(server: CourseServer, data: bytes) -> None:

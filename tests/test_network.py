@@ -18,12 +18,14 @@ import responses
 import tomli_w
 
 from factories import sha
-from httpserver import CourseServer, pdf_payload
+from httpserver import CourseServer, Fault, pdf_payload
 from lhymirror.cli import main, sync_cmd
 from lhymirror.core.errors import DownloadError
+from lhymirror.core.units import parse_rate
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.http import RetryPolicy, new_session
+from lhymirror.fetch.ratelimit import RateLimiter
 from lhymirror.fetch.transfer import Target
 from lhymirror.mirror.store import MirrorStore
 
@@ -148,7 +150,7 @@ def silent_port() -> Iterator[int]:
 @pytest.fixture(autouse=True)
 def quick_downloader(monkeypatch: pytest.MonkeyPatch) -> None:
     def build(store: MirrorStore, **options: Any) -> Any:
-        return Downloader(store, policy=QUICK, sleep=lambda _: None, **options)
+        return Downloader(store, **{"policy": QUICK, **options}, sleep=lambda _: None)
 
     monkeypatch.setattr(sync_cmd, "build_downloader", build)
     monkeypatch.delenv("LHYMIRROR_ROOT", raising=False)
@@ -220,3 +222,204 @@ def test_a_silent_host_costs_two_timeouts_not_two_per_file(
     assert elapsed < 5  # 10 files x 5 attempts x 0.3 s would be 15 s
     assert f"127.0.0.1:{silent_port}: not reachable (no answer in 0.3 s); " in err
     assert "files used their other sources" in err
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = main(args)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+# -- --retries, --timeout, --limit-rate ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("retries", "requests_made"), [("0", 1), ("2", 3)])
+@responses.activate
+def test_retries_sets_the_tries_after_the_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], retries: str, requests_made: int
+) -> None:
+    url = "https://course.example.edu/ml/a.pdf"
+    responses.get(url, status=503)
+    manifest = write_manifest(tmp_path, [slide("a", b"%PDF-1", url)])
+    status, _, err = run(
+        ["sync", "--manifest", str(manifest), "--root", str(tmp_path), "--retries", retries],
+        capsys,
+    )
+    assert status == 4
+    assert len(responses.calls) == requests_made
+    assert f"gave up after {requests_made} attempts" in err
+
+
+def test_timeout_bounds_the_wait_for_a_silent_server(
+    tmp_path: Path, silent_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{silent_port}/a.pdf"
+    manifest = write_manifest(tmp_path, [slide("a", b"%PDF-1", url)])
+    args = ["sync", "--manifest", str(manifest), "--root", str(tmp_path), "--timeout", "0.2"]
+    started = time.monotonic()
+    status, _, err = run(args, capsys)
+    assert status == 4
+    assert time.monotonic() - started < 3
+    assert "no answer in 0.2 s" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--timeout", "0"), ("--timeout", "-1"), ("--retries", "-1"), ("--retries", "x"),
+     ("--limit-rate", "0"), ("--limit-rate", "fast"), ("--limit-rate", "2T")],
+)  # fmt: skip
+def test_bad_option_values_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    manifest = write_manifest(tmp_path, [slide("a", b"%PDF-1", "https://h.example/a.pdf")])
+    with pytest.raises(SystemExit) as caught:
+        main(["sync", "--manifest", str(manifest), "--root", str(tmp_path), option, value])
+    assert caught.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+def test_the_rate_cap_paces_all_transfers_together() -> None:
+    clock = Clock()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+
+    limiter = RateLimiter(1000, clock=clock, sleep=sleep)
+    for _ in range(20):
+        limiter.take(500)  # 10 000 bytes at 1000 B/s: 10 s, less the half-second burst
+    assert sum(slept) == pytest.approx(9.5)
+    clock.now += 100  # an idle while does not build up more than the burst
+    slept.clear()
+    limiter.take(2000)
+    assert sum(slept) == pytest.approx(1.5)
+
+
+@responses.activate
+def test_the_downloader_feeds_every_byte_received_to_the_rate_cap(store: MirrorStore) -> None:
+    data = bytes(300_000)
+    responses.get("https://h.example/a.bin", body=data)
+    taken: list[int] = []
+
+    class Counting(RateLimiter):
+        def take(self, nbytes: int) -> None:
+            taken.append(nbytes)
+
+    downloader = Downloader(store, limiter=Counting(1))
+    downloader.fetch(target(store, "a.bin", data), ["https://h.example/a.bin"], new_session())
+    assert sum(taken) == len(data)
+
+
+def test_rates_read_like_wget() -> None:
+    assert parse_rate("2M") == 2 * 1024 * 1024
+    assert parse_rate("500k") == 500 * 1024
+    assert parse_rate("1.5MiB/s") == 1.5 * 1024 * 1024
+    assert parse_rate("4096") == 4096
+
+
+# -- --from and --mirror bases ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "base", ["ftp://files.example/m", "https://", "http://h.example/m?x=1", "no/such/folder"]
+)
+def test_a_malformed_or_missing_base_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], base: str
+) -> None:
+    manifest = write_manifest(tmp_path, [slide("a", b"%PDF-1", "https://h.example/a.pdf")])
+    args = ["sync", "--manifest", str(manifest), "--root", str(tmp_path / "r"), "--from", base]
+    status, _, err = run(args, capsys)
+    assert status == 2
+    assert err.startswith("lhymirror: error: --from: ")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("option", ["--from", "--mirror"])
+def test_an_unreachable_base_stops_at_the_start(
+    tmp_path: Path, http_server: CourseServer, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    data = pdf_payload(5000, 1)
+    url = http_server.add("/ml/a.pdf", data)
+    manifest = write_manifest(tmp_path, [slide("a", data, url)])
+    base = "http://classmate.lhymirror.invalid:8000/mirror"
+    args = ["sync", "--manifest", str(manifest), "--root", str(tmp_path / "r"), option, base]
+    status, _, err = run(args, capsys)
+    assert status == 4
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"lhymirror: error: {option} base cannot be reached ({base})")
+    assert "--fallback-upstream" in line
+    assert http_server.requests == []  # nothing was downloaded from upstream
+    status, out, err = run([*args, "--fallback-upstream"], capsys)
+    assert status == 0, err
+    assert "1 downloaded" in out
+
+
+def test_a_reachable_base_that_lacks_a_file_falls_back_per_file(
+    tmp_path: Path, http_server: CourseServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = pdf_payload(5000, 2)
+    url = http_server.add("/ml/a.pdf", data)
+    manifest = write_manifest(tmp_path, [slide("a", data, url)])
+    base = f"http://127.0.0.1:{http_server.port}/elsewhere"
+    args = ["sync", "--manifest", str(manifest), "--root", str(tmp_path / "r"), "--from", base]
+    status, out, err = run(args, capsys)
+    assert status == 0, err
+    assert "1 downloaded" in out
+
+
+def test_a_local_folder_is_a_base(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = b"%PDF-" + bytes(1000)
+    other = tmp_path / "usb" / str(YEAR) / "slides"
+    other.mkdir(parents=True)
+    (other / "a.pdf").write_bytes(data)
+    manifest = write_manifest(tmp_path, [slide("a", data, "https://h.lhymirror.invalid/a.pdf")])
+    args = ["sync", "--manifest", str(manifest), "--root", str(tmp_path / "r")]
+    status, _, err = run([*args, "--from", str(tmp_path / "usb")], capsys)
+    assert status == 0, err
+    assert (tmp_path / "r" / str(YEAR) / "slides" / "a.pdf").read_bytes() == data
+
+
+# -- a first byte that does not come ---------------------------------------------------------
+
+
+def test_a_silent_first_source_is_left_for_the_next_after_the_first_byte_timeout(
+    store: MirrorStore, http_server: CourseServer, silent_port: int
+) -> None:
+    data = pdf_payload(50_000, 3)
+    good = http_server.add("/ml/a.pdf", data)
+    policy = RetryPolicy(read_timeout=20, first_byte_timeout=0.2, backoff_base=0)
+    downloader = Downloader(store, policy=policy, sleep=lambda _: None)
+    started = time.monotonic()
+    result = downloader.fetch(
+        target(store, "a.pdf", data), [f"http://127.0.0.1:{silent_port}/a.pdf", good], new_session()
+    )
+    assert result.source == good
+    assert time.monotonic() - started < 3  # one 0.2 s wait, not 5 x 20 s
+
+
+def test_the_body_keeps_the_full_read_timeout(
+    store: MirrorStore, http_server: CourseServer
+) -> None:
+
+    data = pdf_payload(200_000, 4)
+    slow = http_server.add(
+        "/ml/slow.pdf", data, faults=Fault(stall_after=50_000, stall_seconds=0.6)
+    )
+    other = http_server.add("/ml/other.pdf", data)
+    policy = RetryPolicy(read_timeout=5, first_byte_timeout=0.3, attempts=1)
+    downloader = Downloader(store, policy=policy, sleep=lambda _: None)
+    result = downloader.fetch(target(store, "a.pdf", data), [slow, other], new_session())
+    assert result.source == slow  # a 0.6 s pause mid-body is not a silent server
+
+
+def test_the_only_source_is_waited_for_with_the_read_timeout(
+    store: MirrorStore, silent_port: int
+) -> None:
+    policy = RetryPolicy(read_timeout=0.4, first_byte_timeout=0.1, attempts=1)
+    downloader = Downloader(store, policy=policy, sleep=lambda _: None)
+    with pytest.raises(DownloadError) as caught:
+        downloader.fetch(
+            target(store, "a.pdf", b"x"), [f"http://127.0.0.1:{silent_port}/a.pdf"], new_session()
+        )
+    assert "no answer in 0.4 s" in (caught.value.detail or "")

@@ -495,6 +495,36 @@ def test_partial_refuses_when_nothing_at_all_is_verified(tmp_path: Path) -> None
         course.pack(partial=True)
 
 
+def test_a_partial_archive_has_its_own_name_so_the_complete_one_can_follow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    course = make_course(tmp_path, skip=("hw01-data",))
+    partial = course.pack(partial=True)
+    assert partial.archive.name == "lhy-ml-2022-v1-partial.zip"
+    assert partial.checksum_file.read_text().endswith("  lhy-ml-2022-v1-partial.zip\n")
+    put_file(course.store, "hw01-data", course.manifest.file("hw01-data").path,
+             course.data["hw01-data"], record=True)  # fmt: skip
+    complete = course.pack()  # neither refused nor told to bump `version`
+    assert complete.archive.name == "lhy-ml-2022-v1.zip" and not complete.missing
+    assert partial.archive.exists()
+    again = course.pack(partial=True)  # nothing missing now: the complete archive, unchanged
+    assert again.archive == complete.archive and again.unchanged
+
+
+def test_a_later_partial_pack_replaces_the_earlier_partial_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    course = make_course(tmp_path, skip=("hw01-data", "l01-intro"))
+    first = course.pack(partial=True)
+    put_file(course.store, "l01-intro", course.manifest.file("l01-intro").path,
+             course.data["l01-intro"], record=True)  # fmt: skip
+    second = course.pack(partial=True)
+    assert second.archive == first.archive and second.sha256 != first.sha256
+    assert [m.path for m in second.missing] == [course.manifest.file("hw01-data").path]
+
+
 # ---------------------------------------------------------------------------------------------
 # Versioned
 

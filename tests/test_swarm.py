@@ -270,7 +270,8 @@ def test_a_torrent_of_other_sizes_is_refused_before_downloading(
     course.server.reset_log()
     status = course.sync(course.tmp / "student", "--swarm", str(torrent), *LOOPBACK)
     assert status == 5
-    assert "is 1000 bytes in the torrent, 600000 in the manifest" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "in the torrent: size differs: expected 600000 bytes (manifest), got 1000" in err
     assert course.server.count() == 0
 
 
@@ -289,22 +290,34 @@ def test_files_the_swarm_does_not_deliver_come_from_their_sources(
 
 @needs_libtorrent
 def test_what_the_swarm_lacks_comes_from_the_origin_and_a_rerun_finishes_from_the_swarm(
-    course: Class, capsys: pytest.CaptureFixture[str]
+    course: Class, seeder: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = course.serve_mirror(course.ta)
-    torrent = course.torrent("--web-seed", base)
-    course.server.remove(f"/mirror/{YEAR}/{course.path_of('hw01')}")  # the web seed lacks one
+    torrent = course.torrent()
+    partial = course.tmp / "partial"  # a classmate with two of the three files seeds them
+    for name in ("l01", "l02"):
+        course.place(partial, name, course.data[name])
+    capsys.readouterr()
+    first, port = seeder("--manifest", str(course.manifest), "--root", str(partial),
+                         "--torrent", str(torrent))  # fmt: skip
     course.server.set_faults("/origin/hw01.pdf", Fault(statuses=[503] * 20))
     student = course.tmp / "student"
-    assert course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "1") == 4
-    assert "2 downloaded" in capsys.readouterr().out
+    status = course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "1",
+                         "--peer", f"127.0.0.1:{port}")  # fmt: skip
+    assert status == 4
+    out, err = capsys.readouterr()
+    assert "2 downloaded" in out
+    assert "swarm: 2 of 3 files (850.0 kB); 1 file from their usual sources" in err
+    assert course.server.bytes_sent("/origin/l01.pdf") == 0
     assert not course.file(student, "hw01").exists()
-    course.serve_mirror(course.ta)  # now the web seed has it; the origin still fails
-    course.server.reset_log()
-    assert course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "5") == 0
+    first.kill()
+    _, port = seeder("--manifest", str(course.manifest), "--root", str(course.ta))
+    course.server.reset_log()  # the origin still fails; now a seed has the file
+    status = course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "5",
+                         "--peer", f"127.0.0.1:{port}")  # fmt: skip
+    assert status == 0
     assert "1 downloaded" in capsys.readouterr().out
     assert course.file(student, "hw01").read_bytes() == course.data["hw01"]
-    assert course.server.bytes_sent("/origin/hw01.pdf") == 0
+    assert course.server.count() == 0
 
 
 @needs_libtorrent

@@ -416,6 +416,30 @@ def test_offline_reports_what_would_be_downloaded(store: MirrorStore, server: Fa
     assert server.calls == []
 
 
+def test_offline_is_decided_in_the_plan_with_one_wording(
+    store: MirrorStore, server: FakeServer
+) -> None:
+    """Moved from the downloader's offline tests: the plan withholds every network source (a
+    Drive one too), so nothing is requested; a file re-hashed to other bytes gets the same
+    reason as a missing one."""
+    good = blob(3000, 21)
+    drive = "gdrive:1AbCdEfGhIjKlMnOp"
+    manifest = make_manifest(entry("a", urls=[url("a.pdf"), drive]), entry("b", good))
+    target = store.file_path("slides/b.pdf")
+    target.parent.mkdir(parents=True)
+    target.write_bytes(blob(3000, 22))  # same size, other bytes: found only by re-hashing
+    plan = plan_sync(manifest, store, offline=True)
+    report = run_sync(plan, store, server.factory, session_factory=server.new_session)
+    assert server.calls == []
+    a, b = report.files
+    assert (a.outcome, a.failure, b.outcome, b.failure) == ("failed", "download") * 2
+    assert a.reason == f"offline: would download from {url('a.pdf')}, {drive}"
+    assert b.reason == f"offline: would download from {url('b.pdf')}"
+    assert [f.reason for f in report.files] == [item.offline_reason for item in plan.items]
+    assert (a.problem and a.problem.kind, b.problem and b.problem.kind) == ("missing", "checksum")
+    assert report.offline and report.to_json()["files"][1]["problem"]["kind"] == "checksum"
+
+
 def test_not_enough_space_stops_before_any_download(store: MirrorStore, server: FakeServer) -> None:
     a = blob(5000, 17)
     server.content[url("a.pdf")] = a
@@ -559,11 +583,11 @@ def test_write_verified_places_nothing_on_mismatch(tmp_path: Path) -> None:
     source = tmp_path / "in.bin"
     source.write_bytes(blob(3000, 18))
     target = tmp_path / "out" / "file.bin"
-    with pytest.raises(IntegrityError, match="expected sha256"):
+    with pytest.raises(IntegrityError, match="sha256 differs: expected 0000"):
         write_verified(target, [source], size=3000, sha256="0" * 64)
     assert not target.exists()
     assert list(target.parent.iterdir()) == []
-    with pytest.raises(IntegrityError, match="wrong size"):
+    with pytest.raises(IntegrityError, match="size differs: expected 10 bytes, got 3000"):
         write_verified(target, [source], size=10, sha256=None)
     assert write_verified(target, [source, source], size=None, sha256=None)[0] == 6000
 

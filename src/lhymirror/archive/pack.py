@@ -164,10 +164,10 @@ class _Plan:
 # Public API
 
 
-def archive_name(manifest: Manifest, fmt: str) -> str:
-    """File name of a year's archive: ``<slug>-<year>-v<version>.zip|.tar|.tar.gz``."""
+def archive_name(manifest: Manifest, fmt: str, *, partial: bool = False) -> str:
+    """``<slug>-<year>-v<version>[-partial].zip|.tar|.tar.gz`` (partial: with files missing)."""
     _check_format(fmt)
-    return bag_folder_name(manifest) + archive_extension(fmt)
+    return bag_folder_name(manifest) + ("-partial" if partial else "") + archive_extension(fmt)
 
 
 def bagging_epoch(
@@ -207,14 +207,13 @@ def pack_year(
     source_date_epoch: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> PackResult:
-    """Write ``out_dir/<slug>-<year>-v<version>.<ext>`` and its ``.sha256`` sidecar.
+    """Write ``out_dir/<slug>-<year>-v<version>[-partial].<ext>`` and its ``.sha256`` sidecar.
 
     Refuses (``IncompleteMirrorError``, listing every file) when a file is missing or damaged,
-    unless *partial*; refuses (``IntegrityError``) to replace an existing archive of the same
-    name whose bytes differ, unless *force*. *progress* receives the number of payload bytes
-    read, chunk by chunk.
+    unless *partial* (then named ``-partial``); refuses (``IntegrityError``) to replace a complete
+    archive of the same name whose bytes differ, unless *force*. *progress* receives the number
+    of payload bytes read, chunk by chunk.
     """
-    target = Path(out_dir) / archive_name(manifest, fmt)
     epoch = bagging_epoch(manifest, source_date_epoch)
     if manifest.files and not store.year_dir.is_dir():
         raise UsageError(
@@ -227,15 +226,16 @@ def pack_year(
     if missing and not partial:
         damaged = _verify_payload(payload, progress)
         raise IncompleteMirrorError(store, _by_path(missing + damaged), len(manifest.files))
-    with storage_errors(target.parent):
-        target.parent.mkdir(parents=True, exist_ok=True)
+    with storage_errors(Path(out_dir)):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
     for _attempt in range(_MAX_ATTEMPTS):
         if manifest.files and not payload:  # --partial, but nothing at all is verified
             raise IncompleteMirrorError(store, missing, len(manifest.files))
         plan = plan_bag(manifest, store, payload, missing, epoch)
+        target = Path(out_dir) / archive_name(manifest, fmt, partial=bool(missing))
         temp, sha256, damaged = _write_temp_archive(plan, target, fmt, progress)
         if not damaged:
-            return _install(temp, sha256, target, plan, missing, force=force)
+            return _install(temp, sha256, target, plan, missing, force=force or bool(missing))
         temp.unlink(missing_ok=True)
         if not partial:
             raise IncompleteMirrorError(store, _by_path(damaged), len(manifest.files))

@@ -23,6 +23,9 @@ COMMANDS: dict[str, Command] = {
     "sync": Command(
         "sync_cmd", "download a year's files into the local mirror (resumable, verified)"
     ),
+    "check": Command(
+        "check_cmd", "ask every source of a year if it is still there and unchanged (maintainers)"
+    ),
     "status": Command(
         "status_cmd", "show which files of a year are present and verified (no network)"
     ),

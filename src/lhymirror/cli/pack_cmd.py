@@ -39,8 +39,10 @@ def register(subparsers: Any) -> None:
             bytes. Prints the archive's path on stdout.
 
             Refuses (exit 5) when a file is missing or damaged, listing them all, unless
-            --partial; refuses to replace an existing archive of the same version with
-            different content unless --force. Works offline.
+            --partial, which packs the rest as OUT/<slug>-<year>-v<version>-partial.zip (the
+            complete archive keeps the version's own name); refuses to replace an existing
+            complete archive of the same version with different content unless --force.
+            Works offline.
 
             --torrent also writes <archive>.torrent (hybrid BitTorrent v1+v2, reproducible)
             and prints its magnet link; each --web-seed URL where the archive can be

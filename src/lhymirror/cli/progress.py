@@ -82,6 +82,11 @@ class TransferProgress:
         name = self._names.get(key, key)
         self._write(f"retrying {name} in {delay:.0f}s: {reason} ({source})")
 
+    def note(self, line: str) -> None:
+        """A line for the user above the bar (unless quiet), e.g. what the swarm delivered."""
+        if not self._quiet:
+            self._write(line)
+
     # -- SyncEvents ----------------------------------------------------------------------
 
     def file_finished(self, outcome: FileOutcome) -> None:

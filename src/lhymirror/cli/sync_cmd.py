@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+from dataclasses import replace
 from typing import Any
 
 from lhymirror.cli.common import (
@@ -23,10 +24,13 @@ from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
 from lhymirror.cli.swarm_options import add_session_arguments, session_options
 from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError, StorageError
-from lhymirror.core.units import count_of
+from lhymirror.core.units import count_of, parse_rate
+from lhymirror.fetch.bases import check_base, network_bases, probe_bases
 from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.job import Fetcher
-from lhymirror.fetch.plan import PlanItem, SyncPlan, plan_sync
+from lhymirror.fetch.plan import OFFLINE_HINT, PlanItem, SyncPlan, plan_sync
+from lhymirror.fetch.policy import RetryPolicy
+from lhymirror.fetch.ratelimit import RateLimiter
 from lhymirror.fetch.report import FileOutcome, SyncReport
 from lhymirror.fetch.sources.kaggle import KaggleCredentials, load_credentials
 from lhymirror.fetch.sync import run_sync
@@ -92,6 +96,25 @@ def register(subparsers: Any) -> None:
         help="try another lhymirror mirror first: BASE/<year>/<path>; a URL or folder",
     )  # fmt: skip
     parser.add_argument(
+        "--fallback-upstream", action="store_true",
+        help="when a --from or --mirror base cannot be reached, download from the original "
+        "sources instead of stopping",
+    )  # fmt: skip
+    parser.add_argument(
+        "--timeout", type=_seconds, default=None, metavar="SECONDS",
+        help="give up on a connection, or a server that sends nothing, after this long "
+        "(default 10 s to connect, 30 s for data)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--retries", type=_count, default=None, metavar="N",
+        help="tries after the first one, per source, before the next source (default 4)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--limit-rate", type=_rate, default=None, metavar="RATE",
+        help="cap the total download speed of all transfers, in bytes per second: "
+        "e.g. 500k or 2M (k, M, G = 1024, 1024², 1024³)",
+    )  # fmt: skip
+    parser.add_argument(
         "--dry-run", action="store_true", help="show what would be done; touch nothing"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
@@ -135,6 +158,10 @@ def run(args: argparse.Namespace) -> int:
     """Plan, then (unless --dry-run) download; print the summary; return the exit status."""
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
+    bases = [("--from", base) for base in args.from_bases]
+    bases += [("--mirror", base) for base in mirror_bases(args.mirror)]
+    for option, base in bases:
+        check_base(base, option)
     use_swarm = args.swarm is not None and not args.offline and not args.dry_run
     if use_swarm:
         libtorrent()  # a missing extra is reported before any work
@@ -159,13 +186,18 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("\n".join(plan_lines(plan)))
         return ExitStatus.OK
+    policy = retry_policy(args)
+    if not args.offline and not args.fallback_upstream and plan.with_action("fetch"):
+        network = [(option, base) for option, base in bases if network_bases([base])]
+        probe_bases(network, timeout=(policy or RetryPolicy()).timeout)
+    limiter = RateLimiter(args.limit_rate) if args.limit_rate else None
     show_bar = not args.quiet and sys.stdout.isatty()
     credentials = kaggle_credentials_for(plan)
     from_swarm: dict[str, FileOutcome] = {}
     health = HostHealth()
     with TransferProgress(plan, enabled=show_bar, quiet=args.quiet) as progress:
         if use_swarm and any(item.action == "fetch" for item in plan.items):
-            from_swarm = sync_from_swarm(
+            swarm = sync_from_swarm(
                 plan,
                 store,
                 args.swarm,
@@ -174,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
                 peers=args.peers,
                 wait=args.swarm_wait,
             )
+            progress.note(swarm.summary())
+            from_swarm = swarm.placed
             plan = make_plan() if from_swarm else plan
         report = run_sync(
             plan,
@@ -181,9 +215,10 @@ def run(args: argparse.Namespace) -> int:
             lambda events: build_downloader(
                 store,
                 events=events,
-                offline=args.offline,
                 kaggle_credentials=credentials,
                 health=health,
+                limiter=limiter,
+                **({"policy": policy} if policy else {}),
             ),
             health=health,
             jobs=args.jobs,
@@ -193,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         )
     report = merge_reports(report, from_swarm)
     print_report(args, manifest, report)
-    raise_for_report(report, store, offline=args.offline)
+    raise_for_report(report, store)
     return ExitStatus.OK
 
 
@@ -201,9 +236,10 @@ def build_downloader(
     store: MirrorStore,
     *,
     events: TransferEvents,
-    offline: bool,
     kaggle_credentials: KaggleCredentials | None,
     health: HostHealth | None = None,
+    limiter: RateLimiter | None = None,
+    policy: RetryPolicy | None = None,
 ) -> Fetcher:
     """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
     # Imported here: requests is needed only once a file is transferred (see lhymirror.fetch.sync).
@@ -212,10 +248,48 @@ def build_downloader(
     return Downloader(
         store,
         events=events,
-        offline=offline,
         kaggle_credentials=kaggle_credentials,
         health=health,
+        limiter=limiter,
+        policy=policy or RetryPolicy(),
     )
+
+
+def retry_policy(args: argparse.Namespace) -> RetryPolicy | None:
+    """The retry policy --timeout and --retries ask for (None: the default one)."""
+    changes: dict[str, Any] = {}
+    if args.timeout is not None:
+        changes.update(connect_timeout=args.timeout, read_timeout=args.timeout)
+    if args.retries is not None:
+        changes.update(attempts=args.retries + 1)
+    return replace(RetryPolicy(), **changes) if changes else None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def kaggle_credentials_for(plan: SyncPlan) -> KaggleCredentials | None:
@@ -236,12 +310,12 @@ def mirror_bases(given: list[str] | None) -> list[str]:
     return [base for base in re.split(r"[\s,]+", os.environ.get(MIRROR_ENV, "")) if base]
 
 
-def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = False) -> None:
+def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
     """Raise the error that sums up an unfinished sync (the CLI maps it to the exit code).
 
     Failures outrank manual steps; among failures integrity outranks storage, which outranks
-    download: the most serious finding decides. *offline*: the files were not downloaded
-    because ``--offline`` forbade it, so the hint is to run without it, not to resume.
+    download: the most serious finding decides. After an ``--offline`` plan the files were not
+    downloaded because it forbade it, so the hint is to run without it, not to resume.
     """
     where = str(store.year_dir)
     failed = len(report.with_outcome("failed"))
@@ -272,9 +346,7 @@ def raise_for_report(report: SyncReport, store: MirrorStore, *, offline: bool = 
         raise DownloadError(
             f"{count_of(failed, 'file')} could not be downloaded",
             where=where,
-            hint="Run it without --offline to download them."
-            if offline
-            else "Run the same command again to resume.",
+            hint=OFFLINE_HINT if report.offline else "Run the same command again to resume.",
         )
     manual = len(report.with_outcome("manual"))
     if manual:
@@ -296,7 +368,7 @@ def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncRepor
         lines = problem_lines(
             report,
             lambda entry_id: import_command(args, manifest, entry_id),
-            resume_hint=not args.offline,
+            resume_hint=not report.offline,
         )
         lines += [
             f"{down.host}: not reachable ({down.reason}); "

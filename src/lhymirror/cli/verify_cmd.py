@@ -42,8 +42,12 @@ def register(subparsers: Any) -> None:
             Every problem is printed on its own line (kind: path: detail), then a summary.
             --fast checks counts and sizes only and says so.
 
+            A .tar or .tar.gz may come from a pipe (`lhymirror verify <(curl …)`); its
+            .sha256 file is then not checked. A zip cannot (save it to a file first).
+
             Exit status: 0 intact, 5 not intact (or not an archive at all), 2 when PATH
-            does not exist or the arguments are wrong.
+            does not exist, is a device, socket, empty pipe or a zip from a pipe, or the
+            arguments are wrong.
         """,
         example="""
             lhymirror verify dist/lhy-ml-2022-v1.zip
@@ -83,9 +87,18 @@ def run(args: argparse.Namespace) -> int:
             "not intact",
             where=report.target,
             detail=count_of(count, "problem"),
-            hint="Each is listed above; fetch the archive again or re-pack it from a good mirror.",
+            hint=_repair_hint(report),
         )
     return ExitStatus.OK
+
+
+def _repair_hint(report: VerifyReport) -> str:
+    if report.mirror_year is not None:
+        return (
+            f"Each is listed above; `lhymirror sync {report.mirror_year} --rehash` fetches "
+            "missing and damaged files again (`lhymirror add` imports manual ones)."
+        )
+    return "Each is listed above; fetch the archive again or re-pack it from a good mirror."
 
 
 def _verify(args: argparse.Namespace, progress: Callable[[int], None]) -> VerifyReport:

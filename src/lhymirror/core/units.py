@@ -20,6 +20,21 @@ def format_size(size: int | None) -> str:
     return f"{value:.1f} {unit}"
 
 
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?(?:/s)?\s*$", re.IGNORECASE)
+_RATE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_rate(text: str) -> float:
+    """Bytes per second from ``500k``, ``2M``, ``1.5MiB/s`` or a plain number (as wget reads it).
+
+    ``ValueError`` for anything else, or for zero.
+    """
+    match = _RATE.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"expected a rate such as 500k or 2M, got {text!r}")
+    return float(match.group(1)) * _RATE_UNITS[match.group(2).lower()]
+
+
 def count_of(number: int, noun: str) -> str:
     """``1 file``, ``2 files``: a count with its noun, plural when it is not one."""
     return f"{number} {noun}" + ("" if number == 1 else "s")

@@ -27,6 +27,7 @@ from lhymirror.core.errors import DownloadError
 from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.http import RetryPolicy
 from lhymirror.fetch.partial import PartialDownload
+from lhymirror.fetch.ratelimit import RateLimiter
 from lhymirror.fetch.response import _HTML_SUFFIXES, HTML_REASON, Exchange
 from lhymirror.fetch.retry import Attempts, run_attempts
 from lhymirror.fetch.sources.base import (
@@ -53,6 +54,7 @@ from lhymirror.fetch.transfer import (
     UpstreamChangedError,
     with_cause,
 )
+from lhymirror.mirror.state import Expected, FileProblem, check_bytes
 from lhymirror.mirror.store import MirrorStore
 
 __all__ = ["HTML_REASON", "RESUME_HINT", "Downloader"]
@@ -77,15 +79,15 @@ class Downloader:
         clock: Callable[[], float] = time.monotonic,
         events: TransferEvents | None = None,
         kaggle_credentials: KaggleCredentials | None = None,
-        offline: bool = False,
         rng: random.Random | None = None,
         now: Callable[[], dt.datetime] | None = None,
         health: HostHealth | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
         self.health = health  # shared by the run's downloaders; None: every host is tried
+        self.limiter = limiter  # the run's total bandwidth cap (None: none)
         self.policy = policy
-        self.offline = offline
         self.kaggle_credentials = kaggle_credentials
         self._settings = SourceSettings(kaggle_credentials=kaggle_credentials)
         self._sleep = sleep
@@ -107,17 +109,13 @@ class Downloader:
         partial = PartialDownload(self.store, target)
         partial.load()
         failures: list[tuple[str, SourceFailed]] = []
-        needs_network: list[str] = []
-        for source in sources:
-            adapter = adapter_for(source)
-            if self.offline and (adapter is None or adapter.needs_network):
-                needs_network.append(source)
-                continue
+        for index, source in enumerate(sources):  # --offline: the plan left out network ones
+            alternative = index + 1 < len(sources)
             try:
-                return self._fetch_from(adapter, source, partial, session)
+                return self._fetch_from(adapter_for(source), source, partial, session, alternative)
             except SourceFailed as failure:
                 failures.append((source, failure))
-        raise _all_failed(target, failures, needs_network)
+        raise _all_failed(target, failures)
 
     def _fetch_from(
         self,
@@ -125,8 +123,12 @@ class Downloader:
         source: str,
         partial: PartialDownload,
         session: requests.Session,
+        alternative: bool,
     ) -> FetchResult:
-        """Resolve *source*, then attempt it until it delivers, fails, or its budget is spent."""
+        """Resolve *source*, then attempt it until it delivers, fails, or its budget is spent.
+
+        *alternative*: another source follows, so a silent server is not waited for long.
+        """
         if adapter is None:
             parse_or_fail(source)  # says what is wrong with the source string
             raise SourceFailed(f"not a usable source ({source!r})")
@@ -140,7 +142,7 @@ class Downloader:
             )
         budgets: dict[Cause, int] = {"resolve": self.policy.resolve_attempts}
         return run_attempts(
-            lambda: self._attempt(adapter, resolved, partial, session),
+            lambda: self._attempt(adapter, resolved, partial, session, alternative),
             Attempts(self.policy, self._rng, self._clock, per_cause=budgets),
             sleep=self._sleep,
             on_retry=lambda reason, delay: self._events.retrying(key, source, reason, delay),
@@ -153,6 +155,7 @@ class Downloader:
         resolved: Resolved,
         partial: PartialDownload,
         session: requests.Session,
+        alternative: bool = False,
     ) -> FetchResult:
         offset = partial.resume_offset(resolved.url)
         exchange = Exchange(
@@ -163,7 +166,8 @@ class Downloader:
             policy=self.policy,
             clock=self._clock,
             now=self._now,
-            on_received=partial.count_received,
+            on_received=self._receiver(partial),
+            alternative=alternative,
         )
         try:
             body = adapter.open(resolved, Request(partial.target, offset, exchange))
@@ -185,7 +189,19 @@ class Downloader:
         finally:
             body.close()
         resumed_from = offset if body.start is None else body.start
-        return self._commit(partial, resolved.source, resumed_from)
+        return _commit(partial, resolved.source, resumed_from)
+
+    def _receiver(self, partial: PartialDownload) -> Callable[[int], None]:
+        """What is told of each chunk received: the partial's count, and the rate cap."""
+        limiter = self.limiter
+        if limiter is None:
+            return partial.count_received
+
+        def received(nbytes: int) -> None:
+            partial.count_received(nbytes)
+            limiter.take(nbytes)
+
+        return received
 
     def _restart(self, partial: PartialDownload) -> None:
         """Drop the bytes held: the next attempt starts from zero."""
@@ -217,44 +233,43 @@ class Downloader:
     def _keep(self, partial: PartialDownload, handle: BinaryIO, chunk: bytes) -> None:
         expected = partial.target.expected_size
         if expected is not None and partial.held + len(chunk) > expected:
-            raise SourceFailed(
-                f"server sent more than the expected {expected} bytes",
-                _mismatch_kind(partial.target),
-            )
+            too_long = FileProblem("size", expected, None)  # "got more"
+            raise SourceFailed(f"server sent {too_long}", _mismatch_kind(partial.target))
         partial.append(handle, chunk)
         self._events.advanced(partial.target.key, len(chunk))
 
-    def _commit(self, partial: PartialDownload, source: str, resumed_from: int) -> FetchResult:
-        """Verify the bytes held; put them in place, or aside when they are wrong."""
-        target = partial.target
-        size = partial.held
-        sha = partial.sha256() if partial.hashes_while_streaming else None
-        problem = _verification_problem(target, size, sha)
-        if problem is not None:
-            sha = sha or partial.sha256()
-            rejected = partial.quarantine(sha)
-            raise SourceFailed(
-                f"{problem}; bytes kept at {rejected}",
-                _mismatch_kind(target),
-                actual_sha256=sha,
-                rejected=rejected,
-                retry_from_zero=resumed_from > 0,
-            )
-        etag, last_modified = partial.etag, partial.last_modified
-        partial.commit()
-        return FetchResult(
-            key=target.key,
-            size=size,
-            sha256=sha,
-            source=source,
-            etag=etag,
-            last_modified=last_modified,
-            resumed_from=resumed_from,
-            bytes_received=partial.received,
-        )
-
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _commit(partial: PartialDownload, source: str, resumed_from: int) -> FetchResult:
+    """Verify the bytes held; put them in place, or aside when they are wrong."""
+    target = partial.target
+    size = partial.held
+    sha = partial.sha256() if partial.hashes_while_streaming else None
+    problem = _verification_problem(target, size, sha)
+    if problem is not None:
+        sha = sha or partial.sha256()
+        rejected = partial.quarantine(sha)
+        raise SourceFailed(
+            f"{problem}; bytes kept at {rejected}",
+            _mismatch_kind(target),
+            actual_sha256=sha,
+            rejected=rejected,
+            retry_from_zero=resumed_from > 0,
+        )
+    etag, last_modified = partial.etag, partial.last_modified
+    partial.commit()
+    return FetchResult(
+        key=target.key,
+        size=size,
+        sha256=sha,
+        source=source,
+        etag=etag,
+        last_modified=last_modified,
+        resumed_from=resumed_from,
+        bytes_received=partial.received,
+    )
 
 
 def _skip_if_down(health: HostHealth | None, resolved: Resolved, key: str) -> None:
@@ -286,12 +301,8 @@ def _host_reason(reason: str) -> str:
     return reason
 
 
-def _verification_problem(target: Target, size: int, sha256: str | None) -> str | None:
-    if target.expected_size is not None and size != target.expected_size:
-        return f"size differs: got {size} bytes, expected {target.expected_size}"
-    if target.expected_sha256 is not None and sha256 != target.expected_sha256:
-        return f"sha256 differs: expected {target.expected_sha256}, got {sha256}"
-    return None
+def _verification_problem(target: Target, size: int, sha256: str | None) -> FileProblem | None:
+    return check_bytes(Expected(target.expected_size, target.expected_sha256, "none"), size, sha256)
 
 
 def _mismatch_kind(target: Target) -> FailureKind:
@@ -301,11 +312,11 @@ def _mismatch_kind(target: Target) -> FailureKind:
 
 def _check_offered_size(target: Target, size: int | None) -> None:
     """Fail early, before any byte moves, when the size on offer is not the one expected."""
-    if target.expected_size is not None and size is not None and size != target.expected_size:
-        raise SourceFailed(
-            f"size differs: offered {size} bytes, expected {target.expected_size}",
-            _mismatch_kind(target),
-        )
+    if size is None:
+        return
+    problem = check_bytes(Expected(target.expected_size, None, "none"), size, None)
+    if problem is not None:
+        raise SourceFailed(f"{problem} (the size on offer)", _mismatch_kind(target))
 
 
 def _check_head(target: Target, head: bytes) -> None:
@@ -322,20 +333,9 @@ def _looks_like_html(head: bytes) -> bool:
     return start.startswith((b"<!doctype html", b"<html"))
 
 
-def _all_failed(
-    target: Target, failures: list[tuple[str, SourceFailed]], needs_network: list[str]
-) -> Exception:
+def _all_failed(target: Target, failures: list[tuple[str, SourceFailed]]) -> Exception:
     """The one error that sums up why no source delivered the target."""
     reasons = [f"{source}: {failure.reason}" for source, failure in failures]
-    if needs_network:
-        reasons.append(f"{len(needs_network)} source(s) need the network")
-        error = DownloadError(
-            "network use needed in --offline mode",
-            where=target.name,
-            detail="; ".join(reasons),
-            hint="Run without --offline, or put the file in place with `lhymirror add`.",
-        )
-        return with_cause(error, "offline")
     if not failures:
         return DownloadError(
             "no source to download from",

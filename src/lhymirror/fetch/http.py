@@ -8,43 +8,28 @@ be the bytes stored), follows at most 10 redirects and refuses any redirect from
 from __future__ import annotations
 
 import datetime as dt
-import random
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from lhymirror import __version__
+from lhymirror.fetch.policy import RetryPolicy
+
+__all__ = [
+    "MAX_REDIRECTS",
+    "USER_AGENT",
+    "InsecureRedirectError",
+    "RetryPolicy",
+    "SafeSession",
+    "is_retryable_status",
+    "new_session",
+    "parse_retry_after",
+]
 
 MAX_REDIRECTS = 10
 USER_AGENT = f"lhymirror/{__version__} (+https://pypi.org/project/lhymirror/)"
 RETRYABLE_STATUSES = frozenset({408, 429})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard one source is tried before the next one is used."""
-
-    attempts: int = 5  # per source
-    resolve_attempts: int = 2  # a name that does not resolve rarely does a second later
-    backoff_base: float = 0.5  # seconds; exponential with full jitter
-    backoff_cap: float = 30.0
-    retry_after_cap: float = 120.0  # never sleep longer than this for a Retry-After
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    stall_window: float = 30.0  # seconds; fewer than stall_min_bytes in a window = stalled
-    stall_min_bytes: int = 1024
-
-    @property
-    def timeout(self) -> tuple[float, float]:
-        """The ``(connect, read)`` timeout pair for ``requests``."""
-        return (self.connect_timeout, self.read_timeout)
-
-    def backoff(self, failures: int, rng: random.Random) -> float:
-        """Delay before the next attempt after *failures* failed ones ("full jitter")."""
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** max(failures - 1, 0))
-        return rng.uniform(0.0, ceiling)
 
 
 def is_retryable_status(status: int) -> bool:

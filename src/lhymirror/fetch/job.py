@@ -30,10 +30,9 @@ from lhymirror.fetch.transfer import (
     FetchResult,
     ManualStepRequired,
     Target,
-    with_cause,
 )
 from lhymirror.manifest.model import FileEntry
-from lhymirror.mirror.state import EntryState, Expected
+from lhymirror.mirror.state import EntryState, Expected, FileProblem, check_bytes, hash_regular
 from lhymirror.mirror.store import FileRecord, MirrorStore
 
 REFUSED_HINT = "lhymirror never follows, reads around or replaces it: put the file there instead"
@@ -70,9 +69,18 @@ class FileJob:
         self._cancelled = cancelled or threading.Event()
 
     def run(self, item: PlanItem) -> FileOutcome:
-        """Bring one file up to date; expected failures become a failed outcome."""
+        """Bring one file up to date; expected failures become a failed outcome.
+
+        The outcome carries what was wrong with the mirror file before (seen by the plan, or
+        found by re-hashing it).
+        """
+        found = [item.problem] if item.problem is not None else []
+        outcome = self._run(item, found)
+        return replace(outcome, problem=found[-1]) if found else outcome
+
+    def _run(self, item: PlanItem, found: list[FileProblem]) -> FileOutcome:
         try:
-            return self._process(item)
+            return self._process(item, found)
         except ManualStepRequired as error:
             return outcome_of(
                 item, "manual", size=item.size, reason=error.instructions, cause="manual"
@@ -84,11 +92,11 @@ class FileJob:
         except LhymirrorError as error:
             return failed_outcome(item, error, "download")
 
-    def _process(self, item: PlanItem) -> FileOutcome:
+    def _process(self, item: PlanItem, found: list[FileProblem]) -> FileOutcome:
         if self._cancelled.is_set():
             raise SyncCancelled
         if item.action == "verify":
-            reverified = self._reverify(item)
+            reverified = self._reverify(item, found)
             if reverified is not None:
                 return reverified
             if item.entry.is_manual_only:
@@ -97,13 +105,17 @@ class FileJob:
             return outcome_of(item, "up-to-date", size=item.size, reason="verified by another run")
         return self._fetch(item)
 
-    def _reverify(self, item: PlanItem) -> FileOutcome | None:
+    def _reverify(self, item: PlanItem, found: list[FileProblem]) -> FileOutcome | None:
         """Re-hash a present file; refresh its record if it matches, else put it aside."""
         entry, expected = item.entry, item.expected
         target = self.store.file_path(entry.path)
-        with storage_errors(target):
-            size, sha = hash_file(target)
-        if sha == expected.sha256 and (expected.size is None or size == expected.size):
+        try:
+            size, sha = hash_regular(target)
+        except OSError as exc:
+            found.append(FileProblem("unreadable", detail=exc.strerror or str(exc)))
+            raise StorageError(str(found[-1]), where=str(target), hint=REFUSED_HINT) from exc
+        problem = check_bytes(expected, size, sha)
+        if problem is None:
             old = self.store.record(entry.id)
             record = record_for(
                 entry, target, size, sha, source=old.source if old else None, held_to=expected
@@ -112,6 +124,7 @@ class FileJob:
                 record = replace(old, mtime_ns=record.mtime_ns, verified_at=record.verified_at)
             self.store.save_record(record)
             return outcome_of(item, "up-to-date", size=size, sha256=sha, source=record.source)
+        found.append(problem)
         self.store.reject(entry.id, target, sha)
         return None
 
@@ -119,14 +132,7 @@ class FileJob:
         entry = item.entry
         target = self.store.file_path(entry.path)  # its folder is made when its bytes are placed
         if not item.sources and not item.parts:
-            error = DownloadError(
-                "needs the network",
-                where=entry.path,
-                detail="offline, and no local source has it: "
-                + (", ".join(item.withheld) or "no source"),
-                hint="Run without --offline, or give --from a folder that has it.",
-            )
-            raise with_cause(error, "offline")
+            return needs_network_outcome(item)  # offline, and re-hashing found other bytes
         if item.sources:
             try:
                 return self._fetch_whole(item, target)
@@ -246,14 +252,14 @@ def _place_assembly(
             actual_size, actual = hash_file(assembly)
         else:
             actual_size, actual = end, streamed_sha256
-    problem = _verification_problem(actual_size, actual, size=size, sha256=sha256)
+    problem = check_bytes(Expected(size, sha256, item.expected.origin), actual_size, actual)
     if problem is not None:
         rejected = store.reject(item.id, assembly, actual)
         store.discard_partials(item.entry)  # a part is bad: fetch them all again
         raise IntegrityError(
-            f"joined file {problem[0]}",
+            "joined file does not verify",
             where=str(target),
-            detail=problem[1],
+            detail=str(problem),
             hint=f"Nothing was placed; the bytes were kept at {rejected}. "
             "Run again to fetch the parts anew.",
         )
@@ -288,16 +294,22 @@ def settled_outcome(item: PlanItem) -> FileOutcome:
     if item.action == "refused":
         reason = f"{item.reason}; {REFUSED_HINT}"
         return outcome_of(
-            item, "failed", size=item.size, reason=reason, failure="storage", cause="storage"
+            item,
+            "failed",
+            size=item.size,
+            reason=reason,
+            failure="storage",
+            cause="storage",
+            problem=item.problem,
         )
-    needs = ", ".join(item.withheld) or "a network source"
+    return replace(needs_network_outcome(item), problem=item.problem)
+
+
+def needs_network_outcome(item: PlanItem) -> FileOutcome:
+    """The file would have to be downloaded, and ``--offline`` forbids it."""
+    reason = item.offline_reason
     return outcome_of(
-        item,
-        "failed",
-        size=item.size,
-        reason=f"offline: would download from {needs}",
-        failure="download",
-        cause="offline",
+        item, "failed", size=item.size, reason=reason, failure="download", cause="offline"
     )
 
 
@@ -362,14 +374,3 @@ def record_for(
         last_modified=last_modified,
         accepted_upstream=accepted and entry.sha256 is not None and sha256 != entry.sha256,
     )
-
-
-def _verification_problem(
-    total: int, actual: str, *, size: int | None, sha256: str | None
-) -> tuple[str, str] | None:
-    """What is wrong with bytes of *total* size and sha256 *actual*, as (what, detail)."""
-    if sha256 is not None and actual != sha256:
-        return "does not match its checksum", f"expected sha256 {sha256}, got {actual}"
-    if size is not None and total != size:
-        return "has the wrong size", f"expected {size} bytes, got {total}"
-    return None

@@ -45,6 +45,8 @@ from lhymirror.manifest.sources import (
 from lhymirror.mirror.state import EntryState, Expected, FileProblem, describe
 from lhymirror.mirror.store import MirrorStore, part_key
 
+OFFLINE_HINT = "Run it without --offline to download them."
+
 Action = Literal["up-to-date", "verify", "fetch", "manual", "needs-network", "refused"]
 
 
@@ -86,6 +88,11 @@ class PlanItem:
         return self.expected.size  # expected_of falls back to the manifest's size
 
     @property
+    def offline_reason(self) -> str:
+        """Why ``--offline`` leaves the file as it is: the one wording, wherever it is found."""
+        return f"offline: would download from {', '.join(self.withheld) or 'a network source'}"
+
+    @property
     def needs_transfer(self) -> bool:
         """True when the item will (or may, after re-hashing) download."""
         return self.action in ("fetch", "verify")
@@ -119,6 +126,8 @@ class PlanItem:
             data["accept_upstream"] = True
         if self.withheld:
             data["needs_network"] = list(self.withheld)
+        if self.problem is not None:
+            data["problem"] = self.problem.to_json()
         return data
 
 
@@ -236,8 +245,6 @@ def _plan_entry(
 ) -> PlanItem:
     state = EntryState.read(store, entry)
     problem = state.check()
-    if problem is not None and problem.kind in ("missing", "unverified"):
-        problem = None  # the usual reasons to fetch, not something wrong on disk
     if problem is not None and problem.kind in ("symlink", "not_a_file", "unreadable"):
         action: Action = "refused"
         reason = describe(problem)
@@ -254,7 +261,7 @@ def _plan_entry(
 
 
 def _decide(state: EntryState, problem: FileProblem | None, *, rehash: bool) -> tuple[Action, str]:
-    """The action for a regular file or an absent one (*problem*: its size, seen by lstat)."""
+    """The action for a regular file or an absent one (*problem*: what ``lstat`` showed)."""
     entry = state.entry
     present = state.present
     if not present or state.expected.sha256 is None:
@@ -269,7 +276,7 @@ def _decide(state: EntryState, problem: FileProblem | None, *, rehash: bool) -> 
         return "verify", "--rehash"
     if state.unchanged_since_verified:
         return "up-to-date", f"verified ({state.expected.origin} sha256)"
-    if problem is not None:
+    if problem is not None and problem.kind == "size":
         return "verify", describe(problem)
     return "verify", "changed on disk since verified, or not verified yet"
 

@@ -10,6 +10,7 @@ from lhymirror.core.errors import DownloadError, LhymirrorError
 from lhymirror.fetch.health import HostDown
 from lhymirror.fetch.plan import PlanItem
 from lhymirror.fetch.transfer import FailureCause
+from lhymirror.mirror.state import FileProblem
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
 Failure = Literal["download", "integrity", "storage"]
@@ -31,6 +32,11 @@ class FileOutcome:
     failure: Failure | None = None
     # Why it failed, grouped by the help that differs (see lhymirror.fetch.transfer.FailureCause)
     cause: FailureCause | None = None
+    problem: FileProblem | None = None  # what was wrong with the mirror file before this run
+
+    def to_json(self) -> dict[str, Any]:
+        """The outcome as plain JSON-ready data (the problem with its one wording)."""
+        return {**asdict(self), "problem": self.problem.to_json() if self.problem else None}
 
     @property
     def verified(self) -> bool:
@@ -47,6 +53,7 @@ class SyncReport:
     files: tuple[FileOutcome, ...]
     hosts_down: tuple[HostDown, ...] = ()  # hosts that could not be reached, skipped meanwhile
     no_network: bool = False  # every host the run tried was down: nothing could be reached
+    offline: bool = False  # the plan withheld network sources (``--offline``)
 
     @property
     def complete(self) -> bool:
@@ -78,7 +85,8 @@ class SyncReport:
             "root": self.root,
             "complete": self.complete,
             "totals": {**self.counts(), "bytes_received": self.bytes_received},
-            "files": [asdict(f) for f in self.files],
+            "offline": self.offline,
+            "files": [f.to_json() for f in self.files],
             "hosts_down": [asdict(h) for h in self.hosts_down],
             "no_network": self.no_network,
         }

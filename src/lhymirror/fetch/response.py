@@ -16,6 +16,7 @@ redirects), and a body that stalls is noticed by :class:`BodyReader`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Callable
@@ -55,8 +56,10 @@ class Exchange:
         clock: Callable[[], float],
         now: Callable[[], dt.datetime],
         on_received: Callable[[int], None],
+        alternative: bool = False,
     ) -> None:
         self._session = session
+        self._alternative = alternative  # the file has another source to turn to
         self._target = target
         self._offset = offset
         self._policy = policy
@@ -70,13 +73,17 @@ class Exchange:
 
     def get(self, url: str, auth: tuple[str, str] | None = None) -> requests.Response:
         """GET *url* streamed; network trouble becomes ``TryAgain``, refusals ``SourceFailed``."""
+        policy = self._policy
+        first_byte = policy.read_timeout
+        if self._alternative:
+            first_byte = min(policy.first_byte_timeout, policy.read_timeout)
         try:
-            return self._session.get(
+            response = self._session.get(
                 url,
                 headers=self._headers,
                 auth=auth,
                 stream=True,
-                timeout=self._policy.timeout,
+                timeout=(policy.connect_timeout, first_byte),
                 allow_redirects=True,
             )
         except InsecureRedirectError as exc:
@@ -88,12 +95,17 @@ class Exchange:
         except requests.exceptions.ConnectTimeout as exc:
             raise TryAgain("connection failed (connect timed out)", cause="connect") from exc
         except requests.Timeout as exc:  # the headers did not come: no first byte
-            wait = self._policy.read_timeout
-            raise TryAgain(f"connection failed (no answer in {wait:g} s)", cause="timeout") from exc
+            reason = f"connection failed (no answer in {first_byte:g} s)"
+            if self._alternative:
+                raise SourceFailed(reason, "transient", cause="timeout") from exc
+            raise TryAgain(reason, cause="timeout") from exc
         except requests.ConnectionError as exc:
             raise TryAgain(f"connection failed ({brief(exc)})", cause=_cause_of(exc)) from exc
         except requests.RequestException as exc:
             raise SourceFailed(f"request failed ({brief(exc)})") from exc
+        if first_byte != policy.read_timeout:
+            _set_read_timeout(response, policy.read_timeout)  # the body gets the usual patience
+        return response
 
     def read_page(self, response: requests.Response, limit: int) -> str:
         """Read at most *limit* bytes of a page sent instead of the file, and close it."""
@@ -244,6 +256,14 @@ class BodyReader:
                 cause="read",
             )
         self._window_start, self._window_bytes = now, 0
+
+
+def _set_read_timeout(response: requests.Response, seconds: float) -> None:
+    """Give the rest of the body the usual read timeout (best effort: urllib3's socket)."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.settimeout(seconds)
 
 
 def _cause_of(exc: requests.ConnectionError) -> Cause:

@@ -24,7 +24,6 @@ from lhymirror.fetch.job import (
     Fetcher,
     FileJob,
     SyncCancelled,
-    _verification_problem,
     record_for,
     settled_outcome,
 )
@@ -33,7 +32,7 @@ from lhymirror.fetch.report import FileOutcome, SyncReport
 from lhymirror.fetch.scheduler import PerThread, Scheduler, largest_first
 from lhymirror.fetch.transfer import TransferEvents
 from lhymirror.manifest.model import FileEntry
-from lhymirror.mirror.state import expected_of
+from lhymirror.mirror.state import Expected, Origin, check_bytes, expected_of
 from lhymirror.mirror.store import FileRecord, MirrorStore
 
 
@@ -79,11 +78,13 @@ def run_sync(
             scheduler=Scheduler(jobs, per_host, threading.Event()),
         )
     if health is None:
-        return SyncReport(plan.year, plan.root, outcomes)
+        return SyncReport(plan.year, plan.root, outcomes, offline=plan.offline)
     no_network = health.all_down() and not any(
         outcome.verified for outcome in outcomes if outcome.bytes_received
     )
-    return SyncReport(plan.year, plan.root, outcomes, health.down_hosts(), no_network)
+    return SyncReport(
+        plan.year, plan.root, outcomes, health.down_hosts(), no_network, offline=plan.offline
+    )
 
 
 class _Worker(NamedTuple):
@@ -173,12 +174,14 @@ def write_verified(
     what: str = "copied",
     named: Path | None = None,
     check: Callable[[int, str], None] | None = None,
+    origin: Origin = "none",
 ) -> tuple[int, str]:
     """Concatenate *inputs* into *target* while hashing; place it only if size/sha256 match.
 
     The bytes go to a temporary file next to *target*, are fsynced and renamed into place
     atomically; on a mismatch nothing is placed and ``IntegrityError`` names both checksums
     and *named* (default *target*). *check(size, sha256)* may refuse the bytes too, by raising.
+    *origin* says where *size* and *sha256* come from (for the message).
     """
     digest = ThreadedDigest()  # hashing overlaps with reading and writing the next chunk
     total = 0
@@ -197,21 +200,15 @@ def write_verified(
         actual = digest.hexdigest()
         if check is not None:
             check(total, actual)
-        _check_verified(named or target, what, total, actual, size=size, sha256=sha256)
+        problem = check_bytes(Expected(size, sha256, origin), total, actual)
+        if problem is not None:
+            raise IntegrityError(
+                f"{what} file does not verify",
+                where=str(named or target),
+                detail=str(problem),
+                hint="Nothing was placed; check that it is the right file.",
+            )
     return total, actual
-
-
-def _check_verified(
-    target: Path, what: str, total: int, actual: str, *, size: int | None, sha256: str | None
-) -> None:
-    problem = _verification_problem(total, actual, size=size, sha256=sha256)
-    if problem is not None:
-        raise IntegrityError(
-            f"{what} file {problem[0]}",
-            where=str(target),
-            detail=problem[1],
-            hint="Nothing was placed; check that it is the right file.",
-        )
 
 
 def import_file(
@@ -253,6 +250,7 @@ def import_file(
             what="imported",
             named=source,
             check=not_another_entrys,
+            origin=expected.origin,
         )
         record = record_for(entry, target, size, sha, source=f"file:{source}", held_to=expected)
         store.save_record(record)

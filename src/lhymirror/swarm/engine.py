@@ -58,6 +58,10 @@ def open_session(options: SessionOptions) -> Any:
         "enable_upnp": False,
         "enable_natpmp": False,
         "allow_multiple_connections_per_ip": True,  # classmates behind one NAT
+        # Connect over TCP: uTP yields to other traffic, but between two machines of a LAN (or
+        # on loopback) it is several times slower (57 MB: 4.8 s against 0.8 s over TCP here).
+        # Peers that come in over uTP are still accepted.
+        "enable_outgoing_utp": False,
         "user_agent": f"lhymirror/{__version__}",
         "alert_mask": alerts.error | alerts.status | alerts.storage,
     }

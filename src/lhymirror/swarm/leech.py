@@ -9,6 +9,7 @@ time are left to the entry's normal sources (the caller runs the ordinary sync f
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ from typing import Any
 
 from lhymirror.core.errors import IntegrityError, UsageError, storage_errors
 from lhymirror.core.fsutil import hash_file, replace_durably
-from lhymirror.core.units import count_of
+from lhymirror.core.units import count_of, format_size
 from lhymirror.fetch.job import record_for
 from lhymirror.fetch.plan import PlanItem, SyncPlan
 from lhymirror.fetch.report import FileOutcome, SyncReport
 from lhymirror.fetch.transfer import TransferEvents
+from lhymirror.mirror.state import FileProblem, check_bytes
 from lhymirror.mirror.store import MirrorStore
 from lhymirror.swarm.engine import (
     ResumeFiles,
@@ -47,6 +49,24 @@ class Wanted:
     size: int
 
 
+@dataclass(frozen=True)
+class SwarmResult:
+    """What the swarm delivered: the files placed, and how many it was asked for."""
+
+    placed: dict[str, FileOutcome]
+    wanted: int
+    metadata: bool = True  # False: no peer sent a magnet link's metadata in time
+
+    def summary(self) -> str:
+        """One line for the user."""
+        if not self.metadata:
+            return "swarm: no peer sent the torrent's metadata; every file from its sources"
+        size = format_size(sum(outcome.size or 0 for outcome in self.placed.values()))
+        left = self.wanted - len(self.placed)
+        rest = f"; {count_of(left, 'file')} from their usual sources" if left else ""
+        return f"swarm: {len(self.placed)} of {count_of(self.wanted, 'file')} ({size}){rest}"
+
+
 def swarm_folder(store: MirrorStore) -> Path:
     """Where swarm downloads and their resume data live: ``<year>/.lhymirror/swarm``."""
     return store.meta_dir / SWARM_DIR
@@ -63,7 +83,7 @@ def sync_from_swarm(
     wait: float = DEFAULT_WAIT,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, FileOutcome]:
+) -> SwarmResult:
     """Download the plan's files that *source* (a .torrent or magnet link) holds; place them.
 
     Returns the outcome of each file placed. Raises ``IntegrityError`` when the torrent does
@@ -83,7 +103,7 @@ def sync_from_swarm(
             run.connect(peers)
             info = run.wait_for_metadata(wait)
             if info is None:
-                return {}
+                return SwarmResult({}, 0, metadata=False)
             wanted = match_torrent(info, plan, store, source)
             run.want_only([w.index for w in wanted], info.num_files())
             sizes = {w.index: w.size for w in wanted}
@@ -99,7 +119,7 @@ def sync_from_swarm(
         outcomes = place_verified(done, store, run, source)
         if len(done) == len(wanted):
             run.forget()
-    return outcomes
+    return SwarmResult(outcomes, len(wanted))
 
 
 def match_torrent(info: Any, plan: SyncPlan, store: MirrorStore, source: str) -> list[Wanted]:
@@ -130,12 +150,12 @@ def match_torrent(info: Any, plan: SyncPlan, store: MirrorStore, source: str) ->
             continue
         matched += 1
         size = int(files.file_size(index))
-        if item.size is not None and size != item.size:
+        problem = check_bytes(item.expected, size, None)
+        if problem is not None:
             raise IntegrityError(
                 "the torrent does not match the manifest",
                 where=_short(source),
-                detail=f"{path} is {size} bytes in the torrent, {item.size} in the "
-                f"{item.expected.origin} checksum",
+                detail=f"{path} in the torrent: {problem}",
                 hint="Nothing was placed. Ask for the torrent of this manifest's version, "
                 "or sync without --swarm.",
             )
@@ -160,18 +180,17 @@ def place_verified(
         with storage_errors(path):
             size, sha = hash_file(path)
         hashed.append((wanted, path, size, sha))
-    bad = [entry for entry in hashed if entry[3] != entry[0].item.expected.sha256]
+    bad = [(entry, problem) for entry in hashed if (problem := _problem(*entry))]
     if bad:
-        for wanted, path, _size, sha in bad:
+        for (wanted, path, _size, sha), _problem_found in bad:
             store.reject(wanted.item.id, path, sha)
         run.forget()
-        wanted, _path, _size, sha = bad[0]
+        (wanted, *_), problem = bad[0]
         more = f" (and {count_of(len(bad) - 1, 'more file')})" if len(bad) > 1 else ""
         raise IntegrityError(
             "the torrent does not match the manifest",
             where=_short(source),
-            detail=f"{wanted.item.entry.path} has sha256 {sha[:16]}…, the "
-            f"{wanted.item.expected.origin} says {str(wanted.item.expected.sha256)[:16]}…{more}",
+            detail=f"{wanted.item.entry.path}: {problem}{more}",
             hint="Nothing from it was placed (its bytes are under .lhymirror/rejected/). "
             "Sync without --swarm, or ask for the right torrent.",
         )
@@ -194,10 +213,14 @@ def place_verified(
     return outcomes
 
 
+def _problem(wanted: Wanted, path: Path, size: int, sha: str) -> FileProblem | None:
+    return check_bytes(wanted.item.expected, size, sha)
+
+
 def merge_reports(report: SyncReport, swarm: dict[str, FileOutcome]) -> SyncReport:
     """The sync's report with the outcome of each file the swarm delivered."""
     files = tuple(swarm.get(outcome.id, outcome) for outcome in report.files)
-    return SyncReport(report.year, report.root, files)
+    return dataclasses.replace(report, files=files)  # keeps hosts_down and no_network
 
 
 def _short(source: str) -> str:

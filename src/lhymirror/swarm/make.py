@@ -143,19 +143,21 @@ def _base_folder(item: TorrentFile) -> Path:
 
 def archive_torrent(
     archive: Path,
-    manifest: Manifest,
+    manifest: Manifest | None,
     *,
     web_seeds: Sequence[str] = (),
     progress: ProgressCallback | None = None,
 ) -> Torrent:
-    """A single-file torrent of an archive written by ``pack``."""
+    """A single-file torrent of an archive written by ``pack`` (*manifest*: its course, for
+    the comment and date; None when only the archive is at hand, e.g. ``seed ARCHIVE``)."""
     with storage_errors(archive):
         size = archive.stat().st_size
+    what = f"archive {archive.name}"
     return make_torrent(
         [TorrentFile(archive.name, archive, size)],
-        comment=describe(manifest, f"archive {archive.name}"),
+        comment=describe(manifest, what) if manifest is not None else what,
         web_seeds=web_seeds,
-        created=creation_date(manifest),
+        created=creation_date(manifest) if manifest is not None else None,
         progress=progress,
     )
 

@@ -85,16 +85,9 @@ def archive_target(
                 hint="Give the torrent written beside the archive by `lhymirror pack --torrent`.",
             )
     else:
-        made = archive_torrent(archive, manifest) if manifest else _bare_archive_torrent(archive)
+        made = archive_torrent(archive, manifest)
         params, magnet = _params_of(made), made.magnet
     return SeedTarget(params, archive.parent, magnet, archive.name)
-
-
-def _bare_archive_torrent(archive: Path) -> Torrent:
-    from lhymirror.swarm.make import TorrentFile, make_torrent  # noqa: PLC0415
-
-    size = archive.stat().st_size
-    return make_torrent([TorrentFile(archive.name, archive, size)], comment=archive.name)
 
 
 def mirror_target(manifest: Manifest, store: MirrorStore, torrent_file: Path | None) -> SeedTarget:
