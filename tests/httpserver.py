@@ -17,7 +17,7 @@ from disk (``add_file``). Every resource has a strong ETag and a Last-Modified d
 416) unless ``If-Range`` names another version.
 
 A request to a route is processed as: ``statuses`` step -> ``redirect_to`` -> content
-(``etag_changes``, Range, body faults).
+(``etag_changes``, ``body_override``, Range, body faults).
 
 Caveats:
 
@@ -160,6 +160,9 @@ class Fault:
     #: Answer with this Location (a path on this server or a full URL) and redirect_status.
     redirect_to: str | None = None
     redirect_status: int = 302
+    #: Serve these bytes as a plain 200 HTML page (no validators, no ranges) instead of the
+    #: resource: a login or quota page where a file was expected.
+    body_override: bytes | None = None
 
     def __post_init__(self) -> None:
         """Validate the configuration early, in the test's thread."""
@@ -450,6 +453,11 @@ class _Handler(BaseHTTPRequestHandler):
                 status, f"Moved to {location}\n", {"Location": location}, "redirect"
             )
         entity = self.owner._entity_for_request(route)
+        override = route.fault.body_override
+        if entity is not None and override is not None:
+            page = _Entity(len(override), "", DEFAULT_LAST_MODIFIED, "text/html", data=override)
+            fields = [("Content-Type", page.content_type), ("Content-Length", str(page.size))]
+            return self._send_body(route, page, 200, fields, (0, page.size), label="override")
         if entity is None:
             return self._send_text(404, f"404 Not Found: {path}\n")
         return self._serve(route, entity)
@@ -491,6 +499,8 @@ class _Handler(BaseHTTPRequestHandler):
         status: int,
         headers: list[tuple[str, str]],
         span: tuple[int, int],
+        *,
+        label: str | None = None,
     ) -> None:
         """Send status, headers and the body bytes [start, stop) applying the body faults."""
         start, stop = span
@@ -498,7 +508,7 @@ class _Handler(BaseHTTPRequestHandler):
         is_get = self.command == "GET"
         cut_at = self.owner._claim(route, "cut", length) if is_get else None
         stall_at = self.owner._claim(route, "stall", length) if is_get else None
-        label = "cut" if cut_at is not None else "stall" if stall_at is not None else None
+        label = "cut" if cut_at is not None else "stall" if stall_at is not None else label
         self._start(status, headers, label, final=length == 0 or not is_get)
         if length and is_get:
             with entity.open() as stream:

@@ -178,7 +178,7 @@ def test_add_takes_a_year_before_the_id(
 ) -> None:
     data = blob(100, 9)
     manifest = write_manifest(tmp_path / "2022.toml", entry("hw04", data))
-    monkeypatch.setattr("lhymirror.manifest.model.shipped_manifest_path", lambda year: manifest)
+    monkeypatch.setattr("lhymirror.manifest.listing.shipped_manifest_path", lambda year: manifest)
     source = downloaded(tmp_path, data)
     assert main(["add", "2022", "hw04", str(source), "--root", str(store.root)]) == 0
     assert store.file_path("data/hw04.zip").is_file()
@@ -255,7 +255,7 @@ def test_pin_refuses_a_manifest_inside_the_installed_package(
     write_manifest(shipped, entry("b"))
     before = shipped.read_text()
     record(store, "b", blob(10, 16))
-    monkeypatch.setattr("lhymirror.manifest.model.shipped_manifest_path", lambda year: shipped)
+    monkeypatch.setattr("lhymirror.manifest.listing.shipped_manifest_path", lambda year: shipped)
     assert main(["pin", "2022", "--root", str(store.root)]) == 2
     err = capsys.readouterr().err
     assert "installed package" in err and "--manifest" in err

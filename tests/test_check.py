@@ -6,6 +6,7 @@ The library function is probed directly for the outcomes; the CLI for the table,
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
@@ -301,3 +302,27 @@ def test_head_refused_statuses_step_is_consumed_once(http_server: CourseServer) 
     url = http_server.add("/x.zip", DATA, faults=Fault(statuses=[405]))
     quick(manifest(entry("x", url)))
     assert [r.status for r in http_server.requests] == [405, 206]
+
+
+@responses.activate
+def test_the_archive_option_asks_for_the_last_resort_capture_of_pinned_files() -> None:
+    server = "https://speech.ee.ntu.edu.tw/ml"
+    data = manifest_data(
+        entry("pinned", f"{server}/a.pdf", sha256="a" * 64),
+        entry("unpinned", f"{server}/b.pdf"),
+    )
+    data.update(homepage=f"{server}/2022.php", released=dt.date(2022, 7, 1))
+    m = parse_manifest(tomli_w.dumps(data))
+    capture = f"https://web.archive.org/web/20220701id_/{server}/a.pdf"
+    nearest = f"https://web.archive.org/web/20220614101010id_/{server}/a.pdf"
+    responses.head(f"{server}/a.pdf", status=404)
+    responses.head(f"{server}/b.pdf", status=404)
+    responses.head(capture, status=302, headers={"Location": nearest})
+    responses.head(nearest, headers={"Content-Length": str(len(DATA))})
+    report = quick(m, archive=True)
+    assert [(c.entry_id, c.source, c.probe.status) for c in report.checks] == [
+        ("pinned", f"{server}/a.pdf", "gone"),
+        ("pinned", f"wayback:20220701/{server}/a.pdf", "alive"),
+        ("unpinned", f"{server}/b.pdf", "gone"),
+    ]
+    assert [c.source for c in quick(m).checks] == [f"{server}/a.pdf", f"{server}/b.pdf"]

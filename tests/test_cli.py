@@ -21,6 +21,7 @@ from lhymirror.core.errors import (
     IntegrityError,
     LhymirrorError,
     ManifestError,
+    MissingFilesError,
     StorageError,
     UsageError,
 )
@@ -81,6 +82,7 @@ def test_exit_codes_are_the_documented_numbers() -> None:
         "INTEGRITY": 5,
         "STORAGE": 6,
         "INCOMPLETE": 7,
+        "MISSING": 8,
         "INTERRUPTED": 130,
     }
 
@@ -94,6 +96,7 @@ def test_exit_codes_are_the_documented_numbers() -> None:
         (IntegrityError("x"), ExitStatus.INTEGRITY),
         (StorageError("x"), ExitStatus.STORAGE),
         (IncompleteError("x"), ExitStatus.INCOMPLETE),
+        (MissingFilesError("x"), ExitStatus.MISSING),
         (LhymirrorError("x"), ExitStatus.USAGE),
     ],
 )
@@ -201,7 +204,7 @@ def test_list_groups_by_section(manifest_file: Path, capsys: pytest.CaptureFixtu
     )
     assert "2.0 MB" in out
     assert "(gdrive,kaggle)" in out
-    assert "2 files, 2.0 MB known (1 of unknown size); 1 links (--links to show them)" in out
+    assert "2 files, 2.0 MB known (1 of unknown size); 1 link (--links to show them)" in out
 
 
 def test_list_filters_by_kind_and_shows_links(
@@ -243,7 +246,7 @@ def test_manifest_check_ok_with_warnings(
 ) -> None:
     assert main(["manifest", "check", str(manifest_file)]) == 0
     captured = capsys.readouterr()
-    assert "ok: 2 files, 1 links, 2 warnings" in captured.out
+    assert "ok: 2 files, 1 link, 2 warnings" in captured.out
     assert "warning: files[0] (l01-intro): no sha256" in captured.err
 
 

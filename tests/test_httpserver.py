@@ -306,6 +306,17 @@ def test_add_file_streams_from_disk(http_server: CourseServer, tmp_path: Path) -
     assert fresh.status_code == 200 and fresh.content == data[:1000]
 
 
+def test_body_override(server: CourseServer) -> None:
+    page = b"<html><body>Quota exceeded</body></html>"
+    server.set_faults(PDF, Fault(body_override=page))
+    resp = get(server, Range="bytes=100-")
+    assert resp.status_code == 200
+    assert resp.content == page
+    assert resp.headers["Content-Type"] == "text/html"
+    assert "ETag" not in resp.headers
+    assert server.requests[0].fault == "override"
+
+
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_redirect(server: CourseServer, data: bytes, status: int) -> None:
     faults = (

@@ -425,6 +425,7 @@ def test_every_file_names_where_it_can_be_found_online() -> None:
     assert "https://drive.google.com/file/d/1AbCdEfGhIjKlMn/view" in page.hrefs()
     assert "https://www.kaggle.com/c/ml2022spring-hw1/data" in page.hrefs()
     assert "by hand: git lfs clone https://huggingface.co/datasets/x/faces" in page.text
+    assert "https://huggingface.co/datasets/x/faces" in page.hrefs()  # the URL is a link
     assert "belongs at hw6/faces.zip" in page.text
     assert "(part 1 of 2)" in page.text
 

@@ -19,7 +19,8 @@ import tomli_w
 
 from factories import sha
 from httpserver import CourseServer, Fault, pdf_payload
-from lhymirror.cli import main, sync_cmd
+from lhymirror import api
+from lhymirror.cli import main
 from lhymirror.core.errors import DownloadError
 from lhymirror.core.units import parse_rate
 from lhymirror.fetch.download import Downloader
@@ -152,7 +153,7 @@ def quick_downloader(monkeypatch: pytest.MonkeyPatch) -> None:
     def build(store: MirrorStore, **options: Any) -> Any:
         return Downloader(store, **{"policy": QUICK, **options}, sleep=lambda _: None)
 
-    monkeypatch.setattr(sync_cmd, "build_downloader", build)
+    monkeypatch.setattr(api, "build_downloader", build)
     monkeypatch.delenv("LHYMIRROR_ROOT", raising=False)
     monkeypatch.delenv("LHYMIRROR_MIRROR", raising=False)
 

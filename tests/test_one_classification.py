@@ -103,7 +103,7 @@ def test_status_verify_pack_and_sync_classify_each_odd_file_alike(
     expected = expected_problems()
 
     status, out, _ = run(["status", *odd_mirror, "--json"], capsys)
-    assert status == 0
+    assert status == 5  # damaged and unusable files (status exits 0 only when complete)
     files = json.loads(out)["files"]
     by_status = {
         f["path"]: (f["problem"]["kind"], f["problem"]["text"]) for f in files if f["problem"]
@@ -130,7 +130,7 @@ def test_status_verify_pack_and_sync_classify_each_odd_file_alike(
         f["path"]: (f["problem"]["kind"], f["problem"]["text"]) for f in outcomes if f["problem"]
     }
     assert by_sync == expected
-    assert {f["path"]: f["outcome"] for f in outcomes}["slides/ok.pdf"] == "up-to-date"
+    assert {f["path"]: f["state"] for f in outcomes}["slides/ok.pdf"] == "up_to_date"
     refused = [f for f in outcomes if f["problem"] and f["failure"] == "storage"]
     assert sorted(f["path"] for f in refused) == sorted(
         path

@@ -756,7 +756,7 @@ def test_a_full_disk_is_a_storage_error_not_a_damaged_mirror_file(
 ) -> None:
     real_fdopen = os.fdopen
     monkeypatch.setattr(
-        "lhymirror.archive.pack.os.fdopen",
+        "lhymirror.archive.bagwrite.os.fdopen",
         lambda fd, mode: _FullDisk(real_fdopen(fd, mode), 200_000),
     )
     with pytest.raises(StorageError, match="No space left"):

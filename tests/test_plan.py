@@ -280,7 +280,7 @@ def test_offline_withholds_network_sources(store: MirrorStore) -> None:
     plan = plan_sync(make_manifest(entry(), split_entry()), store, offline=True)
     assert [i.action for i in plan.items] == ["needs-network", "needs-network"]
     assert plan.items[0].withheld == (UPSTREAM,)
-    assert plan.to_json()["items"][0]["needs_network"] == [UPSTREAM]
+    assert plan.to_json()["files"][0]["needs_network"] == [UPSTREAM]
 
 
 def test_offline_with_a_local_folder_can_still_fetch(store: MirrorStore, tmp_path: Path) -> None:
@@ -336,5 +336,7 @@ def test_planning_writes_nothing(store: MirrorStore) -> None:
 def test_plan_is_json_serialisable(store: MirrorStore) -> None:
     plan = plan_sync(make_manifest(entry(), split_entry()), store)
     data = json.loads(json.dumps(plan.to_json()))
-    assert data["counts"] == {"fetch": 2}
-    assert data["items"][1]["parts"][0]["key"] == "hw04-data.part00"
+    assert data["counts"] == {
+        "up_to_date": 0, "verify": 0, "fetch": 2, "manual": 0, "needs_network": 0, "refused": 0,
+    }  # fmt: skip
+    assert data["files"][1]["parts"][0]["key"] == "hw04-data.part00"

@@ -107,3 +107,21 @@ def test_the_registry_maps_every_manifest_scheme() -> None:
     assert registry.adapter_for("ftp:x") is None
     assert registry.adapter_for("no scheme") is None
     assert not registry.adapter_for("file:///x").needs_network  # type: ignore[union-attr]
+
+
+def test_the_plan_withholds_offline_exactly_the_sources_whose_adapter_needs_the_network() -> None:
+    """ "Offline" is decided in the plan (by ``is_local_source``, which loads no adapter); it
+    must agree with what each adapter says of itself."""
+    from lhymirror.manifest.sources import is_local_source
+
+    examples = {
+        "https": "https://h/a",
+        "http": "http://h/a",
+        "gdrive": "gdrive:abcdefghijk",
+        "kaggle": "kaggle:c",
+        "file": "file:///x",
+        "wayback": "wayback:2022/https://h/a",
+    }
+    assert set(examples) == set(registry.ADAPTERS)
+    for scheme, source in examples.items():
+        assert registry.ADAPTERS[scheme].needs_network is not is_local_source(source), scheme

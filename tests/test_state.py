@@ -13,6 +13,9 @@ from lhymirror.manifest.model import FileEntry, Manifest
 from lhymirror.mirror.state import (
     EntryState,
     Expected,
+    FileProblem,
+    check_bytes,
+    describe,
     local_state,
 )
 from lhymirror.mirror.store import FileRecord, MirrorStore
@@ -159,3 +162,74 @@ def test_state_unverified_when_no_checksum_is_known(store: MirrorStore) -> None:
     entry = make_entry()
     place(store, entry, DATA, record=None)
     assert local_state(store, entry).status == "unverified"
+
+
+# -- the one check and its wording --------------------------------------------------------------
+
+
+def test_size_is_checked_before_the_checksum() -> None:
+    expected = Expected(5000, sha(DATA), "manifest")
+    problem = check_bytes(expected, 10, sha(OTHER))
+    assert problem == FileProblem("size", 5000, 10, "manifest")
+    assert check_bytes(expected, 5000, sha(OTHER)) == FileProblem(
+        "checksum", sha(DATA), sha(OTHER), "manifest"
+    )
+    assert check_bytes(expected, 5000, None) is None  # not hashed: the size is all there is
+    assert check_bytes(Expected(None, None, "none"), 7, sha(OTHER)) is None
+
+
+def test_each_kind_has_one_wording() -> None:
+    words = {
+        FileProblem("missing"): "not in the mirror",
+        FileProblem(
+            "symlink", actual="slides"
+        ): "symlink inside the mirror at slides (not followed)",
+        FileProblem("not_a_file", detail="a fifo"): "not a regular file (a fifo)",
+        FileProblem("unreadable", detail="Permission denied"): "unreadable (Permission denied)",
+        FileProblem("size", 5, 3, "recorded"): "size differs: expected 5 bytes (recorded), got 3",
+        FileProblem("size", 5, None, "none"): "size differs: expected 5 bytes, got more",
+        FileProblem("checksum", "aa", "bb", "manifest"): (
+            "sha256 differs: expected aa (manifest), got bb"
+        ),
+        FileProblem("unverified"): "no checksum known yet",
+    }
+    for problem, text in words.items():
+        assert describe(problem) == str(problem) == problem.to_json()["text"] == text
+
+
+def test_a_present_file_of_the_right_size_without_checksum_is_unverified(
+    store: MirrorStore,
+) -> None:
+    entry = make_entry(size=len(DATA))
+    place(store, entry, DATA, record=None)
+    state = EntryState.read(store, entry)
+    assert state.check() == FileProblem("unverified")
+    place(store, entry, DATA[:10], record=None)
+    assert EntryState.read(store, entry).check() == FileProblem("size", len(DATA), 10, "none")
+
+
+def test_the_record_is_read_once_per_entry_by_status_and_the_plan(
+    store: MirrorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lhymirror.fetch.plan import plan_sync
+
+    entries = [make_entry(), make_entry(id="l02", path="slides/l02.pdf")]
+    place(store, entries[0], DATA, record=DATA)
+    place(store, entries[1], OTHER, record=DATA)  # changed since verified
+    reads: list[str] = []
+    real_record = MirrorStore.record
+
+    def counting(self: MirrorStore, entry_id: str) -> FileRecord | None:
+        reads.append(entry_id)
+        return real_record(self, entry_id)
+
+    monkeypatch.setattr(MirrorStore, "record", counting)
+    for entry in entries:
+        local_state(store, entry)
+    assert sorted(reads) == ["l01", "l02"]
+    reads.clear()
+    manifest = Manifest.model_validate(
+        manifest_data(*(entry.model_dump(exclude_none=True) for entry in entries))
+    )
+    plan_sync(manifest, store)
+    assert sorted(reads) == ["l01", "l02"]

@@ -24,7 +24,8 @@ import tomli_w
 import lhymirror
 from factories import blob, sha
 from httpserver import CourseServer, Fault
-from lhymirror.cli import main, sync_cmd
+from lhymirror import api
+from lhymirror.cli import main
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy
 from lhymirror.mirror.store import MirrorStore
@@ -49,7 +50,7 @@ def fast_http(monkeypatch: pytest.MonkeyPatch) -> None:
     def fast_downloader(store: MirrorStore, **options: Any) -> Any:
         return Downloader(store, policy=FAST_POLICY, sleep=lambda _: None, **options)
 
-    monkeypatch.setattr(sync_cmd, "build_downloader", fast_downloader)
+    monkeypatch.setattr(api, "build_downloader", fast_downloader)
     monkeypatch.delenv("LHYMIRROR_ROOT", raising=False)
     monkeypatch.delenv("LHYMIRROR_MIRROR", raising=False)
 
@@ -336,6 +337,40 @@ def test_a_magnet_link_gets_its_metadata_from_the_peer(
         assert course.file(student, name).read_bytes() == data
 
 
+@needs_libtorrent
+def test_swarm_bytes_reach_the_sync_progress_events(course: Class) -> None:
+    from lhymirror.fetch.plan import plan_sync
+    from lhymirror.manifest.model import load_manifest
+    from lhymirror.swarm.engine import SessionOptions
+    from lhymirror.swarm.leech import sync_from_swarm
+
+    torrent = course.torrent("--web-seed", course.serve_mirror(course.ta))
+    manifest = load_manifest(course.manifest)
+    store = MirrorStore(course.tmp / "student", YEAR)
+    held: dict[str, int] = {}
+    totals: dict[str, int] = {}
+
+    class Events:
+        def started(self, key: str, total: int | None, offset: int) -> None:
+            totals[key], held[key] = total or 0, offset
+
+        def advanced(self, key: str, nbytes: int) -> None:
+            held[key] += nbytes
+
+        def restarted(self, key: str, offset: int) -> None:
+            held[key] = offset
+
+        def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
+            pass
+
+    result = sync_from_swarm(
+        plan_sync(manifest, store), store, str(torrent), events=Events(), wait=10,
+        options=SessionOptions(bind="127.0.0.1", port=0, dht=False, lsd=False),
+    )  # fmt: skip
+    assert sorted(result.placed) == sorted(course.data)
+    assert held == totals == {name: len(data) for name, data in course.data.items()}
+
+
 def test_offline_never_starts_the_swarm(
     course: Class, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -345,7 +380,6 @@ def test_offline_never_starts_the_swarm(
         raise AssertionError("the swarm was started")
 
     monkeypatch.setattr(leech, "sync_from_swarm", refuse)
-    monkeypatch.setattr(sync_cmd, "sync_from_swarm", refuse)
     monkeypatch.setitem(sys.modules, "libtorrent", None)  # not even needed
     assert course.sync(course.tmp / "student", "--swarm", "x.torrent", "--offline") == 4
     assert "offline" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 import time
@@ -14,14 +13,13 @@ from typing import Any
 import pytest
 
 from factories import blob, file_entry, make_manifest, sha
-from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
-from lhymirror.cli.sync_cmd import kaggle_credentials_for
 from lhymirror.core.errors import DownloadError, IntegrityError, StorageError
 from lhymirror.core.fsutil import atomic_write_bytes
 from lhymirror.fetch.job import SyncCancelled
 from lhymirror.fetch.plan import plan_sync
 from lhymirror.fetch.report import FileOutcome, SyncReport
 from lhymirror.fetch.scheduler import largest_first
+from lhymirror.fetch.sources.kaggle import credentials_for_plan as kaggle_credentials_for
 from lhymirror.fetch.sync import check_free_space, run_sync, write_verified
 from lhymirror.fetch.transfer import FetchResult, ManualStepRequired, Target, UpstreamChangedError
 from lhymirror.manifest.model import Manifest
@@ -138,7 +136,7 @@ def test_missing_files_are_downloaded_and_recorded(store: MirrorStore, server: F
     assert record.mtime_ns == store.file_path("slides/b.pdf").stat().st_mtime_ns
     assert report.bytes_received == 8000
     assert {f.id for f in recorder.finished} == {"a", "b"}
-    assert report.to_json()["totals"]["downloaded"] == 2
+    assert report.to_json()["counts"]["downloaded"] == 2
 
 
 def test_second_sync_fetches_nothing(store: MirrorStore, server: FakeServer) -> None:
@@ -593,72 +591,6 @@ def test_write_verified_places_nothing_on_mismatch(tmp_path: Path) -> None:
 
 
 # -- progress display (cli/progress.py) ------------------------------------------------------
-
-
-def progress_for(store: MirrorStore, **options: Any) -> Any:
-    manifest = make_manifest(
-        entry("a", blob(1000, 20)), entry("b"), split_entry(blob(600, 21), pin=False)
-    )
-    stream = io.StringIO()
-    progress = TransferProgress(plan_sync(manifest, store), stream=stream, **options)
-    return progress, stream
-
-
-def test_progress_counts_bytes_from_the_resume_offset(store: MirrorStore) -> None:
-    progress, stream = progress_for(store, enabled=False)
-    assert progress.total_bytes == 1000
-    progress.started("a", 1000, 400)  # resumed: 400 bytes were already held
-    progress.advanced("a", 100)
-    assert progress.bytes_done == 500
-    progress.restarted("a", 0)  # the server ignored the range: start over
-    assert progress.bytes_done == 0
-    progress.started("b", 250, 0)  # size learnt only now
-    progress.started(part_key("d", 0), 300, 0)
-    assert progress.total_bytes == 1000 + 250 + 300
-    assert progress.active == ["a", "b", part_key("d", 0)]
-    progress.file_finished(FileOutcome("d", "data/d.tar", "downloaded"))
-    assert progress.active == ["a", "b"]
-    assert progress.files_done == 1
-    progress.close()
-    assert stream.getvalue() == ""
-
-
-def test_progress_reports_retries_unless_quiet(store: MirrorStore) -> None:
-    progress, stream = progress_for(store, enabled=False)
-    progress.retrying("a", "https://x/a.pdf", "HTTP 503", 2.0)
-    assert stream.getvalue() == "retrying slides/a.pdf in 2s: HTTP 503 (https://x/a.pdf)\n"
-    quiet, quiet_stream = progress_for(store, enabled=False, quiet=True)
-    quiet.retrying("a", "https://x/a.pdf", "HTTP 503", 2.0)
-    assert quiet_stream.getvalue() == ""
-
-
-def test_progress_bar_draws_on_its_stream(store: MirrorStore) -> None:
-    progress, stream = progress_for(store, enabled=True)
-    progress.started("a", 1000, 0)
-    progress.advanced("a", 1000)
-    progress.close()
-    assert "0/3 files" in stream.getvalue()
-
-
-def test_summary_lines() -> None:
-    report = SyncReport(
-        YEAR,
-        "/m",
-        (
-            FileOutcome("a", "a.pdf", "downloaded", bytes_received=2_000_000),
-            FileOutcome("b", "b.pdf", "failed", reason="HTTP 404", failure="download"),
-            FileOutcome("c", "c.zip", "manual", reason="Log in at X."),
-        ),
-    )
-    assert summary_counts(report) == (
-        "1 downloaded, 0 resumed, 0 already up to date, 1 failed, 1 manual steps pending "
-        "(2.0 MB received)"
-    )
-    assert problem_lines(report, lambda entry_id: f"lhymirror add 2022 {entry_id} FILE") == [
-        "failed: b (b.pdf): HTTP 404; run the same command again to resume",
-        "manual step: c (c.zip): Log in at X.",
-        "  then import it: lhymirror add 2022 c FILE",
-    ]
 
 
 def test_largest_transfers_start_first_and_unknown_sizes_before_them(store: MirrorStore) -> None:

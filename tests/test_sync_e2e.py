@@ -23,6 +23,7 @@ import tomli_w
 import lhymirror
 from factories import sha
 from httpserver import CourseServer, Fault, pdf_payload
+from lhymirror import api
 from lhymirror.cli import main, sync_cmd
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy
@@ -40,7 +41,7 @@ def instant_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     def fast_downloader(store: MirrorStore, **options: Any) -> Any:
         return Downloader(store, policy=FAST_POLICY, sleep=lambda _: None, **options)
 
-    monkeypatch.setattr(sync_cmd, "build_downloader", fast_downloader)
+    monkeypatch.setattr(api, "build_downloader", fast_downloader)
     monkeypatch.delenv("LHYMIRROR_ROOT", raising=False)
     monkeypatch.delenv("LHYMIRROR_MIRROR", raising=False)
 
@@ -142,7 +143,7 @@ def test_json_report(course: Course, capsys: pytest.CaptureFixture[str]) -> None
     report = json.loads(out)
     assert status == 0
     assert report["complete"] is True
-    assert report["files"][0]["outcome"] == "downloaded"
+    assert report["files"][0]["state"] == "downloaded"
     assert report["files"][0]["source"] == course.server.url_for(route)
 
 
@@ -155,7 +156,7 @@ def test_dry_run_touches_nothing(course: Course, capsys: pytest.CaptureFixture[s
     assert not course.root.exists()
     assert course.server.count() == 0
     status, out, _ = run_cli(course.args("--dry-run", "--json"), capsys)
-    assert json.loads(out)["items"][0]["action"] == "fetch"
+    assert json.loads(out)["files"][0]["state"] == "fetch"
 
 
 def test_split_file_is_downloaded_in_parts_and_joined(
@@ -268,14 +269,16 @@ def test_offline_with_missing_files_lists_what_is_needed(
 def test_unreachable_file_exits_4_with_a_resume_hint(
     course: Course, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    route = course.slide("l01", pdf_payload(60_000, 12))
-    course.server.remove(route)
+    course.add_entry(
+        id="l01", kind="slide", path="slides/l01.pdf", urls=["http://127.0.0.1:1/l01.pdf"],
+        insecure_http=True,
+    )  # fmt: skip
+    course.slide("l02", pdf_payload(10_000, 12))  # the network itself works
     status, _, err = run_cli(course.args(), capsys)
     assert status == 4
-    lines = [line for line in err.splitlines() if line.startswith("failed:")]
-    assert len(lines) == 1
-    assert "l01" in lines[0]
-    assert "resume" in lines[0]
+    lines = err.splitlines()
+    at = lines.index("host not reachable (1 file):")
+    assert lines[at + 1].startswith("  slides/l01.pdf: http://127.0.0.1:1/l01.pdf: ")
     assert err.splitlines()[-1] == (
         f"lhymirror: error: 1 file could not be downloaded ({course.root / str(YEAR)}). "
         "Run the same command again to resume."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lhymirror.core.units import format_size
+from lhymirror.core.units import count_of, format_size
 
 
 @pytest.mark.parametrize(
@@ -22,3 +22,10 @@ from lhymirror.core.units import format_size
 )
 def test_format_size_uses_decimal_units(size: int | None, text: str) -> None:
     assert format_size(size) == text
+
+
+def test_count_of_is_singular_only_for_one() -> None:
+    assert count_of(1, "manual step") == "1 manual step"
+    assert count_of(0, "file") == "0 files"
+    assert count_of(2, "entry", "entries") == "2 entries"
+    assert count_of(1, "entry", "entries") == "1 entry"

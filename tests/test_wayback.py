@@ -18,7 +18,8 @@ import tomli_w
 
 from factories import blob, file_entry, manifest_data, sha
 from httpserver import CourseServer, Fault
-from lhymirror.cli import main, sync_cmd
+from lhymirror import api
+from lhymirror.cli import main
 from lhymirror.core.errors import DownloadError, ManifestError
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy, new_session
@@ -223,7 +224,7 @@ def instant_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     def fast_downloader(store: MirrorStore, **options: Any) -> Any:
         return Downloader(store, policy=policy, sleep=lambda _: None, **options)
 
-    monkeypatch.setattr(sync_cmd, "build_downloader", fast_downloader)
+    monkeypatch.setattr(api, "build_downloader", fast_downloader)
     monkeypatch.delenv("LHYMIRROR_ROOT", raising=False)
     monkeypatch.delenv("LHYMIRROR_MIRROR", raising=False)
 

@@ -29,6 +29,7 @@ from lhymirror.core.errors import IntegrityError, LhymirrorError
 from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
 from lhymirror.core.safepath import path_problems
 from lhymirror.core.streams import Reads
+from lhymirror.core.units import count_of
 from lhymirror.manifest.model import parse_manifest
 
 REQUIRED_TAG_FILES = ("bagit.txt", "bag-info.txt", PAYLOAD_MANIFEST, TAG_MANIFEST)
@@ -78,6 +79,19 @@ class VerifyReport:
     def add(self, kind: str, path: str, detail: str) -> None:
         """Record a problem."""
         self.problems.append(Problem(kind, path, detail))
+
+    def error(self) -> IntegrityError | None:
+        """The error that sums up a failed verification (with how to repair), or None."""
+        if self.ok:
+            return None
+        hint = "Fetch the archive again or re-pack it from a good mirror."
+        if self.mirror_year is not None:
+            hint = (
+                f"`lhymirror sync {self.mirror_year} --rehash` fetches missing and damaged "
+                "files again (`lhymirror add` imports manual ones)."
+            )
+        problems = count_of(len(self.problems), "problem")
+        return IntegrityError("not intact", where=self.target, detail=problems, hint=hint)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``--json``."""

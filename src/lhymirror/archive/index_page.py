@@ -14,6 +14,7 @@ an archive that must be byte-identical when packed twice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -237,14 +238,23 @@ def _online_sources(entry: FileEntry) -> str:
     if entry.parts:
         links = [f"{link} (part 1 of {len(entry.parts)})" for link in links]
     if entry.manual:
-        manual = entry.manual
-        if manual.startswith("https://") and " " not in manual:
-            links.append(_online_link(manual, "by hand"))
-        else:
-            links.append(f"by hand: {escape(manual)}")
+        links.append(f"by hand: {_linked_text(entry.manual)}")
     if not links:
         return ""
     return f'<span class="where">online: {" · ".join(links)}</span>'
+
+
+_URL_IN_TEXT = re.compile(r"https://[^\s<>\"']+")
+
+
+def _linked_text(text: str) -> str:
+    """*text* escaped, with the https URLs in it as online links."""
+    out, at = [], 0
+    for match in _URL_IN_TEXT.finditer(text):
+        url = match.group().rstrip(".,;:)")
+        out += [escape(text[at : match.start()]), _online_link(url, url)]
+        at = match.start() + len(url)
+    return "".join([*out, escape(text[at:])])
 
 
 def _source_link(text: str) -> tuple[str, str]:

@@ -27,10 +27,9 @@ import calendar
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from lhymirror import __version__
 from lhymirror.archive.bag import (
@@ -46,63 +45,33 @@ from lhymirror.archive.bag import (
     payload_oxum,
     sidecar_path,
 )
+from lhymirror.archive.bagwrite import (
+    BagPlan,
+    MissingFile,
+    PayloadFile,
+    ProgressCallback,
+    verify_payload,
+    write_temp_archive,
+)
 from lhymirror.archive.index_page import IndexFile, render_index
 from lhymirror.archive.write import (
     FORMATS,
     ZIP_MIN_EPOCH,
-    ArchiveWriter,
-    Copied,
-    HashingReader,
-    HashingSink,
     archive_extension,
-    archive_writer,
 )
 from lhymirror.core.errors import IntegrityError, StorageError, UsageError, storage_errors
 from lhymirror.core.fsutil import (
-    CHUNK_SIZE,
-    BackgroundWriteback,
-    abandoned_temps,
     atomic_write_text,
     hash_file,
     replace_durably,
-    temp_beside,
-    try_lock,
 )
-from lhymirror.core.streams import Reads
 from lhymirror.manifest.model import FileEntry, Manifest, dump_manifest
-from lhymirror.mirror.state import EntryState, Expected, FileProblem, check_bytes, expected_of
+from lhymirror.mirror.state import EntryState, Expected, expected_of
 from lhymirror.mirror.store import MirrorStore
 
 SOURCE_DATE_EPOCH_ENV = "SOURCE_DATE_EPOCH"
 SOURCE_ORGANIZATION = "National Taiwan University (Prof. Hung-yi Lee)"
 _MAX_ATTEMPTS = 3  # partial packs restarted because files failed (or changed) while being read
-_TEMP_TAG = "packing-"  # names the unfinished archive: .<archive name>.packing-XXXX.tmp
-
-ProgressCallback = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class MissingFile:
-    """A manifest file left out of the bag, and why (``reason`` names no local path)."""
-
-    id: str
-    path: str
-    reason: str
-    problem: FileProblem | None = None  # None only for a path that is never safe
-
-    @classmethod
-    def of(cls, entry: FileEntry, problem: FileProblem) -> MissingFile:
-        """The entry left out because of *problem* (in its one wording)."""
-        return cls(entry.id, entry.path, str(problem), problem)
-
-    @property
-    def kind(self) -> str:
-        """The problem's kind (``missing``, ``size``, ``checksum``, ``symlink``, …)."""
-        return self.problem.kind if self.problem is not None else "unsafe"
-
-    def describe(self) -> str:
-        """``<path> (<reason>)``: one line for listings and ``bag-info.txt``."""
-        return f"{self.path} ({self.reason})"
 
 
 @dataclass(frozen=True)
@@ -132,32 +101,6 @@ class IncompleteMirrorError(IntegrityError):
                 "or pass --partial to pack only what is verified."
             ),
         )
-
-
-@dataclass(frozen=True)
-class PayloadFile:
-    """A mirror file to pack: where it is and what it must hash to (size from ``stat``)."""
-
-    entry: FileEntry
-    source: Path
-    size: int
-    sha256: str
-    expected: Expected  # size (from ``stat``, when the manifest has none), sha256 and origin
-
-    @property
-    def bag_path(self) -> str:
-        """Its path inside the bag: ``data/<manifest path>``."""
-        return f"{PAYLOAD_DIR}/{self.entry.path}"
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Everything needed to write one bag, decided before any payload byte is read."""
-
-    top: str
-    payload: tuple[PayloadFile, ...]
-    tag_files: Mapping[str, bytes]
-    epoch: int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,7 +167,7 @@ def pack_year(
     payload, missing = collect_payload(manifest, store)
     missing = _by_path(missing)
     if missing and not partial:
-        damaged = _verify_payload(payload, progress)
+        damaged = verify_payload(payload, progress)
         raise IncompleteMirrorError(store, _by_path(missing + damaged), len(manifest.files))
     with storage_errors(Path(out_dir)):
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -233,7 +176,7 @@ def pack_year(
             raise IncompleteMirrorError(store, missing, len(manifest.files))
         plan = plan_bag(manifest, store, payload, missing, epoch)
         target = Path(out_dir) / archive_name(manifest, fmt, partial=bool(missing))
-        temp, sha256, damaged = _write_temp_archive(plan, target, fmt, progress)
+        temp, sha256, damaged = write_temp_archive(plan, target, fmt, progress)
         if not damaged:
             return _install(temp, sha256, target, plan, missing, force=force or bool(missing))
         temp.unlink(missing_ok=True)
@@ -270,7 +213,7 @@ def plan_bag(
     payload: Sequence[PayloadFile],
     missing: Sequence[MissingFile],
     epoch: int,
-) -> _Plan:
+) -> BagPlan:
     """Decide the bag's members and compute its tag files from the known checksums."""
     top = bag_folder_name(manifest)
     filled = _filled_manifest(manifest, store, payload)
@@ -293,7 +236,7 @@ def plan_bag(
         (name, hashlib.sha256(data).hexdigest()) for name, data in tag_files.items()
     ).encode("utf-8")
     ordered = tuple(sorted(payload, key=lambda item: item.bag_path))
-    return _Plan(top=top, payload=ordered, tag_files=tag_files, epoch=epoch)
+    return BagPlan(top=top, payload=ordered, tag_files=tag_files, epoch=epoch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,161 +304,6 @@ def _bag_info_fields(
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing
-
-
-def _write_temp_archive(
-    plan: _Plan, target: Path, fmt: str, progress: ProgressCallback | None
-) -> tuple[Path, str, list[MissingFile]]:
-    """Write the bag into a temporary file next to *target*.
-
-    Returns the file, its sha256 (hashed as it is written, by a helper thread; empty when
-    files were damaged, as the archive is then discarded) and the damaged files.
-    """
-    with storage_errors(target.parent):
-        _remove_abandoned_temps(target)
-        fd, temp = temp_beside(target, tag=_TEMP_TAG)
-    try:
-        with storage_errors(temp), os.fdopen(fd, "w+b") as stream:
-            try_lock(stream)  # held while writing: tells a later pack this file is not litter
-            sink = HashingSink(stream)
-            try:
-                with BackgroundWriteback(stream) as writeback:
-                    damaged = _write_archive(writeback.watching(sink), plan, fmt, progress)  # type: ignore[arg-type]
-                stream.flush()
-                os.fsync(stream.fileno())
-                sha256 = "" if damaged else sink.hexdigest()
-            finally:
-                sink.close()
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return temp, sha256, damaged
-
-
-def _remove_abandoned_temps(target: Path) -> None:
-    """Delete the unfinished archives a killed pack left beside *target* (hidden, often GBs)."""
-    for path in abandoned_temps(target, tag=_TEMP_TAG):
-        path.unlink(missing_ok=True)
-
-
-def _write_archive(
-    stream: BinaryIO,
-    plan: _Plan,
-    fmt: str,
-    progress: ProgressCallback | None,
-) -> list[MissingFile]:
-    with archive_writer(stream, fmt, mtime=plan.epoch) as writer:
-        return _write_members(writer, plan, progress)
-
-
-def _write_members(
-    writer: ArchiveWriter,
-    plan: _Plan,
-    progress: ProgressCallback | None,
-) -> list[MissingFile]:
-    """Add every member in sorted order; after a damaged file, only hash the rest."""
-    damaged: list[MissingFile] = []
-    for _key, name, member in _members(plan):
-        out = None if damaged else writer
-        if isinstance(member, PayloadFile):
-            problem = _copy_payload(out, name, member, progress)
-            if problem is not None:
-                damaged.append(problem)
-        elif out is None:
-            continue
-        elif member is None:
-            out.add_directory(name)
-        else:
-            out.add_bytes(name, member)
-    return damaged
-
-
-def _members(plan: _Plan) -> list[tuple[str, str, PayloadFile | bytes | None]]:
-    """``(sort key, archive name, content)`` of every member, sorted; ``None`` is a folder."""
-    top = plan.top
-    folders = {top, f"{top}/{PAYLOAD_DIR}"}
-    members: list[tuple[str, str, PayloadFile | bytes | None]] = []
-    for item in plan.payload:
-        name = f"{top}/{item.bag_path}"
-        members.append((name, name, item))
-        folders.update(_parents(name, stop=top))
-    members += [(f"{top}/{tag}", f"{top}/{tag}", data) for tag, data in plan.tag_files.items()]
-    members += [(folder + "/", folder, None) for folder in folders]
-    return sorted(members, key=lambda member: member[0])
-
-
-def _parents(name: str, *, stop: str) -> Iterator[str]:
-    parent = name.rsplit("/", 1)[0]
-    while parent != stop and "/" in parent:
-        yield parent
-        parent = parent.rsplit("/", 1)[0]
-
-
-def _copy_payload(
-    writer: ArchiveWriter | None, name: str, item: PayloadFile, progress: ProgressCallback | None
-) -> MissingFile | None:
-    """Copy (or, without a writer, only hash) one payload file; the problem found, if any.
-
-    Only errors reading the mirror file make it a problem of that file; an error writing the
-    archive (a full disk) propagates as a storage error.
-    """
-    try:
-        stream = item.source.open("rb")
-    except OSError as error:
-        return MissingFile.of(item.entry, FileProblem("unreadable", detail=error.strerror or ""))
-    try:
-        with stream:
-            source = _ReadGuard(stream)
-            if writer is None:
-                copied = _hash_only(source, item.size, progress)
-            else:
-                copied = writer.add_stream(name, source, item.size, progress=progress)
-    except _SourceUnreadable as error:
-        return MissingFile.of(item.entry, FileProblem("unreadable", detail=str(error)))
-    return _copy_problem(item, copied)
-
-
-class _SourceUnreadable(Exception):
-    """Reading a mirror file failed (as opposed to writing the archive)."""
-
-
-class _ReadGuard:
-    """A mirror file whose read errors are told apart from the archive writer's errors."""
-
-    def __init__(self, stream: Reads) -> None:
-        self._stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self._stream.read(size)
-        except OSError as error:
-            raise _SourceUnreadable(error.strerror or str(error)) from error
-
-
-def _hash_only(stream: Reads, size: int, progress: ProgressCallback | None) -> Copied:
-    reader = HashingReader(stream, size, progress=progress)
-    while reader.read(CHUNK_SIZE):
-        pass
-    return reader.result()
-
-
-def _copy_problem(item: PayloadFile, copied: Copied) -> MissingFile | None:
-    """The copied bytes against what they are held to (grown: more bytes than expected)."""
-    size = None if copied.trailing else copied.size
-    problem = check_bytes(item.expected, size, copied.sha256)
-    return None if problem is None else MissingFile.of(item.entry, problem)
-
-
-def _verify_payload(
-    payload: Sequence[PayloadFile], progress: ProgressCallback | None
-) -> list[MissingFile]:
-    """Hash every payload file without writing anything; the damaged ones."""
-    found = (_copy_payload(None, item.bag_path, item, progress) for item in payload)
-    return [problem for problem in found if problem is not None]
-
-
-# ---------------------------------------------------------------------------------------------
 # Installing
 
 
@@ -523,7 +311,7 @@ def _install(
     temp: Path,
     sha256: str,
     target: Path,
-    plan: _Plan,
+    plan: BagPlan,
     missing: Sequence[MissingFile],
     *,
     force: bool,

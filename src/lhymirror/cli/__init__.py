@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 from lhymirror import __version__
 from lhymirror.cli.commands import COMMANDS
-from lhymirror.cli.common import HelpFormatter, Parser
+from lhymirror.cli.common import HelpFormatter, Parser, add_verbosity_options
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
+from lhymirror.cli.jsonout import print_document, wants_json
 from lhymirror.core.errors import LhymirrorError, ManifestError
 
 DESCRIPTION = """\
@@ -25,6 +26,8 @@ Keep complete, verified, offline copies of Hung-yi Lee's NTU Machine Learning co
 download a year's files (sync), pack them into an archive (pack) and prove it intact (verify).
 Run `lhymirror COMMAND --help` for each command's options and an example.
 """
+
+RESUME = "Run the same command again to resume."
 
 EXAMPLE = """\
 example:
@@ -47,6 +50,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks for errors (for bug reports)"
     )
+    add_verbosity_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
         if only is None or only == name:
@@ -75,9 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LhymirrorError as error:
         if args.debug:
             traceback.print_exc()
+        if wants_json(args):
+            print_document(args, error=error)
         report_error(error)
         return exit_status_for(error)
     except KeyboardInterrupt:
+        if wants_json(args):
+            interrupted = LhymirrorError("interrupted", hint=RESUME)
+            print_document(args, error=interrupted, status=ExitStatus.INTERRUPTED)
         print("lhymirror: interrupted; run the same command again to resume.", file=sys.stderr)
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lhymirror.api import add
 from lhymirror.cli.common import (
     add_command,
     add_manifest_arguments,
@@ -14,9 +15,6 @@ from lhymirror.cli.common import (
     selected_manifest,
     selected_store,
 )
-from lhymirror.core.errors import UsageError
-from lhymirror.fetch.sync import import_file
-from lhymirror.mirror.state import expected_of
 
 
 def register(subparsers: Any) -> None:
@@ -46,24 +44,15 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Import the file; raise ``IntegrityError`` (exit 5) when it is not the expected one."""
     manifest, _ = selected_manifest(args)
-    try:
-        entry = manifest.file(args.entry_id)
-    except KeyError:
-        raise UsageError(
-            "no such file in the manifest",
-            where=args.entry_id,
-            hint=f"Run `lhymirror list {manifest.year}` to see the ids.",
-        ) from None
     store = selected_store(args, manifest)
-    expected = expected_of(entry, store.record(entry.id))
-    record = import_file(store, entry, args.file, others=manifest.files)
+    report = add(manifest, store, args.entry_id, args.file)
     note = (
-        f"matches the {expected.origin} sha256"
-        if expected.sha256
+        f"matches the {report.checked_against} sha256"
+        if report.checked_against
         else "no checksum was known: recorded as the reference"
     )
     print(
-        f"added {entry.id}: {store.file_path(entry.path)} ({format_size(record.size)}, "
-        f"sha256 {record.sha256[:12]}…, {note})"
+        f"added {report.id}: {report.path} ({format_size(report.record.size)}, "
+        f"sha256 {report.record.sha256[:12]}…, {note})"
     )
     return 0

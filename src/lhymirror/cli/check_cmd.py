@@ -12,12 +12,11 @@ from lhymirror.cli.common import (
     add_manifest_arguments,
     add_root_argument,
     positive_int,
-    print_json,
     selected_manifest,
     selected_store,
 )
-from lhymirror.cli.exitcodes import ExitStatus
-from lhymirror.core.errors import DownloadError, IntegrityError, UsageError
+from lhymirror.cli.jsonout import finish, wants_json
+from lhymirror.core.errors import DownloadError, IntegrityError, LhymirrorError, UsageError
 from lhymirror.core.units import count_of, format_size
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ def register(subparsers: Any) -> None:
         example="""
             lhymirror check 2022
             lhymirror check 2022 --only hw03-food11 --json
-            lhymirror check 2021 --markdown link-report.md
+            lhymirror check 2021 --archive --markdown link-report.md
         """,
     )
     add_manifest_arguments(parser)
@@ -58,6 +57,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--timeout", type=float, default=20.0, metavar="SECONDS",
         help="give up on a source after this long without an answer (default 20)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--archive", action="store_true",
+        help="also ask the Internet Archive for the capture sync tries last (pinned files)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
@@ -98,14 +101,13 @@ def run(args: argparse.Namespace) -> int:
         per_host=args.per_host,
         timeout=(min(10.0, args.timeout), args.timeout),
         kaggle_credentials=load_credentials(),
+        archive=args.archive,
     )
     if args.markdown is not None:
         _write_markdown(args.markdown, manifest.course, report)
-    if args.json:
-        print_json(report.to_json())
-    else:
+    if not wants_json(args):
         _print_table(report)
-    return _verdict(report)
+    return finish(args, report.to_json(), _verdict(report))
 
 
 def _rows(report: CheckReport) -> list[tuple[str, str, str, str]]:
@@ -157,20 +159,20 @@ def _write_markdown(path: Path, course: str, report: CheckReport) -> None:
         raise UsageError("cannot write the report", where=str(path), detail=str(exc)) from exc
 
 
-def _verdict(report: CheckReport) -> int:
-    """0 when nothing failed; changed sources outrank gone ones (5 before 4)."""
+def _verdict(report: CheckReport) -> LhymirrorError | None:
+    """None when nothing failed; changed sources outrank gone ones (5 before 4)."""
     changed = report.with_status("changed")
     if changed:
-        raise IntegrityError(
+        return IntegrityError(
             f"{count_of(len(changed), 'source')} changed",
             where=f"{report.year}",
             hint="Check the new bytes (lhymirror sync --accept-upstream ID) and update the pins.",
         )
     failed = report.with_status("gone", "unreachable")
     if failed:
-        raise DownloadError(
+        return DownloadError(
             f"{count_of(len(failed), 'source')} gone or unreachable",
             where=f"{report.year}",
-            hint="Replace or remove those sources in the manifest; see the table above.",
+            hint="Replace or remove those sources in the manifest.",
         )
-    return ExitStatus.OK
+    return None

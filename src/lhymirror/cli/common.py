@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import sys
@@ -28,11 +27,11 @@ __all__ = [
     "add_list_option",
     "add_manifest_arguments",
     "add_root_argument",
+    "add_verbosity_options",
     "byte_progress",
     "format_size",
     "mirror_root",
     "positive_int",
-    "print_json",
     "selected_manifest",
     "selected_store",
     "year_number",
@@ -150,7 +149,25 @@ def add_command(
     parser.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
+    add_verbosity_options(parser, default=argparse.SUPPRESS)
     return parser
+
+
+def add_verbosity_options(parser: argparse.ArgumentParser, *, default: Any = False) -> None:
+    """``-q/--quiet`` and ``-v/--verbose``, which every command takes.
+
+    The top-level parser has them with real defaults; each command's parser with SUPPRESS, so
+    ``lhymirror -q sync`` and ``lhymirror sync -q`` mean the same.
+    """
+    levels = parser.add_mutually_exclusive_group()
+    levels.add_argument(
+        "-q", "--quiet", action="store_true", default=default,
+        help="print only errors: no progress, no summary",
+    )  # fmt: skip
+    levels.add_argument(
+        "-v", "--verbose", action="store_true", default=default,
+        help="print every step (each download attempt, each file) as one line",
+    )  # fmt: skip
 
 
 def add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
@@ -183,45 +200,16 @@ def mirror_root(root: Path | None) -> Path:
 
 def selected_store(args: argparse.Namespace, manifest: Manifest) -> MirrorStore:
     """The mirror of the manifest's year under the chosen root."""
-    from lhymirror.mirror.store import MirrorStore  # noqa: PLC0415
+    from lhymirror.api import open_mirror  # noqa: PLC0415
 
-    return MirrorStore(mirror_root(args.root), manifest.year)
+    return open_mirror(manifest, mirror_root(args.root))
 
 
 def selected_manifest(args: argparse.Namespace) -> tuple[Manifest, Path]:
     """Load the manifest chosen by ``YEAR`` / ``--year`` / ``--manifest``."""
-    from lhymirror.manifest.model import load_manifest, shipped_manifest_path  # noqa: PLC0415
+    from lhymirror.api import open_manifest  # noqa: PLC0415
 
-    year = _selected_year(args)
-    if args.manifest is not None:
-        _check_manifest_path(args.manifest)
-        manifest = load_manifest(args.manifest)
-        if year is not None and year != manifest.year:
-            raise UsageError(
-                "year does not match the manifest",
-                where=str(args.manifest),
-                detail=f"asked for {year}, the manifest describes {manifest.year}",
-                hint="Drop YEAR or pick the matching manifest.",
-            )
-        return manifest, args.manifest
-    if year is None:
-        raise UsageError("no year given", hint="Name a YEAR (e.g. 2022) or pass --manifest FILE.")
-    path = shipped_manifest_path(year)
-    return load_manifest(path), path
-
-
-def _check_manifest_path(path: Path) -> None:
-    """A ``--manifest`` that is not there is a usage error (exit 2), not an invalid manifest."""
-    if path.is_dir():
-        raise UsageError(
-            "--manifest is a folder", where=str(path), hint="Give the manifest's .toml file."
-        )
-    if not path.exists():
-        raise UsageError(
-            "no such manifest file",
-            where=str(path),
-            hint="Check the path, or name a YEAR to use a shipped manifest.",
-        )
+    return open_manifest(_selected_year(args), args.manifest)
 
 
 def _selected_year(args: argparse.Namespace) -> int | None:
@@ -233,12 +221,6 @@ def _selected_year(args: argparse.Namespace) -> int | None:
         )
     year: int | None = args.year_pos if args.year_pos is not None else args.year_opt
     return year
-
-
-def print_json(data: Any) -> None:
-    """Write *data* as indented JSON to stdout."""
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
 
 
 @contextlib.contextmanager
@@ -263,3 +245,28 @@ def byte_progress(
 
 def _ignore(nbytes: int) -> None:
     """A progress callback that shows nothing."""
+
+
+class ByteProgress:
+    """Renders a library operation's ``CheckEvents`` as :func:`byte_progress` bars."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        self._quiet = quiet
+        self._bars = contextlib.ExitStack()
+        self._advance: Callable[[int], None] = _ignore
+
+    def checking(self, what: str, total: int | None) -> None:
+        """A bar for *what*, of *total* bytes when known."""
+        self._advance = self._bars.enter_context(
+            byte_progress(what, total=total, quiet=self._quiet)
+        )
+
+    def progressed(self, nbytes: int) -> None:
+        """Advance the bar."""
+        self._advance(nbytes)
+
+    def __enter__(self) -> ByteProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bars.close()

@@ -11,6 +11,7 @@ from lhymirror.core.errors import (
     LhymirrorError,
     ManifestError,
     MissingExtraError,
+    MissingFilesError,
     StorageError,
     UsageError,
 )
@@ -27,6 +28,7 @@ class ExitStatus(IntEnum):
     INTEGRITY = 5
     STORAGE = 6
     INCOMPLETE = 7
+    MISSING = 8
     INTERRUPTED = 130
 
 
@@ -38,6 +40,7 @@ _BY_ERROR: tuple[tuple[type[LhymirrorError], ExitStatus], ...] = (
     (IntegrityError, ExitStatus.INTEGRITY),
     (StorageError, ExitStatus.STORAGE),
     (IncompleteError, ExitStatus.INCOMPLETE),
+    (MissingFilesError, ExitStatus.MISSING),
 )
 
 

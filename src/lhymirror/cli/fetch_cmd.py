@@ -44,7 +44,6 @@ def register(subparsers: Any) -> None:
         help=f"give up when nothing arrived for this long (default {DEFAULT_WAIT:.0f})",
     )  # fmt: skip
     add_session_arguments(parser, port=None)
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(handler=run)
 
 

@@ -6,14 +6,16 @@ import argparse
 from itertools import groupby
 from typing import Any
 
+from lhymirror.api import list_entries
 from lhymirror.cli.common import (
     add_command,
     add_list_option,
     add_manifest_arguments,
     format_size,
-    print_json,
     selected_manifest,
 )
+from lhymirror.cli.jsonout import finish, wants_json
+from lhymirror.core.units import count_of
 from lhymirror.manifest.model import (
     FILE_KINDS,
     LINK_KINDS,
@@ -57,26 +59,13 @@ def run(args: argparse.Namespace) -> int:
     """List the manifest."""
     manifest, _ = selected_manifest(args)
     kinds = set(args.kind) if args.kind else None
-    files = [f for f in manifest.files if kinds is None or f.kind in kinds]
-    links = [link for link in manifest.links if kinds is None or link.kind in kinds]
-    if args.json:
-        print_json(_as_json(manifest, files, links))
-    else:
-        show_links = args.links or bool(kinds and kinds & set(LINK_KINDS))
-        print("\n".join(_table_lines(manifest, files, links, show_links=show_links)))
+    report = list_entries(manifest, kinds)
+    if wants_json(args):
+        return finish(args, report.to_json(), None)
+    show_links = args.links or bool(kinds and kinds & set(LINK_KINDS))
+    lines = _table_lines(manifest, list(report.files), list(report.links), show_links=show_links)
+    print("\n".join(lines))
     return 0
-
-
-def _as_json(manifest: Manifest, files: list[FileEntry], links: list[Link]) -> dict[str, Any]:
-    return {
-        "course": manifest.course,
-        "year": manifest.year,
-        "version": manifest.version,
-        "files": [
-            {**f.model_dump(exclude_none=True), "source_kinds": list(f.source_kinds)} for f in files
-        ],
-        "links": [link.model_dump(exclude_none=True) for link in links],
-    }
 
 
 def _table_lines(
@@ -99,9 +88,9 @@ def _table_lines(
     unknown = sum(1 for f in files if f.size is None)
     lines.append("")
     lines.append(
-        f"{len(files)} files, {format_size(total)} known"
+        f"{count_of(len(files), 'file')}, {format_size(total)} known"
         + (f" ({unknown} of unknown size)" if unknown else "")
-        + f"; {len(links)} links"
+        + f"; {count_of(len(links), 'link')}"
         + ("" if show_links or not links else " (--links to show them)")
     )
     return lines
@@ -109,7 +98,7 @@ def _table_lines(
 
 def _file_row(entry: FileEntry, id_width: int) -> str:
     sources = ",".join(entry.source_kinds)
-    parts = f" [{len(entry.parts)} parts]" if entry.parts else ""
+    parts = f" [{count_of(len(entry.parts), 'part')}]" if entry.parts else ""
     return (
         f"  {entry.id:<{id_width}}  {entry.kind:<11}  {format_size(entry.size):>9}  "
         f"{entry.path}  ({sources}{parts})"

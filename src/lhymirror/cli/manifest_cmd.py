@@ -9,6 +9,7 @@ from typing import Any
 
 from lhymirror.cli.common import add_command
 from lhymirror.core.errors import ManifestError, UsageError
+from lhymirror.core.units import count_of
 from lhymirror.manifest.model import load_manifest, manifest_warnings, shipped_manifest_dir
 
 
@@ -39,7 +40,6 @@ def register(subparsers: Any) -> None:
     )
     check.add_argument("files", nargs="*", type=Path, metavar="FILE", help="manifests to check")
     check.add_argument("--strict", action="store_true", help="treat warnings as failures")
-    check.add_argument("--quiet", "-q", action="store_true", help="print only problems")
     check.set_defaults(handler=run_check)
 
 
@@ -53,7 +53,9 @@ def run_check(args: argparse.Namespace) -> int:
         if not _check_one(path, strict=args.strict, quiet=args.quiet):
             failed.append(str(path))
     if failed:
-        raise ManifestError(", ".join(failed), [f"{len(failed)} of {len(files)} manifests failed"])
+        raise ManifestError(
+            ", ".join(failed), [f"{len(failed)} of {count_of(len(files), 'manifest')} failed"]
+        )
     return 0
 
 
@@ -71,7 +73,7 @@ def _check_one(path: Path, *, strict: bool, quiet: bool) -> bool:
     if not quiet:
         verdict = "ok" if ok else "failed (--strict)"
         print(
-            f"{path}: {verdict}: {len(manifest.files)} files, {len(manifest.links)} links, "
-            f"{len(warnings)} warnings"
+            f"{path}: {verdict}: {count_of(len(manifest.files), 'file')}, "
+            f"{count_of(len(manifest.links), 'link')}, {count_of(len(warnings), 'warning')}"
         )
     return ok

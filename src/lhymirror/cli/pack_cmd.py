@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lhymirror.archive.pack import IncompleteMirrorError, PackResult, collect_payload, pack_year
+from lhymirror.api import pack
+from lhymirror.archive.pack import IncompleteMirrorError, PackResult
 from lhymirror.archive.write import FORMATS
 from lhymirror.cli.common import (
+    ByteProgress,
     add_command,
     add_manifest_arguments,
     add_root_argument,
@@ -19,6 +21,7 @@ from lhymirror.cli.common import (
     selected_store,
 )
 from lhymirror.core.errors import UsageError
+from lhymirror.core.units import count_of
 from lhymirror.manifest.model import Manifest
 from lhymirror.swarm.engine import libtorrent
 from lhymirror.swarm.make import archive_torrent, write_torrent
@@ -91,7 +94,6 @@ def register(subparsers: Any) -> None:
         help="an HTTP(S) URL of the archive (or of its folder, ending in /) for the torrent "
         "(repeatable)",
     )  # fmt: skip
-    parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     parser.set_defaults(handler=run)
 
 
@@ -103,17 +105,16 @@ def run(args: argparse.Namespace) -> int:
         libtorrent()  # before packing: a missing extra should not cost a whole pack first
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
-    total = sum(item.size for item in collect_payload(manifest, store)[0])
-    with byte_progress("packing", total=total, quiet=args.quiet) as progress:
+    with ByteProgress(quiet=args.quiet) as progress:
         try:
-            result = pack_year(
+            result = pack(
                 manifest,
                 store,
                 args.out,
                 fmt=args.fmt,
                 partial=args.partial,
                 force=args.force,
-                progress=progress,
+                events=progress,
             )
         except IncompleteMirrorError as error:
             for item in error.missing:
@@ -147,7 +148,7 @@ def print_summary(result: PackResult) -> None:
     """What was packed, on stderr (stdout carries only the archive's path)."""
     for item in result.missing:
         print(f"  {item.kind}: {item.describe()}", file=sys.stderr)
-    packed = f"{result.files} files, {format_size(result.payload_bytes)}"
+    packed = f"{count_of(result.files, 'file')}, {format_size(result.payload_bytes)}"
     if result.missing:
         packed += f"; {len(result.missing)} missing (recorded in bag-info.txt and index.html)"
     state = "unchanged, identical archive already there" if result.unchanged else "written"

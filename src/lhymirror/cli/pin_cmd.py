@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sysconfig
-from pathlib import Path
 from typing import Any
 
+from lhymirror.api import pin
 from lhymirror.cli.common import (
     add_command,
     add_manifest_arguments,
@@ -14,11 +13,7 @@ from lhymirror.cli.common import (
     selected_manifest,
     selected_store,
 )
-from lhymirror.core.errors import UsageError
-from lhymirror.manifest.model import FileEntry, Manifest, write_manifest
-from lhymirror.mirror.store import MirrorStore
-
-INSTALL_FOLDERS = ("site-packages", "dist-packages")
+from lhymirror.core.units import count_of
 
 
 def register(subparsers: Any) -> None:
@@ -52,48 +47,15 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Pin recorded checksums; print each change."""
     manifest, path = selected_manifest(args)
-    if args.manifest is None and is_installed_file(path):
-        raise UsageError(
-            "will not change a manifest inside the installed package",
-            where=str(path),
-            detail="an upgrade would undo it, and maintainers need the change in the repository",
-            hint="Copy it (or use manifests/<year>.toml in a checkout) and pass --manifest FILE.",
-        )
     store = selected_store(args, manifest)
-    pinned, changes = pin_recorded(manifest, store)
-    for entry in changes:
+    report = pin(manifest, store, path, dry_run=args.dry_run, shipped=args.manifest is None)
+    for entry in report.changes:
         print(f"pinned {entry.id}: size {entry.size}, sha256 {entry.sha256}")
-    if not changes:
+    if not report.changes:
         print(f"nothing to pin: {path} already has every recorded checksum")
-    elif args.dry_run:
-        print(f"{len(changes)} entries would change; nothing was written (--dry-run)")
+    elif not report.written:
+        entries = count_of(len(report.changes), "entry", "entries")
+        print(f"{entries} would change; nothing was written (--dry-run)")
     else:
-        write_manifest(pinned, path)
-        print(f"wrote {path} ({len(changes)} entries pinned)")
+        print(f"wrote {path} ({count_of(len(report.changes), 'entry', 'entries')} pinned)")
     return 0
-
-
-def pin_recorded(manifest: Manifest, store: MirrorStore) -> tuple[Manifest, list[FileEntry]]:
-    """The manifest with recorded checksums filled in, and the entries that changed."""
-    changes = []
-    for entry in manifest.files:
-        record = store.record(entry.id)
-        if record is None or record.path != entry.path:
-            continue
-        if entry.sha256 is not None and not record.accepted_upstream:
-            continue
-        if (entry.size, entry.sha256) == (record.size, record.sha256):
-            continue
-        changes.append(entry.model_copy(update={"size": record.size, "sha256": record.sha256}))
-    for entry in changes:
-        manifest = manifest.with_file(entry)
-    return manifest, changes
-
-
-def is_installed_file(path: Path) -> bool:
-    """True for a file inside an installed package (site-packages and the like)."""
-    resolved = path.resolve()
-    if any(part in INSTALL_FOLDERS for part in resolved.parts):
-        return True
-    install_dirs = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
-    return any(resolved.is_relative_to(Path(folder).resolve()) for folder in install_dirs)

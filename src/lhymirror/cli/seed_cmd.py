@@ -56,7 +56,6 @@ def register(subparsers: Any) -> None:
         help="cap the upload rate, e.g. 500K or 2M (bytes per second; default: no cap)",
     )  # fmt: skip
     add_session_arguments(parser, port=DEFAULT_PORT)
-    parser.add_argument("--quiet", action="store_true", help="no live line or summary")
     parser.set_defaults(handler=run, year_pos=None)
 
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
-from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
+from lhymirror.api import status
 from lhymirror.cli.common import (
     add_command,
     add_manifest_arguments,
     add_root_argument,
     format_size,
-    print_json,
     selected_manifest,
     selected_store,
 )
-from lhymirror.mirror.state import FileStatus, LocalState, local_state
+from lhymirror.cli.jsonout import finish, wants_json
+from lhymirror.core.units import count_of
+from lhymirror.manifest.model import Manifest
+from lhymirror.mirror.state import FileStatus
+from lhymirror.mirror.status import TO_FETCH, StatusReport
 
 LABELS: dict[FileStatus, str] = {
     "ok": "ok",
@@ -36,12 +40,17 @@ def register(subparsers: Any) -> None:
         subparsers,
         "status",
         description="""
-            Show the local state of every file of a year's manifest: ok (present and
-            verified), missing, partial (how much is held), changed on disk, unverified (no
-            checksum known yet), manual pending, or symlink, not a file and unreadable for what
-            lhymirror will not use in place of the file (links are never followed). Only files
+            Show the local state of every file of a year's manifest, by lecture and homework:
+            ok (present and verified), missing, partial (how much is held), changed on disk,
+            unverified (no checksum known yet), manual pending, or symlink, not a file and
+            unreadable for what lhymirror will not use in place of the file (links are never
+            followed); then how much is still to fetch and the command to run next. Only files
             changed since they were verified are re-hashed, unless --rehash is given. Never
             uses the network.
+
+            Exit status: 0 every file ok, 8 files still to fetch (missing, partial or
+            unverified), 5 a file changed on disk or unusable, 7 only manual steps left, 2 when
+            --root is not a folder.
         """,
         example="""
             lhymirror status 2022
@@ -56,51 +65,65 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print each file's local state; the exit status is 0 whatever the states are."""
+    """Print each file's local state by section, what is left and the next step."""
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
-    states = [local_state(store, entry, rehash=args.rehash) for entry in manifest.files]
-    paths = {entry.id: entry.path for entry in manifest.files}
-    if args.json:
-        print_json(
-            {
-                "year": manifest.year,
-                "root": str(store.root),
-                "counts": dict(Counter(state.status for state in states)),
-                "files": [_state_json(state, paths[state.entry_id]) for state in states],
-            }
-        )
-        return 0
-    print(f"{manifest.course}, {manifest.year}: {store.year_dir}")
-    id_width = max((len(state.entry_id) for state in states), default=2)
-    for state in states:
-        label = LABELS.get(state.status, state.status)
-        detail = f"  ({state.detail})" if state.detail else ""
-        print(f"  {state.entry_id:<{id_width}}  {label:<15}  {paths[state.entry_id]}{detail}")
-    counts = Counter(state.status for state in states)
-    total = sum(state.size or 0 for state in states if state.status == "ok")
-    print(
-        f"{counts['ok']} of {len(states)} files ok ({format_size(total)})"
-        + "".join(
-            f", {counts[status]} {LABELS[status]}"
-            for status in LABELS
-            if status != "ok"
-            if counts[status]
-        )
-    )
-    return 0
+    report = status(manifest, store, rehash=args.rehash)
+    if not wants_json(args):
+        print("\n".join(status_lines(report, command_for(args, manifest))))
+    return finish(args, report.to_json(), report.error())
 
 
-def _state_json(state: LocalState, path: str) -> dict[str, Any]:
-    expected = state.expected
-    return {
-        "id": state.entry_id,
-        "path": path,
-        "status": state.status,
-        "detail": state.detail,
-        "size": state.size,
-        "expected_size": expected.size if expected else None,
-        "expected_sha256": expected.sha256 if expected else None,
-        "checksum_origin": expected.origin if expected else None,
-        "problem": state.problem.to_json() if state.problem else None,
-    }
+def command_for(args: argparse.Namespace, manifest: Manifest) -> Callable[[str], str]:
+    """``lhymirror COMMAND`` with this run's manifest and root, for next-step lines."""
+    selection = f"--manifest {args.manifest}" if args.manifest else str(manifest.year)
+    root = f" --root {args.root}" if args.root else ""
+    return lambda command: f"lhymirror {command} {selection}{root}"
+
+
+def status_lines(report: StatusReport, command: Callable[[str], str]) -> list[str]:
+    """The files by section (as ``list`` groups them), the counts, then the next step."""
+    manifest = report.manifest
+    lines = [f"{manifest.course}, {manifest.year}: {report.year_dir}"]
+    id_width = max((len(f.entry.id) for f in report.files), default=2)
+    for section, files in report.by_section():
+        lines += ["", section or "(no section)"]
+        for f in files:
+            label = LABELS.get(f.state, f.state)
+            detail = f"  ({f.local.detail})" if f.local.detail else ""
+            lines.append(f"  {f.entry.id:<{id_width}}  {label:<15}  {f.entry.path}{detail}")
+    counts = report.counts()
+    lines += [
+        "",
+        f"{counts['ok']} of {count_of(len(report.files), 'file')} ok "
+        f"({format_size(report.bytes_present)})"
+        + "".join(f", {counts[s]} {LABELS[s]}" for s in LABELS if s != "ok" if counts[s]),
+    ]
+    step = next_step_line(report, command)
+    if step:
+        lines.append(step)
+    return lines
+
+
+def next_step_line(report: StatusReport, command: Callable[[str], str]) -> str | None:
+    """``next: …``: the command that brings the mirror closer to complete, or None."""
+    step = report.next_step()
+    if step == "fix":
+        return (
+            "next: remove or replace what stands at the paths marked above (links are never "
+            f"followed), then run `{command('sync')}`"
+        )
+    if step == "sync":
+        to_fetch = len(report.with_state(*TO_FETCH))
+        unknown = f", {report.unknown_sizes} of unknown size" if report.unknown_sizes else ""
+        return (
+            f"next: `{command('sync')}` fetches {count_of(to_fetch, 'file')} "
+            f"({format_size(report.bytes_to_fetch)}{unknown})"
+        )
+    if step == "add":
+        manual = len(report.with_state("manual"))
+        return (
+            f"next: download {'it' if manual == 1 else f'the {manual} manual files'} by hand "
+            f"as noted above, then `{command('add')} ID FILE`"
+        )
+    return None

@@ -9,6 +9,8 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from lhymirror import api
+from lhymirror.api import LOCK_WAIT, PER_HOST
 from lhymirror.cli.common import (
     add_command,
     add_list_option,
@@ -16,35 +18,31 @@ from lhymirror.cli.common import (
     add_root_argument,
     format_size,
     positive_int,
-    print_json,
     selected_manifest,
     selected_store,
 )
 from lhymirror.cli.exitcodes import ExitStatus
-from lhymirror.cli.progress import TransferProgress, problem_lines, summary_counts
+from lhymirror.cli.jsonout import finish, wants_json
+from lhymirror.cli.progress import TransferProgress
+from lhymirror.cli.summary import (
+    OFFLINE,
+    cause_of,
+    host_lines,
+    problem_lines,
+    rerun_helps,
+    summary_counts,
+)
 from lhymirror.cli.swarm_options import add_session_arguments, session_options
-from lhymirror.core.errors import DownloadError, IncompleteError, IntegrityError, StorageError
+from lhymirror.core.errors import DownloadError, LhymirrorError
 from lhymirror.core.units import count_of, parse_rate
-from lhymirror.fetch.bases import check_base, network_bases, probe_bases
-from lhymirror.fetch.health import HostHealth
-from lhymirror.fetch.job import Fetcher
-from lhymirror.fetch.plan import OFFLINE_HINT, PlanItem, SyncPlan, plan_sync
+from lhymirror.fetch.plan import OFFLINE_HINT, PlanItem, SyncPlan
 from lhymirror.fetch.policy import RetryPolicy
-from lhymirror.fetch.ratelimit import RateLimiter
-from lhymirror.fetch.report import FileOutcome, SyncReport
-from lhymirror.fetch.sources.kaggle import KaggleCredentials, load_credentials
-from lhymirror.fetch.sync import run_sync
-from lhymirror.fetch.transfer import TransferEvents
+from lhymirror.fetch.report import SyncReport
 from lhymirror.manifest.model import FILE_KINDS, Manifest
-from lhymirror.manifest.sources import source_kind
-from lhymirror.mirror.store import MirrorStore
-from lhymirror.swarm.engine import libtorrent
-from lhymirror.swarm.leech import DEFAULT_WAIT, merge_reports, sync_from_swarm
+from lhymirror.swarm.leech import DEFAULT_WAIT
 
 MIRROR_ENV = "LHYMIRROR_MIRROR"
 DEFAULT_JOBS = 4
-PER_HOST = 2  # concurrent transfers to one host: polite to course servers, still parallel
-LOCK_WAIT = 5.0  # seconds a second sync waits for the first before giving up
 
 
 def register(subparsers: Any) -> None:
@@ -118,7 +116,6 @@ def register(subparsers: Any) -> None:
         "--dry-run", action="store_true", help="show what would be done; touch nothing"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
-    parser.add_argument("--quiet", "-q", action="store_true", help="print only problems")
     parser.add_argument(
         "--offline", action="store_true",
         help="never use the network; report what would need it",
@@ -158,101 +155,57 @@ def run(args: argparse.Namespace) -> int:
     """Plan, then (unless --dry-run) download; print the summary; return the exit status."""
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
-    bases = [("--from", base) for base in args.from_bases]
-    bases += [("--mirror", base) for base in mirror_bases(args.mirror)]
-    for option, base in bases:
-        check_base(base, option)
-    use_swarm = args.swarm is not None and not args.offline and not args.dry_run
-    if use_swarm:
-        libtorrent()  # a missing extra is reported before any work
-
-    def make_plan() -> SyncPlan:
-        return plan_sync(
+    selection: dict[str, Any] = {
+        "only": args.only,
+        "kinds": args.kind,
+        "mirrors": mirror_bases(args.mirror),
+        "from_bases": args.from_bases,
+        "rehash": args.rehash,
+        "accept_upstream": args.accept_upstream,
+        "offline": args.offline,
+    }
+    plan = api.plan(manifest, store, **selection)
+    if args.dry_run:
+        if wants_json(args):
+            return finish(args, {"dry_run": True, **plan.to_json()}, None)
+        print("\n".join(plan_lines(plan)))
+        return ExitStatus.OK
+    show_bar = not args.quiet and not wants_json(args) and sys.stdout.isatty()
+    swarm = None
+    if args.swarm is not None:
+        swarm = api.SwarmSource(args.swarm, session_options(args), args.peers, args.swarm_wait)
+    with TransferProgress(plan, enabled=show_bar, quiet=args.quiet or wants_json(args)) as progress:
+        report = api.sync(
             manifest,
             store,
-            only=args.only,
-            kinds=args.kind,
-            mirrors=mirror_bases(args.mirror),
-            from_bases=args.from_bases,
-            rehash=args.rehash,
-            accept_upstream=args.accept_upstream,
-            offline=args.offline,
-        )
-
-    plan = make_plan()
-    if args.dry_run:
-        if args.json:
-            print_json(plan.to_json())
-        else:
-            print("\n".join(plan_lines(plan)))
-        return ExitStatus.OK
-    policy = retry_policy(args)
-    if not args.offline and not args.fallback_upstream and plan.with_action("fetch"):
-        network = [(option, base) for option, base in bases if network_bases([base])]
-        probe_bases(network, timeout=(policy or RetryPolicy()).timeout)
-    limiter = RateLimiter(args.limit_rate) if args.limit_rate else None
-    show_bar = not args.quiet and sys.stdout.isatty()
-    credentials = kaggle_credentials_for(plan)
-    from_swarm: dict[str, FileOutcome] = {}
-    health = HostHealth()
-    with TransferProgress(plan, enabled=show_bar, quiet=args.quiet) as progress:
-        if use_swarm and any(item.action == "fetch" for item in plan.items):
-            swarm = sync_from_swarm(
-                plan,
-                store,
-                args.swarm,
-                options=session_options(args),
-                events=progress,
-                peers=args.peers,
-                wait=args.swarm_wait,
-            )
-            progress.note(swarm.summary())
-            from_swarm = swarm.placed
-            plan = make_plan() if from_swarm else plan
-        report = run_sync(
-            plan,
-            store,
-            lambda events: build_downloader(
-                store,
-                events=events,
-                kaggle_credentials=credentials,
-                health=health,
-                limiter=limiter,
-                **({"policy": policy} if policy else {}),
-            ),
-            health=health,
+            **selection,
             jobs=args.jobs,
-            per_host=PER_HOST,
             events=progress,
             lock_wait=LOCK_WAIT,
+            sync_plan=plan,
+            swarm=swarm,
+            policy=retry_policy(args),
+            limit_rate=args.limit_rate,
+            fallback_upstream=args.fallback_upstream,
         )
-    report = merge_reports(report, from_swarm)
+    if wants_json(args):
+        return finish(args, {"dry_run": False, **report.to_json()}, sync_error(report))
     print_report(args, manifest, report)
-    raise_for_report(report, store)
-    return ExitStatus.OK
+    return finish(args, {}, sync_error(report))
 
 
-def build_downloader(
-    store: MirrorStore,
-    *,
-    events: TransferEvents,
-    kaggle_credentials: KaggleCredentials | None,
-    health: HostHealth | None = None,
-    limiter: RateLimiter | None = None,
-    policy: RetryPolicy | None = None,
-) -> Fetcher:
-    """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
-    # Imported here: requests is needed only once a file is transferred (see lhymirror.fetch.sync).
-    from lhymirror.fetch.download import Downloader  # noqa: PLC0415
-
-    return Downloader(
-        store,
-        events=events,
-        kaggle_credentials=kaggle_credentials,
-        health=health,
-        limiter=limiter,
-        policy=policy or RetryPolicy(),
-    )
+def sync_error(report: SyncReport) -> LhymirrorError | None:
+    """The report's error, its download hint told by the causes the summary groups files by."""
+    error = report.error()
+    failed = report.with_outcome("failed")
+    if not isinstance(error, DownloadError):
+        return error
+    if all(cause_of(f) == "offline" for f in failed):
+        count = count_of(len(failed), "file")
+        return DownloadError(f"{count} {OFFLINE}", where=error.where, hint=OFFLINE_HINT)
+    if not report.no_network and not report.offline and not rerun_helps(report):
+        error.hint = "See the hints above; running the same command again will not help."
+    return error
 
 
 def retry_policy(args: argparse.Namespace) -> RetryPolicy | None:
@@ -292,17 +245,6 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def kaggle_credentials_for(plan: SyncPlan) -> KaggleCredentials | None:
-    """Kaggle credentials, read only when a planned transfer may need them."""
-    uses_kaggle = any(
-        source_kind(source) == "kaggle"
-        for item in plan.items
-        if item.needs_transfer
-        for source in (*item.sources, *(s for part in item.parts for s in part.sources))
-    )
-    return load_credentials() if uses_kaggle else None
-
-
 def mirror_bases(given: list[str] | None) -> list[str]:
     """``--mirror`` values, else ``$LHYMIRROR_MIRROR`` split at spaces or commas."""
     if given is not None:
@@ -310,71 +252,18 @@ def mirror_bases(given: list[str] | None) -> list[str]:
     return [base for base in re.split(r"[\s,]+", os.environ.get(MIRROR_ENV, "")) if base]
 
 
-def raise_for_report(report: SyncReport, store: MirrorStore) -> None:
-    """Raise the error that sums up an unfinished sync (the CLI maps it to the exit code).
-
-    Failures outrank manual steps; among failures integrity outranks storage, which outranks
-    download: the most serious finding decides. After an ``--offline`` plan the files were not
-    downloaded because it forbade it, so the hint is to run without it, not to resume.
-    """
-    where = str(store.year_dir)
-    failed = len(report.with_outcome("failed"))
-    if report.failures_of("integrity"):
-        raise IntegrityError(
-            f"{count_of(len(report.failures_of('integrity')), 'file')} did not verify",
-            where=where,
-            hint="The bad bytes are kept under .lhymirror/rejected/; see the lines above.",
-        )
-    if report.failures_of("storage"):
-        raise StorageError(
-            f"{count_of(failed, 'file')} could not be stored",
-            where=where,
-            hint="Free some space or fix the permissions, then run the same command again.",
-        )
-    if failed and report.no_network:
-        hosts = [down.host for down in report.hosts_down]
-        shown = ", ".join(hosts[:3]) + (", …" if len(hosts) > 3 else "")
-        raise DownloadError(
-            "no network",
-            where=f"could not reach {shown}"
-            if len(hosts) == 1
-            else f"could not reach any of {len(hosts)} hosts: {shown}",
-            hint="Check the connection or proxy settings, or sync from a classmate's copy "
-            "with --from URL.",
-        )
-    if failed:
-        raise DownloadError(
-            f"{count_of(failed, 'file')} could not be downloaded",
-            where=where,
-            hint=OFFLINE_HINT if report.offline else "Run the same command again to resume.",
-        )
-    manual = len(report.with_outcome("manual"))
-    if manual:
-        raise IncompleteError(
-            f"{count_of(manual, 'manual step')} pending",
-            where=where,
-            hint="Download each file as listed above and import it with `lhymirror add`.",
-        )
-
-
 def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncReport) -> None:
-    """The JSON report on stdout, or the summary (problems on stderr)."""
-    if args.json:
-        print_json(report.to_json())
-        return
+    """The summary: problems by cause on stderr, counts on stdout."""
     if report.no_network:  # the error says it all; a line per file would only repeat it
         lines = []
     else:
-        lines = problem_lines(
+        lines = host_lines(report)
+        lines += problem_lines(
             report,
             lambda entry_id: import_command(args, manifest, entry_id),
-            resume_hint=not report.offline,
+            rejected=str(selected_store(args, manifest).meta_dir / "rejected") + "/",
+            verbose=args.verbose,
         )
-        lines += [
-            f"{down.host}: not reachable ({down.reason}); "
-            f"{count_of(down.files, 'file')} used their other sources"
-            for down in report.hosts_down
-        ]
     for line in lines:
         print(line, file=sys.stderr)
     if not args.quiet:
@@ -407,6 +296,6 @@ def _plan_line(item: PlanItem) -> str:
     origin = f" from {first[0]}" if first else ""
     if item.action == "needs-network":
         origin = f" from {', '.join(item.withheld)}"
-    parts = f" in {len(item.parts)} parts" if item.parts else ""
+    parts = f" in {count_of(len(item.parts), 'part')}" if item.parts else ""
     size = format_size(item.size)
     return f"{item.action:<13} {item.id}  {item.entry.path} ({size}){parts}{origin}: {item.reason}"

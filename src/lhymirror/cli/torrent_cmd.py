@@ -51,7 +51,6 @@ def register(subparsers: Any) -> None:
         "--web-seed", dest="web_seeds", action="append", default=[], metavar="BASE",
         help="an HTTP(S) base serving BASE/<year>/<path> (repeatable)",
     )  # fmt: skip
-    parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     parser.set_defaults(handler=run)
 
 

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lhymirror.archive.unpack import UnpackError, unpack_archive
+from lhymirror.api import unpack
+from lhymirror.archive.unpack import UnpackError
 from lhymirror.cli.common import add_command
 from lhymirror.cli.exitcodes import ExitStatus
 
@@ -43,7 +44,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Unpack and print where."""
     try:
-        target = unpack_archive(args.archive, args.dest)
+        target = unpack(args.archive, args.dest)
     except UnpackError as error:
         for problem in error.report.problems:
             print(f"  {problem}", file=sys.stderr)

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lhymirror.archive.verify import VerifyReport, verify_mirror, verify_path
+from lhymirror.api import verify, verify_mirror
+from lhymirror.archive.bagcheck import VerifyReport
 from lhymirror.cli.common import (
+    ByteProgress,
     add_command,
     add_root_argument,
-    byte_progress,
     format_size,
-    print_json,
     selected_manifest,
     selected_store,
 )
-from lhymirror.cli.exitcodes import ExitStatus
-from lhymirror.core.errors import IntegrityError, UsageError
+from lhymirror.cli.jsonout import finish, wants_json
+from lhymirror.core.errors import UsageError
 from lhymirror.core.units import count_of
 
 
@@ -75,33 +74,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify what was asked; print the problems and a summary."""
-    with byte_progress("verifying", quiet=args.json) as progress:
+    with ByteProgress(quiet=wants_json(args)) as progress:
         report = _verify(args, progress)
-    if args.json:
-        print_json(report.to_json())
-    else:
+    if not wants_json(args):
         print("\n".join(report_lines(report)))
-    if not report.ok:
-        count = len(report.problems)
-        raise IntegrityError(
-            "not intact",
-            where=report.target,
-            detail=count_of(count, "problem"),
-            hint=_repair_hint(report),
-        )
-    return ExitStatus.OK
+    return finish(args, report.to_json(), report.error())
 
 
-def _repair_hint(report: VerifyReport) -> str:
-    if report.mirror_year is not None:
-        return (
-            f"Each is listed above; `lhymirror sync {report.mirror_year} --rehash` fetches "
-            "missing and damaged files again (`lhymirror add` imports manual ones)."
-        )
-    return "Each is listed above; fetch the archive again or re-pack it from a good mirror."
-
-
-def _verify(args: argparse.Namespace, progress: Callable[[int], None]) -> VerifyReport:
+def _verify(args: argparse.Namespace, progress: ByteProgress) -> VerifyReport:
     wants_mirror = args.year_opt is not None or args.manifest is not None
     if args.path is not None and wants_mirror:
         raise UsageError(
@@ -109,7 +89,7 @@ def _verify(args: argparse.Namespace, progress: Callable[[int], None]) -> Verify
             hint="Verify an archive or bag folder (PATH), or the mirror (--year), not both.",
         )
     if args.path is not None:
-        return verify_path(args.path, fast=args.fast, progress=progress)
+        return verify(args.path, fast=args.fast, events=progress)
     if not wants_mirror:
         raise UsageError(
             "nothing to verify",
@@ -117,13 +97,7 @@ def _verify(args: argparse.Namespace, progress: Callable[[int], None]) -> Verify
         )
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
-    if not store.year_dir.is_dir():
-        raise UsageError(
-            "no mirror of this year",
-            where=str(store.year_dir),
-            hint=f"Run `lhymirror sync {manifest.year}` first, or point --root at the mirror.",
-        )
-    return verify_mirror(manifest, store, fast=args.fast, progress=progress)
+    return verify_mirror(manifest, store, fast=args.fast, events=progress)
 
 
 def report_lines(report: VerifyReport) -> list[str]:
@@ -136,7 +110,7 @@ def report_lines(report: VerifyReport) -> list[str]:
 
 def summary_line(report: VerifyReport) -> str:
     """``intact: N files, X MB checked`` or ``NOT intact: K problems …``."""
-    checked = f"{report.files_checked} files, {format_size(report.bytes_checked)}"
+    checked = f"{count_of(report.files_checked, 'file')}, {format_size(report.bytes_checked)}"
     how = " (sizes only, --fast)" if report.fast else ""
     if report.ok:
         return f"intact: {checked} checked{how}: {report.target}"

@@ -84,6 +84,10 @@ class IncompleteError(LhymirrorError):
     """Work is left that needs a human step (a manual download, accepting competition rules)."""
 
 
+class MissingFilesError(LhymirrorError):
+    """Files of the manifest are not in the mirror, or not verified yet: ``sync`` fetches them."""
+
+
 class MissingExtraError(LhymirrorError):
     """A command needs an optional part of lhymirror that is not installed (e.g. ``swarm``)."""
 

@@ -35,9 +35,12 @@ def parse_rate(text: str) -> float:
     return float(match.group(1)) * _RATE_UNITS[match.group(2).lower()]
 
 
-def count_of(number: int, noun: str) -> str:
-    """``1 file``, ``2 files``: a count with its noun, plural when it is not one."""
-    return f"{number} {noun}" + ("" if number == 1 else "s")
+def count_of(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 file``, ``2 files``: a count with its noun, plural (*plural*, else noun + "s")
+    when it is not one."""
+    if number == 1:
+        return f"{number} {noun}"
+    return f"{number} {plural or noun + 's'}"
 
 
 def slugify(text: str, *, default: str) -> str:

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import requests
 
 from lhymirror.fetch.http import is_retryable_status, new_session
+from lhymirror.fetch.plan import CourseArchive, course_archive
 from lhymirror.fetch.response import brief
 from lhymirror.fetch.sources import gdrive, kaggle
 from lhymirror.fetch.sources.base import is_html_response
@@ -131,19 +132,22 @@ def check_sources(
     per_host: int = 2,
     timeout: tuple[float, float] = (10.0, 20.0),
     kaggle_credentials: kaggle.KaggleCredentials | None = None,
+    archive: bool = False,
     session_factory: Callable[[], requests.Session] = new_session,
 ) -> CheckReport:
     """Probe every source of the manifest's files (or of the ids in *only*), politely.
 
     *records* gives the mirror's record of an entry (``MirrorStore.record``), so validators seen
-    at download time can be compared. Never raises for what a source answers.
+    at download time can be compared. *archive*: also probe the Wayback capture that ``sync``
+    would try last for a pinned course-server file. Never raises for what a source answers.
     """
     chosen = set(only)
+    last_resort = course_archive(manifest) if archive else None
     work = [
         job
         for entry in manifest.files
         if not chosen or entry.id in chosen
-        for job in _jobs(entry, records(entry.id))
+        for job in _jobs(entry, records(entry.id), last_resort)
     ]
     prober = _Prober(timeout, kaggle_credentials, session_factory, per_host)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -155,16 +159,19 @@ def check_sources(
     return CheckReport(manifest.year, checks)
 
 
-def _jobs(entry: FileEntry, record: FileRecord | None) -> list[_Job]:
+def _jobs(entry: FileEntry, record: FileRecord | None, archive: CourseArchive | None) -> list[_Job]:
     if entry.parts:
         return [
             _Job(entry, index, source, part.size, None)
             for index, part in enumerate(entry.parts)
             for source in part.urls
         ]
+    sources = list(entry.urls or ())
+    if archive is not None and entry.sha256 is not None:
+        sources += [s for s in archive.captures(sources)[:1] if s not in sources]
     return [
         _Job(entry, None, source, entry.size, record if _came_from(record, source) else None)
-        for source in entry.urls or ()
+        for source in sources
     ]
 
 

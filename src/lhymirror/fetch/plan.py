@@ -30,10 +30,11 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import quote, unquote, urlsplit
 
 from lhymirror.core.errors import UsageError
+from lhymirror.core.jsondata import snake_case
 from lhymirror.manifest.model import FileEntry, Manifest
 from lhymirror.manifest.sources import (
     is_local_source,
@@ -104,31 +105,26 @@ class PlanItem:
         return max(self.size - self.held_bytes, 0)
 
     def to_json(self) -> dict[str, Any]:
-        """The item as plain JSON-ready data."""
-        data: dict[str, Any] = {
+        """The item as plain data, as ``sync --dry-run --json`` prints it (see docs/json.md)."""
+        return {
             "id": self.id,
             "path": self.entry.path,
             "kind": self.entry.kind,
-            "action": self.action,
+            "state": snake_case(self.action),
             "reason": self.reason,
             "size": self.size,
             "sha256": self.expected.sha256,
             "checksum_origin": self.expected.origin,
             "held_bytes": self.held_bytes,
             "sources": list(self.sources),
-        }
-        if self.parts:
-            data["parts"] = [
+            "parts": [
                 {"key": p.key, "size": p.size, "sha256": p.sha256, "sources": list(p.sources)}
                 for p in self.parts
-            ]
-        if self.accept_upstream:
-            data["accept_upstream"] = True
-        if self.withheld:
-            data["needs_network"] = list(self.withheld)
-        if self.problem is not None:
-            data["problem"] = self.problem.to_json()
-        return data
+            ],
+            "accept_upstream": self.accept_upstream,
+            "needs_network": list(self.withheld),
+            "problem": self.problem.to_json() if self.problem is not None else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -158,14 +154,16 @@ class SyncPlan:
         return sum(item.size or 0 for item in self.items if item.action == "fetch")
 
     def to_json(self) -> dict[str, Any]:
-        """The plan as plain JSON-ready data."""
+        """The plan as plain data, as ``sync --dry-run --json`` prints it (see docs/json.md)."""
+        counts = self.counts
         return {
             "year": self.year,
             "root": self.root,
             "offline": self.offline,
-            "counts": dict(self.counts),
+            "counts": {snake_case(action): counts.get(action, 0) for action in get_args(Action)},
             "bytes_to_fetch": self.bytes_to_fetch(),
-            "items": [item.to_json() for item in self.items],
+            "bytes_still_needed": self.bytes_still_needed(),
+            "files": [item.to_json() for item in self.items],
         }
 
 

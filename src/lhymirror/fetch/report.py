@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args
 
-from lhymirror.core.errors import DownloadError, LhymirrorError
+from lhymirror.core.errors import (
+    DownloadError,
+    IncompleteError,
+    IntegrityError,
+    LhymirrorError,
+    StorageError,
+)
+from lhymirror.core.jsondata import snake_case, snake_keys
+from lhymirror.core.units import count_of
 from lhymirror.fetch.health import HostDown
-from lhymirror.fetch.plan import PlanItem
+from lhymirror.fetch.plan import OFFLINE_HINT, PlanItem
 from lhymirror.fetch.transfer import FailureCause
 from lhymirror.mirror.state import FileProblem
+from lhymirror.mirror.store import FileRecord
 
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
 Failure = Literal["download", "integrity", "storage"]
@@ -35,8 +45,16 @@ class FileOutcome:
     problem: FileProblem | None = None  # what was wrong with the mirror file before this run
 
     def to_json(self) -> dict[str, Any]:
-        """The outcome as plain JSON-ready data (the problem with its one wording)."""
-        return {**asdict(self), "problem": self.problem.to_json() if self.problem else None}
+        """The outcome as plain data for ``sync --json`` (see docs/json.md): ``outcome`` is
+        written as ``state``, the problem with its one wording."""
+        data = asdict(self)
+        return {
+            "id": data.pop("id"),
+            "path": data.pop("path"),
+            "state": snake_case(data.pop("outcome")),
+            **data,
+            "problem": self.problem.to_json() if self.problem else None,
+        }
 
     @property
     def verified(self) -> bool:
@@ -78,14 +96,63 @@ class SyncReport:
         """Bytes transferred in this run."""
         return sum(f.bytes_received for f in self.files)
 
+    def error(self) -> LhymirrorError | None:
+        """The error that sums up an unfinished sync, or None when every file is verified.
+
+        Failures outrank manual steps; among failures integrity outranks storage, which
+        outranks download: the most serious finding decides.
+        """
+        where = str(Path(self.root) / str(self.year))
+        failed = len(self.with_outcome("failed"))
+        if self.failures_of("integrity"):
+            return IntegrityError(
+                f"{count_of(len(self.failures_of('integrity')), 'file')} did not verify",
+                where=where,
+                hint="The bad bytes are kept under .lhymirror/rejected/ for inspection.",
+            )
+        if self.failures_of("storage"):
+            return StorageError(
+                f"{count_of(len(self.failures_of('storage')), 'file')} could not be stored",
+                where=where,
+                hint="Free some space or fix the permissions, then run the same command again.",
+            )
+        if failed and self.no_network:
+            hosts = [down.host for down in self.hosts_down]
+            shown = ", ".join(hosts[:3]) + (", …" if len(hosts) > 3 else "")
+            reasons = dict.fromkeys(down.reason for down in self.hosts_down)  # the last errors
+            return DownloadError(
+                "no network",
+                where=f"could not reach {shown}"
+                if len(hosts) == 1
+                else f"could not reach any of {len(hosts)} hosts: {shown}",
+                detail="; ".join(list(reasons)[:3]) or None,
+                hint="Check the connection or proxy settings, or sync from a classmate's copy "
+                "with --from URL.",
+            )
+        if failed:
+            return DownloadError(
+                f"{count_of(failed, 'file')} could not be downloaded",
+                where=where,
+                hint=OFFLINE_HINT if self.offline else "Run the same command again to resume.",
+            )
+        manual = len(self.with_outcome("manual"))
+        if manual:
+            return IncompleteError(
+                f"{count_of(manual, 'manual step')} pending",
+                where=where,
+                hint="Download each of them by hand and import it with `lhymirror add`.",
+            )
+        return None
+
     def to_json(self) -> dict[str, Any]:
-        """The report as plain JSON-ready data."""
+        """The report as plain data, as ``sync --json`` prints it (see docs/json.md)."""
         return {
             "year": self.year,
             "root": self.root,
-            "complete": self.complete,
-            "totals": {**self.counts(), "bytes_received": self.bytes_received},
             "offline": self.offline,
+            "complete": self.complete,
+            "counts": snake_keys(self.counts()),
+            "bytes_received": self.bytes_received,
             "files": [f.to_json() for f in self.files],
             "hosts_down": [asdict(h) for h in self.hosts_down],
             "no_network": self.no_network,
@@ -107,3 +174,23 @@ def failed_outcome(item: PlanItem, error: LhymirrorError, failure: Failure) -> F
     return outcome_of(
         item, "failed", size=item.size, reason=error.message, failure=failure, cause=cause
     )
+
+
+@dataclass(frozen=True)
+class AddReport:
+    """A file ``add`` imported: where it went, its record, what it was checked against."""
+
+    id: str
+    path: Path
+    record: FileRecord
+    checked_against: Literal["manifest", "recorded"] | None  # None: it became the reference
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (see docs/json.md)."""
+        return {
+            "id": self.id,
+            "path": str(self.path),
+            "size": self.record.size,
+            "sha256": self.record.sha256,
+            "checksum_origin": self.checked_against,
+        }

@@ -119,6 +119,10 @@ def sync_from_swarm(
         outcomes = place_verified(done, store, run, source)
         if len(done) == len(wanted):
             run.forget()
+        elif outcomes:
+            # The resume data says pieces of the placed files are here; they are not any more.
+            # Without it, the next run checks the unfinished files on disk instead.
+            run.resume.forget(run.name)
     return SwarmResult(outcomes, len(wanted))
 
 

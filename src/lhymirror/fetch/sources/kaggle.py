@@ -14,12 +14,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from lhymirror.core.errors import UsageError
 from lhymirror.fetch.sources.base import Body, Request, Resolved, SourceFailed, SourceSettings
 from lhymirror.fetch.sources.https import host_of, parse_or_fail
-from lhymirror.manifest.sources import KaggleSource
+from lhymirror.manifest.sources import KaggleSource, source_kind
+
+if TYPE_CHECKING:
+    from lhymirror.fetch.plan import SyncPlan
 
 API_HOST = "www.kaggle.com"
 API_BASE = f"https://{API_HOST}/api/v1/competitions/data"
@@ -61,6 +65,17 @@ def load_credentials(
     if not path.is_file():
         return None
     return _read_config(path)
+
+
+def credentials_for_plan(plan: SyncPlan) -> KaggleCredentials | None:
+    """Kaggle credentials, read only when a planned transfer may need them."""
+    uses_kaggle = any(
+        source_kind(source) == "kaggle"
+        for item in plan.items
+        if item.needs_transfer
+        for source in (*item.sources, *(s for part in item.parts for s in part.sources))
+    )
+    return load_credentials() if uses_kaggle else None
 
 
 def _read_config(path: Path) -> KaggleCredentials:

@@ -1,0 +1,498 @@
+"""The library facade: every operation of the ``lhymirror`` command as a function.
+
+Each function takes plain values, returns a report (with ``to_json()``, and ``error()``: the
+error that sums up unfinished work, ``None`` when all is done) and tells what it is doing
+through an :class:`Events` object; none prints or exits. Expected failures raise
+:class:`~lhymirror.core.errors.LhymirrorError` subclasses (``UsageError``, ``ManifestError``,
+``StorageError``…). The same names are available as ``lhymirror.<name>``.
+
+Each function imports what it needs when called, so importing this module stays cheap (the
+command line's start-up depends on it). See README.md, "Use as a library".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from lhymirror.archive.bagcheck import VerifyReport
+    from lhymirror.archive.pack import PackResult
+    from lhymirror.fetch.health import HostHealth
+    from lhymirror.fetch.job import Fetcher
+    from lhymirror.fetch.plan import SyncPlan
+    from lhymirror.fetch.policy import RetryPolicy
+    from lhymirror.fetch.ratelimit import RateLimiter
+    from lhymirror.fetch.report import AddReport, FileOutcome, SyncReport
+    from lhymirror.fetch.sources.kaggle import KaggleCredentials
+    from lhymirror.fetch.transfer import TransferEvents
+    from lhymirror.manifest.listing import ListReport
+    from lhymirror.manifest.model import Manifest
+    from lhymirror.mirror.pin import PinReport
+    from lhymirror.mirror.status import StatusReport
+    from lhymirror.mirror.store import MirrorStore
+    from lhymirror.swarm.engine import SessionOptions
+
+__all__ = [  # noqa: RUF022 - in the order of the flow
+    "CheckEvents",
+    "SyncEvents",
+    "Events",
+    "Silent",
+    "open_manifest",
+    "list_entries",
+    "open_mirror",
+    "plan",
+    "sync",
+    "add",
+    "pin",
+    "status",
+    "pack",
+    "verify",
+    "verify_mirror",
+    "unpack",
+]
+
+PER_HOST = 2  # concurrent transfers to one course server: polite, still parallel
+LOCK_WAIT = 5.0  # seconds a second sync waits for the first before giving up
+
+
+# ---------------------------------------------------------------------------------------------
+# Events: what an operation tells while it runs. Calls may come from worker threads (sync
+# transfers files in parallel): an implementation that keeps state must lock it.
+
+
+class CheckEvents(Protocol):
+    """Progress of ``pack``, ``verify`` and ``unpack``: bytes read and checked."""
+
+    def checking(self, what: str, total: int | None) -> None:
+        """*what* (packing, verifying, unpacking) starts reading *total* bytes (None: unknown)."""
+        ...
+
+    def progressed(self, nbytes: int) -> None:
+        """*nbytes* more bytes were read and checked."""
+        ...
+
+
+class SyncEvents(Protocol):
+    """Progress of ``sync``: transfers (keys are entry ids, or ``<id>.partNN``), finished files
+    and notes such as what a swarm delivered."""
+
+    def started(self, key: str, total: int | None, offset: int) -> None:
+        """A transfer of *key* began at byte *offset* (*total*: its size when known)."""
+        ...
+
+    def advanced(self, key: str, nbytes: int) -> None:
+        """*nbytes* more bytes of *key* arrived."""
+        ...
+
+    def restarted(self, key: str, offset: int) -> None:
+        """The transfer of *key* starts over from *offset* (earlier bytes were dropped)."""
+        ...
+
+    def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
+        """*source* failed for *key*; it is tried again after *delay* seconds."""
+        ...
+
+    def file_finished(self, outcome: FileOutcome) -> None:
+        """``sync`` is done with one file, whatever its outcome."""
+        ...
+
+    def note(self, line: str) -> None:
+        """A line worth telling the user (e.g. ``swarm: 3 of 5 files (1.2 GB)``)."""
+        ...
+
+
+class Events(SyncEvents, CheckEvents, Protocol):
+    """Every event of every operation: one object can follow them all."""
+
+
+class Silent:
+    """Events that show nothing: the default, and a base class to override methods of."""
+
+    def started(self, key: str, total: int | None, offset: int) -> None:
+        """Ignored."""
+
+    def advanced(self, key: str, nbytes: int) -> None:
+        """Ignored."""
+
+    def restarted(self, key: str, offset: int) -> None:
+        """Ignored."""
+
+    def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
+        """Ignored."""
+
+    def file_finished(self, outcome: FileOutcome) -> None:
+        """Ignored."""
+
+    def note(self, line: str) -> None:
+        """Ignored."""
+
+    def checking(self, what: str, total: int | None) -> None:
+        """Ignored."""
+
+    def progressed(self, nbytes: int) -> None:
+        """Ignored."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifests and the mirror
+
+
+def open_manifest(year: int | None = None, path: Path | str | None = None) -> tuple[Manifest, Path]:
+    """The manifest of *year* shipped with lhymirror, or the one at *path*; and where it is.
+
+    With both, they must agree. Raises ``UsageError`` (no year, years disagree, *path* missing
+    or a folder) or ``ManifestError`` listing every problem of an invalid manifest.
+    """
+    from lhymirror.manifest.listing import select_manifest  # noqa: PLC0415
+
+    return select_manifest(year, path)
+
+
+def list_entries(manifest: Manifest, kinds: set[str] | None = None) -> ListReport:
+    """The manifest's files and links (only those of *kinds* when given), by section on demand."""
+    from lhymirror.manifest.listing import list_entries as listing  # noqa: PLC0415
+
+    return listing(manifest, kinds)
+
+
+def open_mirror(manifest: Manifest, root: Path | str) -> MirrorStore:
+    """The local mirror of the manifest's year under *root* (``root/<year>``); touches nothing."""
+    from lhymirror.mirror.store import MirrorStore  # noqa: PLC0415
+
+    return MirrorStore(Path(root).expanduser(), manifest.year)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bringing the mirror up to date
+
+
+def plan(
+    manifest: Manifest,
+    store: MirrorStore,
+    *,
+    only: Sequence[str] = (),
+    kinds: Sequence[str] = (),
+    mirrors: Sequence[str] = (),
+    from_bases: Sequence[str] = (),
+    rehash: bool = False,
+    accept_upstream: Sequence[str] = (),
+    offline: bool = False,
+) -> SyncPlan:
+    """What ``sync`` would do for each selected file, without touching anything.
+
+    *only*: ids or globs on ids or paths; *kinds*: file kinds; *mirrors*: ``wget --mirror``
+    copies (``BASE/HOST/PATH``); *from_bases*: other lhymirror mirrors (``BASE/<year>/<path>``);
+    *accept_upstream*: ids whose changed upstream content is taken; *offline*: no network
+    source is planned. Raises ``UsageError`` for an *only* or *accept_upstream* that matches
+    nothing.
+    """
+    from lhymirror.fetch.plan import plan_sync  # noqa: PLC0415
+
+    return plan_sync(
+        manifest,
+        store,
+        only=list(only),
+        kinds=list(kinds),
+        mirrors=list(mirrors),
+        from_bases=list(from_bases),
+        rehash=rehash,
+        accept_upstream=list(accept_upstream),
+        offline=offline,
+    )
+
+
+def sync(
+    manifest: Manifest,
+    store: MirrorStore,
+    *,
+    only: Sequence[str] = (),
+    kinds: Sequence[str] = (),
+    mirrors: Sequence[str] = (),
+    from_bases: Sequence[str] = (),
+    rehash: bool = False,
+    accept_upstream: Sequence[str] = (),
+    offline: bool = False,
+    jobs: int = 4,
+    events: SyncEvents | None = None,
+    lock_wait: float = LOCK_WAIT,
+    sync_plan: SyncPlan | None = None,
+    swarm: SwarmSource | None = None,
+    policy: RetryPolicy | None = None,
+    limit_rate: float | None = None,
+    fallback_upstream: bool = False,
+) -> SyncReport:
+    """Download, verify and record every selected file; report what happened to each.
+
+    Selection and sources as for :func:`plan` (or pass a *sync_plan* made by it). *jobs*
+    transfers run in parallel, at most two to one course server. Bytes reach a file's path only
+    verified. A failed file does not raise: see the report's ``error()``. Raises
+    ``StorageError`` when another command holds the year's lock for longer than *lock_wait*
+    seconds or the disk is too small, ``UsageError`` for a bad selection or a malformed base,
+    ``DownloadError`` when an http(s) base cannot be reached at all (unless
+    *fallback_upstream*).
+
+    *swarm*: first take the files a BitTorrent swarm holds (the ``swarm`` extra;
+    ``MissingExtraError`` without it). *policy*: timeouts and retries; *limit_rate*: bytes per
+    second for the whole run.
+    """
+    from lhymirror.fetch.bases import check_base, network_bases, probe_bases  # noqa: PLC0415
+    from lhymirror.fetch.health import HostHealth  # noqa: PLC0415
+    from lhymirror.fetch.policy import RetryPolicy  # noqa: PLC0415
+    from lhymirror.fetch.ratelimit import RateLimiter  # noqa: PLC0415
+    from lhymirror.fetch.sources.kaggle import credentials_for_plan  # noqa: PLC0415
+    from lhymirror.fetch.sync import run_sync  # noqa: PLC0415
+
+    bases = [("--from", base) for base in from_bases] + [("--mirror", b) for b in mirrors]
+    for option, base in bases:
+        check_base(base, option)
+    if swarm is not None and not offline:
+        from lhymirror.swarm.engine import libtorrent  # noqa: PLC0415
+
+        libtorrent()  # a missing extra is reported before any work
+
+    def make_plan() -> SyncPlan:
+        return plan(
+            manifest,
+            store,
+            only=only,
+            kinds=kinds,
+            mirrors=mirrors,
+            from_bases=from_bases,
+            rehash=rehash,
+            accept_upstream=accept_upstream,
+            offline=offline,
+        )
+
+    sync_plan = sync_plan if sync_plan is not None else make_plan()
+    if not offline and not fallback_upstream and sync_plan.with_action("fetch"):
+        network = [(option, base) for option, base in bases if network_bases([base])]
+        probe_bases(network, timeout=(policy or RetryPolicy()).timeout)
+    events = events if events is not None else Silent()
+    from_swarm: dict[str, FileOutcome] = {}
+    if swarm is not None and not offline and sync_plan.with_action("fetch"):
+        from lhymirror.swarm.leech import sync_from_swarm  # noqa: PLC0415
+
+        delivered = sync_from_swarm(
+            sync_plan,
+            store,
+            swarm.source,
+            options=swarm.options,
+            events=events,
+            peers=swarm.peers,
+            wait=swarm.wait,
+        )
+        events.note(delivered.summary())
+        from_swarm = delivered.placed
+        sync_plan = make_plan() if from_swarm else sync_plan
+    credentials = credentials_for_plan(sync_plan)
+    health = HostHealth()
+    limiter = RateLimiter(limit_rate) if limit_rate else None
+    report = run_sync(
+        sync_plan,
+        store,
+        lambda transfer_events: build_downloader(
+            store,
+            events=transfer_events,
+            kaggle_credentials=credentials,
+            health=health,
+            limiter=limiter,
+            **({"policy": policy} if policy else {}),
+        ),
+        health=health,
+        jobs=jobs,
+        per_host=PER_HOST,
+        events=events,
+        lock_wait=lock_wait,
+    )
+    if not from_swarm:
+        return report
+    from lhymirror.swarm.leech import merge_reports  # noqa: PLC0415
+
+    return merge_reports(report, from_swarm)
+
+
+@dataclass(frozen=True)
+class SwarmSource:
+    """A BitTorrent swarm ``sync`` takes files from first: a .torrent file or magnet link."""
+
+    source: str
+    options: SessionOptions
+    peers: Sequence[tuple[str, int]] = ()
+    wait: float = 60.0  # give up once the swarm delivered nothing for this long (seconds)
+
+
+def build_downloader(
+    store: MirrorStore,
+    *,
+    events: TransferEvents,
+    kaggle_credentials: KaggleCredentials | None,
+    health: HostHealth | None = None,
+    limiter: RateLimiter | None = None,
+    policy: RetryPolicy | None = None,
+) -> Fetcher:
+    """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
+    from lhymirror.fetch.download import Downloader  # noqa: PLC0415 - loads requests
+    from lhymirror.fetch.policy import RetryPolicy  # noqa: PLC0415
+
+    return Downloader(
+        store,
+        events=events,
+        kaggle_credentials=kaggle_credentials,
+        health=health,
+        limiter=limiter,
+        policy=policy or RetryPolicy(),
+    )
+
+
+def add(manifest: Manifest, store: MirrorStore, entry_id: str, file: Path | str) -> AddReport:
+    """Import *file* (downloaded by hand) as the manifest's file *entry_id*, verified first.
+
+    Its size and sha256 are checked when the manifest or an earlier download knows them
+    (``IntegrityError`` on a mismatch, or when the bytes are another entry's; nothing is placed
+    then); otherwise it becomes the reference. ``UsageError`` for an unknown id or a missing file.
+    """
+    from lhymirror.core.errors import UsageError  # noqa: PLC0415
+    from lhymirror.fetch.report import AddReport  # noqa: PLC0415
+    from lhymirror.fetch.sync import import_file  # noqa: PLC0415
+    from lhymirror.mirror.state import expected_of  # noqa: PLC0415
+
+    try:
+        entry = manifest.file(entry_id)
+    except KeyError:
+        raise UsageError(
+            "no such file in the manifest",
+            where=entry_id,
+            hint=f"Run `lhymirror list {manifest.year}` to see the ids.",
+        ) from None
+    expected = expected_of(entry, store.record(entry.id))
+    record = import_file(store, entry, Path(file), others=manifest.files)
+    origin = expected.origin if expected.sha256 and expected.origin != "none" else None
+    return AddReport(entry.id, store.file_path(entry.path), record, origin)
+
+
+def pin(
+    manifest: Manifest,
+    store: MirrorStore,
+    path: Path | str,
+    *,
+    dry_run: bool = False,
+    shipped: bool = False,
+) -> PinReport:
+    """Write the sizes and sha256 that sync recorded into the manifest file at *path*.
+
+    Entries without a sha256 (or accepted with ``sync --accept-upstream``) get the recorded
+    ones; the file is rewritten canonically, order kept. Nothing is written with *dry_run* or
+    when nothing changes. *shipped*: *path* is the manifest lhymirror ships for the year,
+    refused (``UsageError``) inside an installed package, where an upgrade would undo it.
+    """
+    from lhymirror.mirror.pin import pin_manifest  # noqa: PLC0415
+
+    return pin_manifest(manifest, store, path, dry_run=dry_run, shipped=shipped)
+
+
+def status(manifest: Manifest, store: MirrorStore, *, rehash: bool = False) -> StatusReport:
+    """The local state of every file of the manifest, by section; never uses the network.
+
+    Only files changed since they were verified are re-hashed, unless *rehash*. The report
+    gives bytes still to fetch, ``next_step()`` (``"sync"``, ``"add"`` or None) and
+    ``error()``. Raises ``UsageError`` when the mirror root is missing or not a folder and
+    ``StorageError`` when a file cannot be read. Nothing is written.
+    """
+    from lhymirror.mirror.status import read_status  # noqa: PLC0415
+
+    return read_status(manifest, store, rehash=rehash)
+
+
+# ---------------------------------------------------------------------------------------------
+# Archives
+
+
+def pack(
+    manifest: Manifest,
+    store: MirrorStore,
+    out_dir: Path | str,
+    *,
+    fmt: str = "zip",
+    partial: bool = False,
+    force: bool = False,
+    source_date_epoch: int | None = None,
+    events: CheckEvents | None = None,
+) -> PackResult:
+    """Pack the year's mirror into ``out_dir/<slug>-<year>-v<version>.<fmt>`` (+ ``.sha256``).
+
+    *fmt*: ``zip``, ``tar`` or ``tar.gz``. Every byte is checked against its sha256 on the way;
+    the same files give the same archive. Raises ``IntegrityError`` (``IncompleteMirrorError``,
+    listing them all) when a file is missing or damaged unless *partial*, and when an archive of
+    this name with other content exists unless *force*.
+    """
+    from lhymirror.archive.pack import collect_payload, pack_year  # noqa: PLC0415
+
+    events = events if events is not None else Silent()
+    events.checking("packing", sum(item.size for item in collect_payload(manifest, store)[0]))
+    return pack_year(
+        manifest,
+        store,
+        Path(out_dir),
+        fmt=fmt,
+        partial=partial,
+        force=force,
+        source_date_epoch=source_date_epoch,
+        progress=events.progressed,
+    )
+
+
+def verify(
+    path: Path | str, *, fast: bool = False, events: CheckEvents | None = None
+) -> VerifyReport:
+    """Verify an archive written by ``pack`` (.zip, .tar, .tar.gz) or an extracted bag folder.
+
+    Streams, never extracts; every problem is in the report (``error()`` sums them up).
+    *fast*: counts and sizes only. Raises ``UsageError`` when *path* does not exist and
+    ``IntegrityError`` when it is no archive at all.
+    """
+    from lhymirror.archive.verify import verify_path  # noqa: PLC0415
+
+    events = events if events is not None else Silent()
+    events.checking("verifying", None)
+    return verify_path(Path(path), fast=fast, progress=events.progressed)
+
+
+def verify_mirror(
+    manifest: Manifest, store: MirrorStore, *, fast: bool = False, events: CheckEvents | None = None
+) -> VerifyReport:
+    """Re-hash every file of the year's mirror against the manifest and the recorded checksums.
+
+    *fast*: compare sizes only. Raises ``UsageError`` when the mirror has no folder for the year.
+    """
+    from lhymirror.archive.verify import verify_mirror as check_mirror  # noqa: PLC0415
+    from lhymirror.core.errors import UsageError  # noqa: PLC0415
+
+    if not store.year_dir.is_dir():
+        raise UsageError(
+            "no mirror of this year",
+            where=str(store.year_dir),
+            hint=f"Run `lhymirror sync {manifest.year}` first, or point --root at the mirror.",
+        )
+    events = events if events is not None else Silent()
+    events.checking("verifying", None)
+    return check_mirror(manifest, store, fast=fast, progress=events.progressed)
+
+
+def unpack(
+    archive: Path | str, dest: Path | str | None = None, *, events: CheckEvents | None = None
+) -> Path:
+    """Extract *archive*'s bag folder to *dest* (default ``./<bag folder>``), verified; its path.
+
+    Everything is checked before *dest* appears (``UnpackError``, an ``IntegrityError`` listing
+    every problem, leaves nothing behind). ``UsageError`` when *dest* is taken.
+    """
+    from lhymirror.archive.unpack import unpack_archive  # noqa: PLC0415
+
+    events = events if events is not None else Silent()
+    events.checking("unpacking", None)
+    return unpack_archive(
+        Path(archive), Path(dest) if dest is not None else None, progress=events.progressed
+    )
