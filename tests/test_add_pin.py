@@ -284,3 +284,14 @@ def test_importing_accepted_content_keeps_it_accepted(
     record = store.record("hw04")
     assert record is not None and record.accepted_upstream
     assert local_state(store, load_manifest(manifest).file("hw04")).status == "ok"
+
+
+def test_add_quiet_prints_nothing_when_it_works(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = blob(1000, 13)
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw04", data))
+    words = ["add", "-q", "--manifest", str(manifest), "hw04", str(downloaded(tmp_path, data))]
+    assert main([*words, "--root", str(store.root)]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert store.file_path("data/hw04.zip").is_file()

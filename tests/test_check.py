@@ -281,7 +281,7 @@ def test_json_and_markdown_reports(
     assert status == 4
     data = json.loads(out)
     assert data["counts"]["alive"] == 1 and data["counts"]["gone"] == 1
-    assert [s["status"] for s in data["sources"]] == ["alive", "gone"]
+    assert [s["state"] for s in data["sources"]] == ["alive", "gone"]
     text = report.read_text(encoding="utf-8")
     assert "| Entry | Status | Source | Detail |" in text
     assert f"| a | **gone** | <{http_server.url_for('/gone.zip')}> | HTTP 404 |" in text
@@ -326,3 +326,8 @@ def test_the_archive_option_asks_for_the_last_resort_capture_of_pinned_files() -
         ("unpinned", f"{server}/b.pdf", "gone"),
     ]
     assert [c.source for c in quick(m).checks] == [f"{server}/a.pdf", f"{server}/b.pdf"]
+
+
+def test_no_answer_at_all_says_so(course: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(course(entry("a", "http://127.0.0.1:9/a.zip")), capsys)
+    assert status == 4 and "no source answered" in err and "connection" in err
