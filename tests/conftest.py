@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # =====================================================================================
 # HTTP test server (tests/httpserver.py)
@@ -21,6 +23,21 @@ def http_server() -> Iterator[CourseServer]:
     with CourseServer() as server:
         yield server
     assert not server.errors, "CourseServer handler errors:\n" + "\n".join(server.errors)
+
+
+# =====================================================================================
+# Hypothesis profiles: `ci` (default) keeps the property tests to a few hundred examples in
+# all, derandomized so that every run is the same; HYPOTHESIS_PROFILE=long runs at least
+# 10,000 examples per property (see tests/test_fuzz.py), with fresh randomness.
+# =====================================================================================
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, suppress_health_check=_QUIET
+)
+settings.register_profile(
+    "long", max_examples=10_000, database=None, deadline=None, suppress_health_check=_QUIET
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 # =====================================================================================

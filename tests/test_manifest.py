@@ -520,3 +520,12 @@ def test_manifest_check_and_sync_refuse_before_any_request(
         assert len(mocked.calls) == 0  # nothing was requested
     assert status == 3
     assert not (tmp_path / "m").exists()
+
+
+def test_hostile_keys_and_ids_are_named_on_one_line() -> None:
+    data = base_manifest()
+    data["files"][0] = {"\n": 0}
+    data["files"][1]["id"] = "x\x1b[31m\ny"
+    problems = problems_of(data)
+    assert 'files[0]."\\n": unknown key (check its spelling' in "\n".join(problems), problems
+    assert all("\n" not in problem and "\x1b" not in problem for problem in problems), problems

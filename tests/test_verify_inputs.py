@@ -340,7 +340,7 @@ def test_other_unlisted_files_in_an_extracted_bag_still_fail(extracted: Path) ->
 
 
 def test_os_clutter_in_an_archive_is_still_extra(tmp_path: Path) -> None:
-    from test_archive_read import Spec
+    from factories import Spec
     from test_verify import archive_with, bag_specs
 
     specs = [*bag_specs(), Spec(f"{TOP}/data/.DS_Store", b"Bud1")]
@@ -351,3 +351,17 @@ def test_os_clutter_in_an_archive_is_still_extra(tmp_path: Path) -> None:
 def without_sidecar_if_any(archive: Path) -> Path:
     Path(f"{archive}.sha256").unlink(missing_ok=True)
     return archive
+
+
+def test_a_hostile_member_name_prints_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_archive_read import Spec
+    from test_verify import archive_with, bag_specs
+
+    specs = [*bag_specs(), Spec(f"{TOP}/data/evil\n\x1b[2Jname", b"x")]
+    archive = without_sidecar_if_any(archive_with(tmp_path, "tar", specs))
+    assert main(["verify", str(archive)]) == 5
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert f"unsafe: {TOP}/data/evil\\n\\x1b[2Jname: contains a NUL or control" in out, out

@@ -27,7 +27,7 @@ from lhymirror.archive.bag import (
 )
 from lhymirror.core.errors import IntegrityError, LhymirrorError
 from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
-from lhymirror.core.safepath import path_problems
+from lhymirror.core.safepath import path_problems, printable
 from lhymirror.core.streams import Reads
 from lhymirror.core.units import count_of
 from lhymirror.manifest.model import parse_manifest
@@ -55,7 +55,8 @@ class Problem:
     detail: str
 
     def __str__(self) -> str:
-        return f"{self.kind}: {self.path}: {self.detail}"
+        # Paths come from the archive: a hostile name must still print as one line.
+        return f"{self.kind}: {printable(self.path)}: {printable(self.detail)}"
 
 
 @dataclass

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lhymirror.core.errors import IntegrityError
+from lhymirror.core.safepath import printable
 from lhymirror.core.streams import Reads
 
 ArchiveFormat = Literal["zip", "tar", "tar.gz", "tar.compressed"]
@@ -78,7 +79,7 @@ class ArchiveReadError(IntegrityError):
         self.kind = kind
         super().__init__(
             _WHAT[kind],
-            where=member,
+            where=printable(member),
             detail=detail,
             hint="The archive is damaged or hostile; get a fresh copy.",
         )

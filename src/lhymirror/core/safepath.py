@@ -56,6 +56,17 @@ def _segment_problems(segment: str) -> list[str]:
     return problems
 
 
+def printable(text: str) -> str:
+    """*text* with control and other non-printing characters escaped (``\\n``, ``\\x1b``), so
+    that a hostile name prints as one line and cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for ch in text
+    )
+
+
 def collision_key(path: str) -> str:
     """Key under which two paths collide on case-insensitive, normalising file systems."""
     return unicodedata.normalize("NFC", path).casefold()

@@ -9,12 +9,13 @@ data so that they are reported together with the field errors.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pydantic import ValidationError
 
-from lhymirror.core.safepath import collision_key
+from lhymirror.core.safepath import collision_key, printable
 
 
 def field_problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
@@ -89,6 +90,9 @@ _PATTERN_HINTS = {
 }
 
 
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")  # TOML's bare keys; others are shown quoted
+
+
 def _describe_location(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
     """Turn pydantic's ``('files', 3, 'sha256')`` into ``files[3] (an-id).sha256``."""
     text = ""
@@ -98,9 +102,10 @@ def _describe_location(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
             text += f"[{step}]"
             node = node[step] if isinstance(node, list) and step < len(node) else None
             if isinstance(node, dict) and isinstance(node.get("id"), str):
-                text += f" ({node['id']})"
+                text += f" ({printable(node['id'])})"
         else:
-            text += f".{step}" if text else str(step)
+            key = str(step) if _BARE_KEY.match(str(step)) else f'"{printable(str(step))}"'
+            text += f".{key}" if text else key
             node = node.get(step) if isinstance(node, dict) else None
     return text or "manifest"
 
@@ -121,7 +126,9 @@ def collection_problems(raw: dict[str, Any]) -> list[str]:
 
 def _entry_label(index: int, entry: dict[str, Any]) -> str:
     entry_id = entry.get("id")
-    return f"files[{index}] ({entry_id})" if isinstance(entry_id, str) else f"files[{index}]"
+    if isinstance(entry_id, str):
+        return f"files[{index}] ({printable(entry_id)})"
+    return f"files[{index}]"
 
 
 def _duplicate_problems(
