@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from factories import blob, manifest_data, sha
+from factories import blob, make_manifest, sha
 from lhymirror.core.errors import UsageError
 from lhymirror.fetch.plan import (
     PlanItem,
@@ -22,10 +22,6 @@ from lhymirror.mirror.store import FileRecord, MirrorStore, part_key
 
 YEAR = 2022
 UPSTREAM = "https://speech.example.edu/~hylee/ml/2022/rule%20(v2).pdf?dl=1"
-
-
-def make_manifest(*files: dict[str, Any]) -> Manifest:
-    return Manifest.model_validate(manifest_data(*files, year=YEAR))
 
 
 def entry(entry_id: str = "slides", **fields: Any) -> dict[str, Any]:
