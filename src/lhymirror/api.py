@@ -103,6 +103,10 @@ class SyncEvents(Protocol):
         """A line worth telling the user (e.g. ``swarm: 3 of 5 files (1.2 GB)``)."""
         ...
 
+    def host_down(self, host: str, reason: str) -> None:
+        """*host* could not be reached (*reason*); its sources are skipped from now on."""
+        ...
+
 
 class Events(SyncEvents, CheckEvents, Protocol):
     """Every event of every operation: one object can follow them all."""
@@ -127,6 +131,9 @@ class Silent:
         """Ignored."""
 
     def note(self, line: str) -> None:
+        """Ignored."""
+
+    def host_down(self, host: str, reason: str) -> None:
         """Ignored."""
 
     def checking(self, what: str, total: int | None) -> None:
@@ -288,7 +295,7 @@ def sync(
         from_swarm = delivered.placed
         sync_plan = make_plan() if from_swarm else sync_plan
     credentials = credentials_for_plan(sync_plan)
-    health = HostHealth()
+    health = HostHealth(on_down=events.host_down)
     limiter = RateLimiter(limit_rate) if limit_rate else None
     report = run_sync(
         sync_plan,
