@@ -81,31 +81,24 @@ class SyncEvents(Protocol):
 
     def started(self, key: str, total: int | None, offset: int) -> None:
         """A transfer of *key* began at byte *offset* (*total*: its size when known)."""
-        ...
 
     def advanced(self, key: str, nbytes: int) -> None:
         """*nbytes* more bytes of *key* arrived."""
-        ...
 
     def restarted(self, key: str, offset: int) -> None:
         """The transfer of *key* starts over from *offset* (earlier bytes were dropped)."""
-        ...
 
     def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
         """*source* failed for *key*; it is tried again after *delay* seconds."""
-        ...
 
     def file_finished(self, outcome: FileOutcome) -> None:
         """``sync`` is done with one file, whatever its outcome."""
-        ...
 
     def note(self, line: str) -> None:
         """A line worth telling the user (e.g. ``swarm: 3 of 5 files (1.2 GB)``)."""
-        ...
 
     def host_down(self, host: str, reason: str) -> None:
         """*host* could not be reached (*reason*); its sources are skipped from now on."""
-        ...
 
 
 class Events(SyncEvents, CheckEvents, Protocol):

@@ -4,8 +4,9 @@ The bar (stderr, only on a terminal) counts bytes of every file to fetch in deci
 the summary does: ``20.5MB``), how many files are done, and the running transfers with their
 state ("retrying in 4s") and any host found down. At the default level a retry is not a line: it
 shows in the bar, and the summary names each file's last error. With ``--verbose`` every failed
-attempt, every host found down and every finished file is one whole line; with ``--quiet`` nothing is shown while the sync runs. All
-writes to the stream go through one lock, so lines from worker threads never interleave.
+attempt, every host found down and every finished file is one whole line; with ``--quiet``
+nothing is shown while the sync runs. All writes to the stream go through one lock, so lines
+from worker threads never interleave.
 """
 
 from __future__ import annotations
