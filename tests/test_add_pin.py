@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
 
-from factories import blob, file_entry, manifest_data, sha
+from factories import blob, file_entry, sha, write_manifest
 from lhymirror.cli import main
 from lhymirror.manifest.model import load_manifest
 from lhymirror.mirror.state import local_state
@@ -20,11 +19,6 @@ UNREACHABLE = "https://127.0.0.1:1/ml"  # nothing here may need the network
 
 def entry(entry_id: str, data: bytes | None = None, **extra: Any) -> dict[str, Any]:
     return file_entry(entry_id, data, kind="dataset", base_url=UNREACHABLE, **extra)
-
-
-def write_manifest(path: Path, *files: dict[str, Any]) -> Path:
-    path.write_text(tomli_w.dumps(manifest_data(*files, year=YEAR)))
-    return path
 
 
 @pytest.fixture
