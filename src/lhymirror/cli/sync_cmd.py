@@ -175,9 +175,7 @@ def run(args: argparse.Namespace) -> int:
     if args.swarm is not None:
         swarm = api.SwarmSource(args.swarm, session_options(args), args.peers, args.swarm_wait)
     quiet = args.quiet or wants_json(args)
-    with TransferProgress(
-        plan, enabled=show_bar, quiet=quiet, verbose=args.verbose
-    ) as progress:
+    with TransferProgress(plan, enabled=show_bar, quiet=quiet, verbose=args.verbose) as progress:
         report = api.sync(
             manifest,
             store,
