@@ -439,6 +439,14 @@ def test_fetch_an_archive_from_its_web_seed(
     assert (out / archive.name).read_bytes() == archive.read_bytes()
     assert (out / (archive.name + ".torrent")).read_bytes() == torrent.read_bytes()
     assert main(["verify", str(out / archive.name)]) == 0
+    course.server.reset_log()  # fetching again: the archive is there, nothing is downloaded
+    assert main(["fetch", str(torrent), "--out", str(out), *LOOPBACK, "--wait", "10"]) == 0
+    assert course.server.count() == 0
+    damaged = bytearray(archive.read_bytes())
+    damaged[-100] ^= 0xFF
+    (out / archive.name).write_bytes(bytes(damaged))  # other bytes there: downloaded anew
+    assert main(["fetch", str(torrent), "--out", str(out), *LOOPBACK, "--wait", "10"]) == 0
+    assert (out / archive.name).read_bytes() == archive.read_bytes()
 
 
 def lying_seeder(torrent: Path, good: Path) -> tuple[Any, Any]:
