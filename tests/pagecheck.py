@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+
+from tools import find_tool, in_ci, require_tool
 
 
 class Page(HTMLParser):
@@ -61,25 +62,20 @@ def assert_local_links_resolve(index: Path, html: str | None = None) -> list[str
     return local
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-CHROMIUM = _chromium()
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# Locally the browser tests skip without a browser; in CI, which installs Chromium, they run and
+# fail if it is missing (run_chromium -> tools.require_tool).
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium/Chrome installed (apt-get install chromium)"
+    find_tool(*CHROMIUM_NAMES) is None and not in_ci(),
+    reason="no Chromium/Chrome installed (Debian: apt-get install chromium)",
 )
 
 
 def run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run headless Chromium with networking features off and a throw-away profile."""
-    assert CHROMIUM is not None
+    chromium = require_tool(CHROMIUM_NAMES[0], "chromium", *CHROMIUM_NAMES[1:])
     command = [
-        CHROMIUM,
+        chromium,
         "--headless",
         "--no-sandbox",
         "--disable-gpu",

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
 
-from factories import blob, file_entry, manifest_data, sha
+from factories import blob, file_entry, sha, write_manifest
 from lhymirror.cli import main
 from lhymirror.manifest.model import load_manifest
 from lhymirror.mirror.state import local_state
@@ -20,11 +19,6 @@ UNREACHABLE = "https://127.0.0.1:1/ml"  # nothing here may need the network
 
 def entry(entry_id: str, data: bytes | None = None, **extra: Any) -> dict[str, Any]:
     return file_entry(entry_id, data, kind="dataset", base_url=UNREACHABLE, **extra)
-
-
-def write_manifest(path: Path, *files: dict[str, Any]) -> Path:
-    path.write_text(tomli_w.dumps(manifest_data(*files, year=YEAR)))
-    return path
 
 
 @pytest.fixture
@@ -290,3 +284,14 @@ def test_importing_accepted_content_keeps_it_accepted(
     record = store.record("hw04")
     assert record is not None and record.accepted_upstream
     assert local_state(store, load_manifest(manifest).file("hw04")).status == "ok"
+
+
+def test_add_quiet_prints_nothing_when_it_works(
+    tmp_path: Path, store: MirrorStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = blob(1000, 13)
+    manifest = write_manifest(tmp_path / "m.toml", entry("hw04", data))
+    words = ["add", "-q", "--manifest", str(manifest), "hw04", str(downloaded(tmp_path, data))]
+    assert main([*words, "--root", str(store.root)]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert store.file_path("data/hw04.zip").is_file()

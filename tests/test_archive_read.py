@@ -9,20 +9,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import random
-import stat
 import struct
 import tarfile
 import tracemalloc
-import warnings
 import zipfile
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from factories import sha
+from factories import FORMATS, Spec, blob, sha, write_archive
 from lhymirror.archive.read import (
     ArchiveFormatError,
     ArchiveLimits,
@@ -31,84 +26,11 @@ from lhymirror.archive.read import (
     detect_format,
 )
 
-FORMATS = ("zip", "tar", "tar.gz")
 MiB = 1024 * 1024
 
 
 # ---------------------------------------------------------------------------------------------
-# Helpers: archives built member by member, hostile ones included
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One member to write: kind is file, dir, symlink, hardlink, fifo or device."""
-
-    name: str
-    data: bytes = b""
-    kind: str = "file"
-    mode: int = 0o644
-    link: str = "target"
-
-
-_ZIP_TYPES = {
-    "file": stat.S_IFREG,
-    "dir": stat.S_IFDIR,
-    "symlink": stat.S_IFLNK,
-    "fifo": stat.S_IFIFO,
-    "device": stat.S_IFCHR,
-}
-_TAR_TYPES = {
-    "file": tarfile.REGTYPE,
-    "dir": tarfile.DIRTYPE,
-    "symlink": tarfile.SYMTYPE,
-    "hardlink": tarfile.LNKTYPE,
-    "fifo": tarfile.FIFOTYPE,
-    "device": tarfile.CHRTYPE,
-}
-
-
-def seeded_bytes(size: int, seed: int = 0) -> bytes:
-    """Deterministic incompressible bytes."""
-    return random.Random(seed).randbytes(size)
-
-
-def write_archive(
-    path: Path, fmt: str, members: Iterable[Spec | tuple[str, bytes]], **zip_options: int
-) -> Path:
-    """Write *members* as given (order, duplicates and bad names kept) in format *fmt*."""
-    specs = [m if isinstance(m, Spec) else Spec(*m) for m in members]
-    if fmt == "zip":
-        _write_zip(path, specs, **zip_options)
-    else:
-        _write_tar(path, specs, gzip_it=fmt == "tar.gz")
-    return path
-
-
-def _write_zip(path: Path, specs: list[Spec], compression: int = zipfile.ZIP_DEFLATED) -> None:
-    with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as archive:
-        warnings.simplefilter("ignore")  # duplicate names are the point of some tests
-        for spec in specs:
-            name = spec.name + "/" if spec.kind == "dir" else spec.name
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.create_system = 3
-            info.external_attr = (_ZIP_TYPES[spec.kind] | spec.mode) << 16
-            info.compress_type = compression
-            data = spec.link.encode() if spec.kind == "symlink" else spec.data
-            archive.writestr(info, data)
-
-
-def _write_tar(path: Path, specs: list[Spec], *, gzip_it: bool) -> None:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for spec in specs:
-            info = tarfile.TarInfo(spec.name)
-            info.type = _TAR_TYPES[spec.kind]
-            info.mode = spec.mode
-            info.linkname = spec.link if spec.kind in ("symlink", "hardlink") else ""
-            info.size = len(spec.data) if spec.kind == "file" else 0
-            archive.addfile(info, io.BytesIO(spec.data) if spec.kind == "file" else None)
-    data = buffer.getvalue()
-    path.write_bytes(gzip.compress(data, mtime=0) if gzip_it else data)
+# Helpers (archives are built member by member, hostile ones included, by factories)
 
 
 def read_all(path: Path, **options: object) -> dict[str, object]:
@@ -131,7 +53,7 @@ def read_all(path: Path, **options: object) -> dict[str, object]:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_reads_every_member_with_kind_size_and_bytes(tmp_path: Path, fmt: str) -> None:
-    big = seeded_bytes(3 * MiB + 17, seed=1)
+    big = blob(3 * MiB + 17, 1)
     path = write_archive(
         tmp_path / f"a.{fmt}",
         fmt,
@@ -163,7 +85,7 @@ def test_reads_every_member_with_kind_size_and_bytes(tmp_path: Path, fmt: str) -
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("read_data", [True, False])
 def test_archive_sha256_is_computed_on_the_way(tmp_path: Path, fmt: str, read_data: bool) -> None:
-    members = [Spec(f"top/data/f{i}", seeded_bytes(300_000, seed=i)) for i in range(4)]
+    members = [Spec(f"top/data/f{i}", blob(300_000, i)) for i in range(4)]
     path = write_archive(tmp_path / f"a.{fmt}", fmt, members)
     with ArchiveReader(path, hash_archive=True) as reader:
         for member in reader:
@@ -189,7 +111,7 @@ def test_not_an_archive_is_a_clean_error(tmp_path: Path, content: bytes) -> None
 
 
 def test_memory_stays_bounded_while_reading_a_large_member(tmp_path: Path) -> None:
-    payload = seeded_bytes(12 * MiB, seed=5)
+    payload = blob(12 * MiB, 5)
     path = write_archive(tmp_path / "big.tar.gz", "tar.gz", [("top/data/big", payload)])
     del payload
     tracemalloc.start()
@@ -281,7 +203,7 @@ def test_duplicates_and_case_collisions_are_unsafe(tmp_path: Path, fmt: str) -> 
 
 
 def test_truncated_zip_is_a_clean_error(tmp_path: Path) -> None:
-    path = write_archive(tmp_path / "a.zip", "zip", [("top/data/a", seeded_bytes(50_000))])
+    path = write_archive(tmp_path / "a.zip", "zip", [("top/data/a", blob(50_000, 0))])
     path.write_bytes(path.read_bytes()[:30_000])
     with pytest.raises(ArchiveReadError, match="no end-of-archive record: the zip is cut short"):
         read_all(path)
@@ -289,7 +211,7 @@ def test_truncated_zip_is_a_clean_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["tar", "tar.gz"])
 def test_truncated_tar_names_the_member_being_read(tmp_path: Path, fmt: str) -> None:
-    data = seeded_bytes(400_000, seed=2)
+    data = blob(400_000, 2)
     path = write_archive(tmp_path / f"a.{fmt}", fmt, [("top/data/a", b"a"), ("top/data/b", data)])
     whole = path.read_bytes()
     path.write_bytes(whole[: len(whole) // 2])
@@ -320,9 +242,7 @@ def test_corrupt_tar_header_is_not_a_quiet_end(tmp_path: Path) -> None:
 
 
 def test_corrupt_gzip_is_a_clean_error(tmp_path: Path) -> None:
-    path = write_archive(
-        tmp_path / "a.tar.gz", "tar.gz", [("top/data/a", seeded_bytes(200_000, seed=3))]
-    )
+    path = write_archive(tmp_path / "a.tar.gz", "tar.gz", [("top/data/a", blob(200_000, 3))])
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x55
     path.write_bytes(bytes(data))

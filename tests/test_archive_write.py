@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import random
 import tarfile
 import zipfile
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import BinaryIO
 
 import pytest
 
+from factories import blob
 from lhymirror.archive.write import (
     COMPRESS_LEVEL,
     FORMATS,
@@ -30,10 +30,6 @@ from lhymirror.core.fsutil import CHUNK_SIZE
 EPOCH = 1_656_633_600  # 2022-07-01T00:00:00Z
 
 
-def payload(seed: int, size: int) -> bytes:
-    return random.Random(seed).randbytes(size)
-
-
 def write_sample(target: BinaryIO, fmt: str, *, mtime: int = EPOCH) -> None:
     """A small archive: folders, a text tag file, a compressed and a text payload file."""
     with archive_writer(target, fmt, mtime=mtime) as writer:
@@ -41,7 +37,7 @@ def write_sample(target: BinaryIO, fmt: str, *, mtime: int = EPOCH) -> None:
         writer.add_bytes("top/bagit.txt", b"BagIt-Version: 1.0\n")
         writer.add_directory("top/data")
         writer.add_stream("top/data/notes.txt", io.BytesIO(b"text " * 2000), 10_000)
-        writer.add_stream("top/data/slides.pdf", io.BytesIO(payload(1, 5000)), 5000)
+        writer.add_stream("top/data/slides.pdf", io.BytesIO(blob(5000, 1)), 5000)
 
 
 def sample_bytes(fmt: str, **kwargs: int) -> bytes:
@@ -88,7 +84,7 @@ def test_zip_stores_compressed_types_and_deflates_text_with_unix_modes() -> None
             assert info.date_time == (2022, 7, 1, 0, 0, 0)
             mode = info.external_attr >> 16
             assert mode == (0o40755 if name.endswith("/") else 0o100644), name
-        assert archive.read("top/data/slides.pdf") == payload(1, 5000)
+        assert archive.read("top/data/slides.pdf") == blob(5000, 1)
         assert archive.testzip() is None
 
 
@@ -138,7 +134,7 @@ def test_tar_members_have_normalised_owner_mode_and_time(fmt: str) -> None:
             assert "mtime" not in member.pax_headers
         slides = archive.extractfile("top/data/slides.pdf")
         assert slides is not None
-        assert slides.read() == payload(1, 5000)
+        assert slides.read() == blob(5000, 1)
 
 
 def test_tar_gz_header_has_no_time_and_no_name() -> None:
@@ -174,7 +170,7 @@ def test_non_ascii_names_survive_in_every_format() -> None:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_add_stream_returns_size_and_sha256_of_the_bytes_copied(fmt: str) -> None:
-    data = payload(2, CHUNK_SIZE * 2 + 17)
+    data = blob(CHUNK_SIZE * 2 + 17, 2)
     seen: list[int] = []
     with archive_writer(io.BytesIO(), fmt, mtime=EPOCH) as writer:
         copied = writer.add_stream("f.bin", io.BytesIO(data), len(data), progress=seen.append)
@@ -228,7 +224,7 @@ class ChunkGuard(io.RawIOBase):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_payload_is_read_in_chunks_never_whole(fmt: str) -> None:
-    source = ChunkGuard(payload(3, CHUNK_SIZE * 3 + 5))
+    source = ChunkGuard(blob(CHUNK_SIZE * 3 + 5, 3))
     with archive_writer(io.BytesIO(), fmt, mtime=EPOCH) as writer:
         copied = writer.add_stream("big.bin", source, CHUNK_SIZE * 3 + 5)  # type: ignore[arg-type]
     assert copied.size == CHUNK_SIZE * 3 + 5
@@ -236,7 +232,7 @@ def test_payload_is_read_in_chunks_never_whole(fmt: str) -> None:
 
 
 def test_hashing_reader_never_returns_more_than_a_chunk() -> None:
-    reader = HashingReader(io.BytesIO(payload(4, CHUNK_SIZE + 10)), CHUNK_SIZE + 10)
+    reader = HashingReader(io.BytesIO(blob(CHUNK_SIZE + 10, 4)), CHUNK_SIZE + 10)
     assert len(reader.read()) == CHUNK_SIZE
     assert len(reader.read(-1)) == 10
     assert reader.read() == b""
@@ -265,7 +261,7 @@ def test_hashing_sink_gives_the_sha256_of_the_finished_archive(tmp_path: Path, f
         try:
             with archive_writer(sink, fmt, mtime=EPOCH) as writer:  # type: ignore[arg-type]
                 for index in range(3):
-                    data = payload(index, CHUNK_SIZE + index)
+                    data = blob(CHUNK_SIZE + index, index)
                     writer.add_stream(f"f{index}.bin", io.BytesIO(data), len(data))
             digest = sink.hexdigest()
         finally:

@@ -18,7 +18,7 @@ import responses
 import tomli_w
 
 from factories import blob, manifest_data, sha
-from httpserver import CourseServer, Fault, StatusStep
+from httpserver import CourseServer, Fault
 from lhymirror.cli import main
 from lhymirror.fetch.check import STATUSES, CheckReport, check_sources
 from lhymirror.manifest.model import Manifest, parse_manifest
@@ -281,7 +281,7 @@ def test_json_and_markdown_reports(
     assert status == 4
     data = json.loads(out)
     assert data["counts"]["alive"] == 1 and data["counts"]["gone"] == 1
-    assert [s["status"] for s in data["sources"]] == ["alive", "gone"]
+    assert [s["state"] for s in data["sources"]] == ["alive", "gone"]
     text = report.read_text(encoding="utf-8")
     assert "| Entry | Status | Source | Detail |" in text
     assert f"| a | **gone** | <{http_server.url_for('/gone.zip')}> | HTTP 404 |" in text
@@ -299,7 +299,7 @@ def test_an_unknown_id_is_a_usage_error(course: Any, capsys: pytest.CaptureFixtu
 
 def test_head_refused_statuses_step_is_consumed_once(http_server: CourseServer) -> None:
     """The fake's statuses sequence answers the HEAD only (guards the test above)."""
-    url = http_server.add("/x.zip", DATA, faults=Fault(statuses=[StatusStep(405)]))
+    url = http_server.add("/x.zip", DATA, faults=Fault(statuses=[405]))
     quick(manifest(entry("x", url)))
     assert [r.status for r in http_server.requests] == [405, 206]
 
@@ -326,3 +326,8 @@ def test_the_archive_option_asks_for_the_last_resort_capture_of_pinned_files() -
         ("unpinned", f"{server}/b.pdf", "gone"),
     ]
     assert [c.source for c in quick(m).checks] == [f"{server}/a.pdf", f"{server}/b.pdf"]
+
+
+def test_no_answer_at_all_says_so(course: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(course(entry("a", "http://127.0.0.1:9/a.zip")), capsys)
+    assert status == 4 and "no source answered" in err and "connection" in err

@@ -84,6 +84,7 @@ def test_exit_codes_are_the_documented_numbers() -> None:
         "INCOMPLETE": 7,
         "MISSING": 8,
         "INTERRUPTED": 130,
+        "TERMINATED": 143,
     }
 
 

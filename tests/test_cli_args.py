@@ -111,3 +111,35 @@ def test_every_command_is_registered_with_the_one_line_error_parser() -> None:
     parser = build_parser()
     assert {type(p).__name__ for p in _parsers(parser)} == {"Parser"}
     assert set(COMMANDS) <= {p.prog.split()[-1] for p in _parsers(parser)}
+
+
+def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """The parsers that run something (have a handler), every command and sub-command."""
+    for sub in _parsers(parser):
+        if sub.get_default("handler") is not None:
+            yield sub
+
+
+def test_every_command_takes_quiet_and_verbose() -> None:
+    commands = list(_commands(build_parser()))
+    assert len(commands) >= len(COMMANDS)
+    for parser in commands:
+        words = parser.prog.split()[1:]
+        extra = [
+            "1"  # a value every required positional takes (a year, an id, a path)
+            for action in parser._actions
+            if not action.option_strings and action.nargs in (None, "+")
+        ]
+        quiet = build_parser().parse_args([*words, "-q", *extra])
+        verbose = build_parser().parse_args([*words, "--verbose", *extra])
+        assert (quiet.quiet, quiet.verbose) == (True, False), parser.prog
+        assert (verbose.quiet, verbose.verbose) == (False, True), parser.prog
+    before = build_parser().parse_args(["-q", "list", "2022"])
+    assert before.quiet is True
+
+
+def test_quiet_and_verbose_together_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list", "2022", "-q", "-v"])
+    assert exit_info.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err

@@ -31,6 +31,7 @@ from lhymirror.core.units import utc_now
 from lhymirror.manifest.model import Manifest
 from lhymirror.mirror.store import FileRecord, MirrorStore
 from pagecheck import Page, assert_local_links_resolve, needs_chromium, run_chromium
+from tools import require_tool
 
 FORMATS = ("zip", "tar", "tar.gz")
 TOOL_ENV = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}  # tools print UTF-8 names
@@ -159,14 +160,6 @@ def packed_as(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Packe
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
-
-
-def require_tool(name: str, package: str) -> str:
-    """The tool's path, or skip the test saying how to install it."""
-    found = shutil.which(name)
-    if found is None:
-        pytest.skip(f"{name} is not installed (Debian: apt-get install {package})")
-    return found
 
 
 def run_tool(*command: str | Path, cwd: Path | None = None) -> str:

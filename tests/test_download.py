@@ -20,7 +20,7 @@ import pytest
 import requests
 import responses
 
-from factories import sha
+from factories import blob, sha
 from httpserver import CourseServer, Fault
 from lhymirror.core.errors import DownloadError, StorageError, storage_errors
 from lhymirror.fetch.download import HTML_REASON, Downloader
@@ -39,10 +39,6 @@ URL = "https://files.example.org/ml2022/a.bin"
 URL_B = "https://mirror.example.net/ml2022/a.bin"
 ETAG = '"abc123"'
 LAST_MODIFIED = "Mon, 15 Jan 2024 12:00:00 GMT"
-
-
-def data_of(n: int, seed: int = 1) -> bytes:
-    return random.Random(seed).randbytes(n)
 
 
 @dataclass
@@ -170,7 +166,7 @@ def assert_no_partial(env: Env, key: str = "a") -> None:
 
 @responses.activate
 def test_fresh_download_is_verified_and_moved_into_place(env: Env) -> None:
-    data = data_of(3 * 1024 * 1024 + 17)
+    data = blob(3 * 1024 * 1024 + 17, 1)
     responses.add_callback(responses.GET, URL, callback=ranged(data))
     target = env.target(data)
 
@@ -189,7 +185,7 @@ def test_fresh_download_is_verified_and_moved_into_place(env: Env) -> None:
 
 @responses.activate
 def test_unpinned_download_reports_what_it_got(env: Env) -> None:
-    data = data_of(5000)
+    data = blob(5000, 1)
     responses.add_callback(responses.GET, URL, callback=ranged(data))
     result = env.fetch(env.target(None), [URL])
     assert (result.size, result.sha256) == (len(data), sha(data))
@@ -197,7 +193,7 @@ def test_unpinned_download_reports_what_it_got(env: Env) -> None:
 
 @responses.activate
 def test_server_name_is_never_used(env: Env) -> None:
-    data = data_of(100)
+    data = blob(100, 1)
     responses.get(URL, body=data, headers={"Content-Disposition": 'attachment; filename="../x"'})
     target = env.target(data)
     env.fetch(target, [URL])
@@ -210,7 +206,7 @@ def test_server_name_is_never_used(env: Env) -> None:
 
 @responses.activate
 def test_resume_sends_range_with_etag_and_accepts_matching_206(env: Env) -> None:
-    data = data_of(200_000)
+    data = blob(200_000, 1)
     responses.add_callback(responses.GET, URL, callback=ranged(data))
     target = env.target(data)
     env.hold_partial(target, data[:70_000])
@@ -228,7 +224,7 @@ def test_resume_sends_range_with_etag_and_accepts_matching_206(env: Env) -> None
 
 @responses.activate
 def test_resume_falls_back_to_last_modified_without_etag(env: Env) -> None:
-    data = data_of(10_000)
+    data = blob(10_000, 1)
     responses.add_callback(responses.GET, URL, callback=ranged(data, etag=None))
     target = env.target(data)
     env.hold_partial(target, data[:4000], etag=None)
@@ -239,7 +235,7 @@ def test_resume_falls_back_to_last_modified_without_etag(env: Env) -> None:
 
 @responses.activate
 def test_no_resume_without_a_validator(env: Env) -> None:
-    data = data_of(10_000)
+    data = blob(10_000, 1)
     responses.add_callback(responses.GET, URL, callback=ranged(data, etag=None))
     target = env.target(data)
     env.hold_partial(target, data[:4000], etag=None, last_modified=None)
@@ -251,7 +247,7 @@ def test_no_resume_without_a_validator(env: Env) -> None:
 
 @responses.activate
 def test_no_resume_from_bytes_of_another_url(env: Env) -> None:
-    data = data_of(10_000)
+    data = blob(10_000, 1)
     responses.add_callback(responses.GET, URL, callback=ranged(data))
     target = env.target(data)
     env.hold_partial(target, data[:4000], url=URL_B)
@@ -261,7 +257,7 @@ def test_no_resume_from_bytes_of_another_url(env: Env) -> None:
 
 @responses.activate
 def test_no_resume_when_the_pin_changed_since(env: Env) -> None:
-    data = data_of(10_000)
+    data = blob(10_000, 1)
     responses.add_callback(responses.GET, URL, callback=ranged(data))
     target = env.target(data)
     env.hold_partial(target, data[:4000])
@@ -274,7 +270,7 @@ def test_no_resume_when_the_pin_changed_since(env: Env) -> None:
 
 @responses.activate
 def test_206_at_another_offset_discards_and_restarts_from_zero(env: Env) -> None:
-    data = data_of(10_000)
+    data = blob(10_000, 1)
     wrong = {"Content-Range": f"bytes 0-9999/{len(data)}", "ETag": ETAG}
     responses.get(URL, status=206, headers=wrong, body=data)
     responses.add_callback(responses.GET, URL, callback=ranged(data))
@@ -293,7 +289,7 @@ def test_206_at_another_offset_discards_and_restarts_from_zero(env: Env) -> None
 
 @responses.activate
 def test_206_whose_total_differs_from_the_expected_size_restarts(env: Env) -> None:
-    data = data_of(10_000)
+    data = blob(10_000, 1)
     odd = {"Content-Range": "bytes 4000-9999/20000", "ETag": ETAG}
     responses.get(URL, status=206, headers=odd, body=data[4000:])
     responses.add_callback(responses.GET, URL, callback=ranged(data))
@@ -305,7 +301,7 @@ def test_206_whose_total_differs_from_the_expected_size_restarts(env: Env) -> No
 
 @responses.activate
 def test_200_to_a_range_request_restarts_from_zero(env: Env) -> None:
-    data = data_of(10_000)
+    data = blob(10_000, 1)
     responses.get(URL, body=data, headers={"ETag": '"new"'})
     target = env.target(data)
     env.hold_partial(target, data[:4000])
@@ -320,7 +316,7 @@ def test_200_to_a_range_request_restarts_from_zero(env: Env) -> None:
 
 @responses.activate
 def test_416_with_the_whole_file_held_verifies_it_as_complete(env: Env) -> None:
-    data = data_of(10_000)
+    data = blob(10_000, 1)
     responses.add_callback(responses.GET, URL, callback=ranged(data))
     target = env.target(data)
     env.hold_partial(target, data)
@@ -333,7 +329,7 @@ def test_416_with_the_whole_file_held_verifies_it_as_complete(env: Env) -> None:
 
 @responses.activate
 def test_416_with_an_incomplete_partial_restarts(env: Env) -> None:
-    data = data_of(10_000)
+    data = blob(10_000, 1)
     responses.get(URL, status=416, headers={"Content-Range": "bytes */12000"})
     responses.add_callback(responses.GET, URL, callback=ranged(data))
     target = env.target(data, size=False)
@@ -346,7 +342,7 @@ def test_416_with_an_incomplete_partial_restarts(env: Env) -> None:
 
 @responses.activate
 def test_resumed_bytes_that_fail_verification_are_fetched_again_from_zero(env: Env) -> None:
-    data = data_of(10_000)
+    data = blob(10_000, 1)
     responses.add_callback(responses.GET, URL, callback=ranged(data))
     target = env.target(data)
     env.hold_partial(target, b"\0" * 4000)  # a damaged prefix (e.g. after a power loss)
@@ -362,7 +358,7 @@ def test_resumed_bytes_that_fail_verification_are_fetched_again_from_zero(env: E
 
 def test_sidecar_is_updated_while_streaming(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run killed mid-transfer leaves a sidecar that says how much is held."""
-    target = env.target(data_of(10))
+    target = env.target(blob(10, 1))
     partial = PartialDownload(env.store, target)
     partial.begin(URL, ETAG, None, 0)
     monkeypatch.setattr("lhymirror.fetch.partial.STATE_EVERY", 4)
@@ -373,14 +369,14 @@ def test_sidecar_is_updated_while_streaming(env: Env, monkeypatch: pytest.Monkey
 
 
 def test_weak_etag_is_not_used_as_proof(env: Env) -> None:
-    partial = PartialDownload(env.store, env.target(data_of(10)))
+    partial = PartialDownload(env.store, env.target(blob(10, 1)))
     partial.begin(URL, 'W/"weak"', LAST_MODIFIED, 0)
     assert partial.validator == LAST_MODIFIED
 
 
 @responses.activate
 def test_interrupted_transfer_keeps_a_resumable_partial(env: Env) -> None:
-    data = data_of(3 * 1024 * 1024)
+    data = blob(3 * 1024 * 1024, 1)
     responses.add_callback(responses.GET, URL, callback=ranged(data))
 
     class Interrupting(Recorder):
@@ -400,7 +396,7 @@ def test_interrupted_transfer_keeps_a_resumable_partial(env: Env) -> None:
 
 # -- parts of a split file, kept in place in the assembly ------------------------------------
 
-EARLIER_PARTS = data_of(5000, seed=9)
+EARLIER_PARTS = blob(5000, 9)
 
 
 def part_in_place(env: Env, data: bytes, held: bytes = b"", **fields: Any) -> Target:
@@ -422,7 +418,7 @@ def part_in_place(env: Env, data: bytes, held: bytes = b"", **fields: Any) -> Ta
 @pytest.mark.parametrize("etag", [ETAG, None], ids=["resumed", "server-ignores-range"])
 @responses.activate
 def test_a_part_is_appended_in_place_and_stays_there(env: Env, etag: str | None) -> None:
-    data = data_of(100_000, seed=3)
+    data = blob(100_000, 3)
     responses.add_callback(responses.GET, URL, callback=ranged(data, etag=etag, last_modified=None))
     target = part_in_place(env, data, held=data[:40_000])
 
@@ -438,7 +434,7 @@ def test_a_part_is_appended_in_place_and_stays_there(env: Env, etag: str | None)
 
 @responses.activate
 def test_a_part_without_its_own_checksum_is_hashed_only_to_name_a_failure(env: Env) -> None:
-    data = data_of(3000, seed=6)
+    data = blob(3000, 6)
     responses.get(URL, body=data)
     target = replace(part_in_place(env, data), expected_sha256=None)
     assert env.fetch(target, [URL]).sha256 is None  # the joined whole is checked instead
@@ -453,7 +449,7 @@ def test_a_part_without_its_own_checksum_is_hashed_only_to_name_a_failure(env: E
 
 @responses.activate
 def test_a_bad_part_is_put_aside_and_the_parts_before_it_stay(env: Env) -> None:
-    good, bad = data_of(3000, seed=4), data_of(3000, seed=5)
+    good, bad = blob(3000, 4), blob(3000, 5)
     responses.get(URL, body=bad)
     target = part_in_place(env, good)
 
@@ -470,7 +466,7 @@ def test_a_bad_part_is_put_aside_and_the_parts_before_it_stay(env: Env) -> None:
 
 @responses.activate
 def test_5xx_and_429_are_retried_with_backoff(env: Env) -> None:
-    data = data_of(1000)
+    data = blob(1000, 1)
     responses.get(URL, status=503)
     responses.get(URL, status=429)
     responses.get(URL, status=500)
@@ -486,7 +482,7 @@ def test_5xx_and_429_are_retried_with_backoff(env: Env) -> None:
 
 @responses.activate
 def test_retry_after_seconds_is_honoured(env: Env) -> None:
-    data = data_of(1000)
+    data = blob(1000, 1)
     responses.get(URL, status=503, headers={"Retry-After": "7"})
     responses.get(URL, body=data)
     env.fetch(env.target(data), [URL])
@@ -495,7 +491,7 @@ def test_retry_after_seconds_is_honoured(env: Env) -> None:
 
 @responses.activate
 def test_retry_after_date_is_honoured(env: Env) -> None:
-    data = data_of(1000)
+    data = blob(1000, 1)
     responses.get(URL, status=429, headers={"Retry-After": "Fri, 01 Mar 2024 12:00:42 GMT"})
     responses.get(URL, body=data)
     now = dt.datetime(2024, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -505,7 +501,7 @@ def test_retry_after_date_is_honoured(env: Env) -> None:
 
 @responses.activate
 def test_retry_after_beyond_the_cap_moves_to_the_next_source(env: Env) -> None:
-    data = data_of(1000)
+    data = blob(1000, 1)
     responses.get(URL, status=429, headers={"Retry-After": "3600"})
     responses.get(URL_B, body=data)
     result = env.fetch(env.target(data), [URL, URL_B])
@@ -516,7 +512,7 @@ def test_retry_after_beyond_the_cap_moves_to_the_next_source(env: Env) -> None:
 
 @responses.activate
 def test_connection_errors_are_retried(env: Env) -> None:
-    data = data_of(1000)
+    data = blob(1000, 1)
     responses.get(URL, body=requests.ConnectionError("[Errno 111] Connection refused"))
     responses.get(URL, body=data)
     assert env.fetch(env.target(data), [URL]).sha256 == sha(data)
@@ -527,7 +523,7 @@ def test_connection_errors_are_retried(env: Env) -> None:
 def test_a_source_is_given_up_after_its_attempts(env: Env) -> None:
     responses.get(URL, status=500)
     with pytest.raises(DownloadError) as caught:
-        env.fetch(env.target(data_of(10)), [URL])
+        env.fetch(env.target(blob(10, 1)), [URL])
     assert len(responses.calls) == 3
     assert len(env.sleeps) == 2
     assert "gave up after 3 attempts" in str(caught.value)
@@ -536,7 +532,7 @@ def test_a_source_is_given_up_after_its_attempts(env: Env) -> None:
 
 @responses.activate
 def test_404_is_not_retried_and_the_next_source_is_used(env: Env) -> None:
-    data = data_of(1000)
+    data = blob(1000, 1)
     responses.get(URL, status=404)
     responses.get(URL_B, body=data)
     result = env.fetch(env.target(data), [URL, URL_B])
@@ -553,7 +549,7 @@ def test_every_source_failing_names_each_reason(env: Env) -> None:
     responses.get(URL, status=403)
     responses.get(URL_B, status=410)
     with pytest.raises(DownloadError) as caught:
-        env.fetch(env.target(data_of(10)), [URL, URL_B])
+        env.fetch(env.target(blob(10, 1)), [URL, URL_B])
     message = str(caught.value)
     assert message.startswith("download failed (slides/a.bin): ")
     assert f"{URL}: HTTP 403" in message and f"{URL_B}: HTTP 410" in message
@@ -562,12 +558,12 @@ def test_every_source_failing_names_each_reason(env: Env) -> None:
 
 def test_no_sources_at_all(env: Env) -> None:
     with pytest.raises(DownloadError, match="no source"):
-        env.fetch(env.target(data_of(10)), [])
+        env.fetch(env.target(blob(10, 1)), [])
 
 
 @responses.activate
 def test_html_page_by_content_type_is_refused_before_saving(env: Env) -> None:
-    data = data_of(1000)
+    data = blob(1000, 1)
     page = b"<!DOCTYPE html><html><title>Sign in</title></html>"
     responses.get(URL, body=page, content_type="text/html; charset=utf-8")
     responses.get(URL_B, body=data)
@@ -605,7 +601,7 @@ def test_unpinned_pdf_must_look_like_a_pdf(env: Env) -> None:
 
 @responses.activate
 def test_gzip_encoded_answer_fails_the_source(env: Env) -> None:
-    data = data_of(1000)
+    data = blob(1000, 1)
     responses.get(URL, body=b"\x1f\x8b...", headers={"Content-Encoding": "gzip"})
     responses.get(URL_B, body=data)
     assert env.fetch(env.target(data), [URL, URL_B]).source == URL_B
@@ -614,8 +610,8 @@ def test_gzip_encoded_answer_fails_the_source(env: Env) -> None:
 
 @responses.activate
 def test_offered_size_mismatch_fails_before_downloading(env: Env) -> None:
-    data = data_of(1000)
-    responses.get(URL, body=data_of(999), auto_calculate_content_length=True)
+    data = blob(1000, 1)
+    responses.get(URL, body=blob(999, 1), auto_calculate_content_length=True)
     with pytest.raises(
         UpstreamChangedError,
         match=r"size differs: expected 1000 bytes, got 999 \(the size on offer\)",
@@ -626,18 +622,18 @@ def test_offered_size_mismatch_fails_before_downloading(env: Env) -> None:
 
 @responses.activate
 def test_unpinned_size_mismatch_found_after_download_is_a_download_error(env: Env) -> None:
-    responses.get(URL, body=data_of(999))  # no Content-Length: found once the body is in
+    responses.get(URL, body=blob(999, 1))  # no Content-Length: found once the body is in
     target = Target("a", env.store.file_path("a.bin"), 1000, None, "a.bin")
     with pytest.raises(DownloadError, match="size differs: expected 1000 bytes, got 999") as caught:
         env.fetch(target, [URL])
     assert not isinstance(caught.value, UpstreamChangedError)
-    assert env.store.rejected_path("a", sha(data_of(999))).is_file()
+    assert env.store.rejected_path("a", sha(blob(999, 1))).is_file()
     assert not target.final_path.exists()
 
 
 @responses.activate
 def test_sha_mismatch_quarantines_the_bytes_and_keeps_the_good_file(env: Env) -> None:
-    good, bad = data_of(1000, seed=1), data_of(1000, seed=2)
+    good, bad = blob(1000, 1), blob(1000, 2)
     responses.get(URL, body=bad)
     target = env.target(good)
     target.final_path.parent.mkdir(parents=True)
@@ -663,8 +659,8 @@ def test_sha_mismatch_quarantines_the_bytes_and_keeps_the_good_file(env: Env) ->
 
 @responses.activate
 def test_sha_mismatch_fails_over_to_the_next_source(env: Env) -> None:
-    good = data_of(1000, seed=1)
-    responses.get(URL, body=data_of(1000, seed=2))
+    good = blob(1000, 1)
+    responses.get(URL, body=blob(1000, 2))
     responses.get(URL_B, body=good)
     target = env.target(good)
     assert env.fetch(target, [URL, URL_B]).source == URL_B
@@ -673,14 +669,14 @@ def test_sha_mismatch_fails_over_to_the_next_source(env: Env) -> None:
 
 @responses.activate
 def test_upstream_changed_only_when_every_source_differs(env: Env) -> None:
-    good = data_of(1000, seed=1)
-    responses.get(URL, body=data_of(1000, seed=2))
+    good = blob(1000, 1)
+    responses.get(URL, body=blob(1000, 2))
     responses.get(URL_B, status=404)
     with pytest.raises(DownloadError) as caught:
         env.fetch(env.target(good), [URL, URL_B])
     assert not isinstance(caught.value, UpstreamChangedError)
 
-    responses.replace(responses.GET, URL_B, body=data_of(1000, seed=3))
+    responses.replace(responses.GET, URL_B, body=blob(1000, 3))
     with pytest.raises(UpstreamChangedError) as changed:
         env.fetch(env.target(good), [URL, URL_B])
     assert set(changed.value.actual) == {URL, URL_B}
@@ -691,7 +687,7 @@ def test_upstream_changed_only_when_every_source_differs(env: Env) -> None:
 
 @responses.activate
 def test_https_to_http_redirect_fails_the_source(env: Env) -> None:
-    data = data_of(100)
+    data = blob(100, 1)
     responses.get(URL, status=302, headers={"Location": "http://files.example.org/a.bin"})
     responses.get(URL_B, body=data)
     assert env.fetch(env.target(data), [URL, URL_B]).source == URL_B
@@ -700,7 +696,7 @@ def test_https_to_http_redirect_fails_the_source(env: Env) -> None:
 
 @responses.activate
 def test_the_original_url_is_always_requested_again(env: Env) -> None:
-    data = data_of(10_000)
+    data = blob(10_000, 1)
     signed = "https://objects.example.com/a.bin?X-Signature=1"
     responses.get(URL, status=302, headers={"Location": signed})
     responses.add_callback(responses.GET, signed, callback=ranged(data))
@@ -716,7 +712,7 @@ def test_the_original_url_is_always_requested_again(env: Env) -> None:
 def test_disk_full_stops_at_once_and_keeps_the_partial(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = data_of(10_000)
+    data = blob(10_000, 1)
     responses.add_callback(responses.GET, URL, callback=ranged(data))
     responses.get(URL_B, body=data)
 
@@ -735,9 +731,9 @@ def test_disk_full_stops_at_once_and_keeps_the_partial(
 
 @responses.activate
 def test_local_copy_is_verified_and_fails_over(env: Env, tmp_path: Path) -> None:
-    good = data_of(3000)
+    good = blob(3000, 1)
     wrong = tmp_path / "wrong.bin"
-    wrong.write_bytes(data_of(3000, seed=9))
+    wrong.write_bytes(blob(3000, 9))
     missing = tmp_path / "missing.bin"
     responses.get(URL, body=good)
     target = env.target(good)
@@ -773,7 +769,7 @@ def real_downloader(env: Env, **policy: Any) -> Downloader:
 def test_cut_twice_resumes_with_proof_and_bounded_resent_bytes(
     env: Env, http_server: CourseServer
 ) -> None:
-    data = data_of(3 * 1024 * 1024 + 5)
+    data = blob(3 * 1024 * 1024 + 5, 1)
     url = http_server.add("/ml2022/hw1.bin", data, faults=Fault(cut_after=1_000_000, cut_times=2))
     target = env.target(data)
 
@@ -793,7 +789,7 @@ def test_cut_twice_resumes_with_proof_and_bounded_resent_bytes(
 
 
 def test_killed_run_resumes_on_the_next_run(env: Env, http_server: CourseServer) -> None:
-    data = data_of(600_000)
+    data = blob(600_000, 1)
     url = http_server.add("/ml2022/hw2.bin", data, faults=Fault(cut_after=250_000, cut_times=1))
     target = env.target(data)
     with pytest.raises(DownloadError):
@@ -812,7 +808,7 @@ def test_killed_run_resumes_on_the_next_run(env: Env, http_server: CourseServer)
 def test_content_changed_between_attempts_restarts_from_zero(
     env: Env, http_server: CourseServer
 ) -> None:
-    old, new = data_of(400_000, seed=1), data_of(420_000, seed=2)
+    old, new = blob(400_000, 1), blob(420_000, 2)
     fault = Fault(cut_after=100_000, cut_times=1, etag_changes=new, change_after=1)
     url = http_server.add("/ml2022/hw3.bin", old, faults=fault)
     target = env.target(None)
@@ -830,7 +826,7 @@ def test_content_changed_between_attempts_restarts_from_zero(
 def test_a_part_feeds_the_assembly_digest_through_cuts_and_restarts(
     env: Env, http_server: CourseServer, changes: bool
 ) -> None:
-    old, new = data_of(400_000, seed=1), data_of(420_000, seed=2)
+    old, new = blob(400_000, 1), blob(420_000, 2)
     fault = Fault(cut_after=100_000, cut_times=1, etag_changes=new if changes else None)
     url = http_server.add("/ml2022/part2.bin", old, faults=fault)
     assembly = env.store.assembly_path("d")
@@ -847,7 +843,7 @@ def test_a_part_feeds_the_assembly_digest_through_cuts_and_restarts(
 
 
 def test_stall_detector_aborts_a_trickling_transfer(env: Env, http_server: CourseServer) -> None:
-    data = data_of(200_000)
+    data = blob(200_000, 1)
     url = http_server.add("/ml2022/slow.bin", data, faults=Fault(trickle=(64, 0.01)))
     downloader = real_downloader(env, attempts=2, stall_window=0.05, stall_min_bytes=100_000)
     with pytest.raises(DownloadError, match="stalled"):
@@ -856,7 +852,7 @@ def test_stall_detector_aborts_a_trickling_transfer(env: Env, http_server: Cours
 
 
 def test_silent_server_times_out_and_the_retry_resumes(env: Env, http_server: CourseServer) -> None:
-    data = data_of(300_000)
+    data = blob(300_000, 1)
     fault = Fault(stall_after=100_000, stall_times=1)
     url = http_server.add("/ml2022/quiet.bin", data, faults=fault)
     target = env.target(data)
@@ -866,7 +862,7 @@ def test_silent_server_times_out_and_the_retry_resumes(env: Env, http_server: Co
 
 
 def test_retry_after_from_a_real_server(env: Env, http_server: CourseServer) -> None:
-    data = data_of(5000)
+    data = blob(5000, 1)
     fault = Fault(statuses=[(503, {"Retry-After": "3"}), (429, {"Retry-After": "1"})])
     url = http_server.add("/r.bin", data, faults=fault)
     real_downloader(env).fetch(env.target(data), [url], new_session())

@@ -11,6 +11,7 @@ import pytest
 import responses
 from responses import matchers
 
+from factories import blob
 from lhymirror.core.errors import DownloadError
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy, new_session
@@ -129,7 +130,7 @@ def first_request(html: str, status: int = 200) -> None:
     )
 
 
-DATA = random.Random(5).randbytes(50_000)
+DATA = blob(50_000, 5)
 
 
 @responses.activate

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+import factories
 from lhymirror.archive.index_page import IndexFile, local_href, render_index
 from lhymirror.manifest.model import Manifest
 from pagecheck import Page, assert_local_links_resolve, needs_chromium, run_chromium
@@ -29,19 +30,12 @@ def make_manifest(
     files: Sequence[dict[str, Any]], links: Sequence[dict[str, Any]] = ()
 ) -> Manifest:
     """A valid manifest around the given file and link entries (urls filled in when absent)."""
-    return Manifest.model_validate(
-        {
-            "schema": 1,
-            "course": "ML",
-            "year": 2022,
-            "version": "1.2",
-            "homepage": "https://speech.ee.ntu.edu.tw/~hylee/ml/2022-spring.php",
-            "released": dt.date(2022, 7, 1),
-            "files": [
-                {"kind": "slide", "urls": [f"https://example.org/{f['id']}"], **f} for f in files
-            ],
-            "links": list(links),
-        }
+    return factories.make_manifest(
+        *({"kind": "slide", "urls": [f"https://example.org/{f['id']}"], **f} for f in files),
+        version="1.2",
+        homepage="https://speech.ee.ntu.edu.tw/~hylee/ml/2022-spring.php",
+        released=dt.date(2022, 7, 1),
+        links=list(links),
     )
 
 

@@ -12,19 +12,18 @@ import pytest
 import requests
 import responses
 
-from factories import blob, file_entry, manifest_data, sha
+from factories import blob, file_entry, make_manifest, sha
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy, new_session
 from lhymirror.fetch.job import FileJob, SyncCancelled, settled_outcome
 from lhymirror.fetch.plan import PlanItem, plan_sync
-from lhymirror.manifest.model import Manifest
 from lhymirror.mirror.store import MirrorStore
 
 BASE = "https://course.example.edu/ml"
 
 
 def item_of(store: MirrorStore, *files: dict[str, Any]) -> PlanItem:
-    manifest = Manifest.model_validate(manifest_data(*files))
+    manifest = make_manifest(*files)
     (item,) = plan_sync(manifest, store).items
     return item
 
@@ -126,6 +125,6 @@ def test_a_manual_file_and_an_offline_one_say_so(store: MirrorStore) -> None:
     manual = item_of(store, {"id": "m", "kind": "slide", "path": "slides/m.pdf", "manual": "ask"})
     assert manual.action == "manual"
     assert settled_outcome(manual).cause == "manual"
-    manifest = Manifest.model_validate(manifest_data(file_entry("a", blob(10, 7))))
+    manifest = make_manifest(file_entry("a", blob(10, 7)))
     (offline,) = plan_sync(manifest, store, offline=True).items
     assert settled_outcome(offline).cause == "offline"

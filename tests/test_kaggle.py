@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import responses
 
+from factories import blob
 from lhymirror.core.errors import UsageError
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy, new_session
@@ -24,7 +25,7 @@ COMPETITION = "ml2022spring-hw1"
 API_FILE = f"https://www.kaggle.com/api/v1/competitions/data/download/{COMPETITION}/covid.train.csv"
 STORAGE = "https://storage.googleapis.com/kaggle-competitions-data/hw1/covid.train.csv?sig=x"
 CREDS = KaggleCredentials("alice", "s3cr3t-key")
-DATA = random.Random(11).randbytes(20_000)
+DATA = blob(20_000, 11)
 
 
 # -- credentials -------------------------------------------------------------------------------

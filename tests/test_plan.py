@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from factories import blob, manifest_data, sha
+from factories import blob, make_manifest, sha
 from lhymirror.core.errors import UsageError
 from lhymirror.fetch.plan import (
     PlanItem,
@@ -22,10 +22,6 @@ from lhymirror.mirror.store import FileRecord, MirrorStore, part_key
 
 YEAR = 2022
 UPSTREAM = "https://speech.example.edu/~hylee/ml/2022/rule%20(v2).pdf?dl=1"
-
-
-def make_manifest(*files: dict[str, Any]) -> Manifest:
-    return Manifest.model_validate(manifest_data(*files, year=YEAR))
 
 
 def entry(entry_id: str = "slides", **fields: Any) -> dict[str, Any]:
@@ -344,3 +340,42 @@ def test_plan_is_json_serialisable(store: MirrorStore) -> None:
         "up_to_date": 0, "verify": 0, "fetch": 2, "manual": 0, "needs_network": 0, "refused": 0,
     }  # fmt: skip
     assert data["files"][1]["parts"][0]["key"] == "hw04-data.part00"
+
+
+# -- what stands on disk -----------------------------------------------------------------------
+
+
+def test_a_short_file_is_re_verified_and_says_why(store: MirrorStore) -> None:
+    data = blob(100, 31)
+    place(store, "slides/slides.pdf", data[:10])
+    item = only_item(make_manifest(entry(size=100, sha256=sha(data))), store)
+    assert (item.action, item.reason) == (
+        "verify",
+        "size differs: expected 100 bytes (manifest), got 10",
+    )
+    assert item.to_json()["problem"]["kind"] == "size"
+
+
+@pytest.mark.parametrize("odd", ["symlink", "folder"])
+def test_what_is_not_a_regular_file_is_refused_not_fetched(
+    store: MirrorStore, tmp_path: Path, odd: str
+) -> None:
+    data = blob(100, 32)
+    target = store.year_dir / "slides" / "slides.pdf"
+    target.parent.mkdir(parents=True)
+    if odd == "symlink":
+        (tmp_path / "real.pdf").write_bytes(data)
+        target.symlink_to(tmp_path / "real.pdf")
+    else:
+        target.mkdir()
+    item = only_item(make_manifest(entry(size=100, sha256=sha(data))), store, offline=True)
+    assert item.action == "refused"
+    assert (
+        item.reason
+        == {
+            "symlink": "symlink inside the mirror at slides/slides.pdf (not followed)",
+            "folder": "not a regular file (a directory)",
+        }[odd]
+    )
+    assert item.to_json()["problem"]["text"] == item.reason
+    assert not item.needs_transfer and item.sources == ()

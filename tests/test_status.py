@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
 
-from factories import blob, file_entry, sha
+from factories import blob, file_entry, sha, write_manifest
 from lhymirror.cli import main
 from lhymirror.mirror.store import FileRecord, MirrorStore
 
@@ -61,9 +60,7 @@ def mirror(tmp_path: Path) -> tuple[Path, MirrorStore]:
     os.utime(target, ns=(0, target.stat().st_mtime_ns + 2_000_000_000))
     place(store, "unverified", unverified, record=False)
     store.partial_path("partial").write_bytes(partial[:250])
-    manifest = tmp_path / "course.toml"
-    data = {"schema": 1, "course": "ML", "year": YEAR, "version": "1", "files": files}
-    manifest.write_text(tomli_w.dumps(data))
+    manifest = write_manifest(tmp_path / "course.toml", *files, year=YEAR)
     return manifest, store
 
 
@@ -121,9 +118,7 @@ def test_rehash_finds_damage_that_kept_size_and_mtime(
 def test_status_of_an_empty_mirror_creates_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    manifest = tmp_path / "course.toml"
-    data = {"schema": 1, "course": "ML", "year": YEAR, "version": "1", "files": [slide("a")]}
-    manifest.write_text(tomli_w.dumps(data))
+    manifest = write_manifest(tmp_path / "course.toml", slide("a"), year=YEAR)
     root = tmp_path / "empty"
     root.mkdir()
     assert main(["status", "--manifest", str(manifest), "--root", str(root)]) == 8
@@ -164,10 +159,7 @@ def test_an_unreadable_file_is_shown_as_unreadable_not_a_traceback(
 
 
 def course(tmp_path: Path, *files: dict[str, Any]) -> Path:
-    manifest = tmp_path / "course.toml"
-    data = {"schema": 1, "course": "ML", "year": YEAR, "version": "1", "files": list(files)}
-    manifest.write_text(tomli_w.dumps(data))
-    return manifest
+    return write_manifest(tmp_path / "course.toml", *files, year=YEAR)
 
 
 def test_a_complete_mirror_exits_0_with_no_next_step(

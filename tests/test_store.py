@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from factories import blob, manifest_data, sha
+from factories import blob, make_manifest, sha
 from lhymirror.core.errors import StorageError
-from lhymirror.manifest.model import FileEntry, Manifest
+from lhymirror.manifest.model import FileEntry
 from lhymirror.mirror.store import (
     FileRecord,
     LockedError,
@@ -32,7 +32,7 @@ def make_entry(**fields: Any) -> FileEntry:
         "urls": ["https://example.org/l01.pdf"],
         **fields,
     }
-    return Manifest.model_validate(manifest_data(data)).files[0]
+    return make_manifest(data).files[0]
 
 
 @pytest.fixture

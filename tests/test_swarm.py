@@ -84,7 +84,7 @@ class Class:
 
     @staticmethod
     def path_of(name: str) -> str:
-        return f"slides/{name} (v2).pdf"
+        return f"slides/{name} (v2) 講義.pdf"  # web seeds must get spaces and CJK right
 
     def place(self, root: Path, name: str, data: bytes) -> None:
         """Import *data* as the file *name* into the mirror at *root* (via `lhymirror add`)."""
@@ -439,6 +439,14 @@ def test_fetch_an_archive_from_its_web_seed(
     assert (out / archive.name).read_bytes() == archive.read_bytes()
     assert (out / (archive.name + ".torrent")).read_bytes() == torrent.read_bytes()
     assert main(["verify", str(out / archive.name)]) == 0
+    course.server.reset_log()  # fetching again: the archive is there, nothing is downloaded
+    assert main(["fetch", str(torrent), "--out", str(out), *LOOPBACK, "--wait", "10"]) == 0
+    assert course.server.count() == 0
+    damaged = bytearray(archive.read_bytes())
+    damaged[-100] ^= 0xFF
+    (out / archive.name).write_bytes(bytes(damaged))  # other bytes there: downloaded anew
+    assert main(["fetch", str(torrent), "--out", str(out), *LOOPBACK, "--wait", "10"]) == 0
+    assert (out / archive.name).read_bytes() == archive.read_bytes()
 
 
 def lying_seeder(torrent: Path, good: Path) -> tuple[Any, Any]:
@@ -476,6 +484,29 @@ def lying_seeder(torrent: Path, good: Path) -> tuple[Any, Any]:
     params = lt.read_resume_data(resume)
     params.save_path = str(good)
     return session, session.add_torrent(params)
+
+
+@needs_libtorrent
+def test_a_classmates_python_http_server_is_a_web_seed_as_it_is(
+    course: Class, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "-d", str(course.ta),
+         "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().split(" port ")[1].split()[0])
+        torrent = course.torrent("--web-seed", f"http://127.0.0.1:{port}")  # no trailing /
+        student = course.tmp / "student"
+        status = course.sync(student, "--swarm", str(torrent), *LOOPBACK, "--swarm-wait", "10")
+    finally:
+        server.terminate()
+        server.wait()
+    assert status == 0, capsys.readouterr()
+    assert course.origin_bytes() == 0
+    for name, data in course.data.items():
+        assert course.file(student, name).read_bytes() == data
 
 
 @needs_libtorrent

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from factories import blob, file_entry, manifest_data, sha
+from factories import blob, file_entry, make_manifest, sha
 from lhymirror.core.errors import DownloadError, IntegrityError, StorageError
 from lhymirror.core.fsutil import atomic_write_bytes
 from lhymirror.fetch.job import SyncCancelled
@@ -35,10 +35,6 @@ def url(name: str, host: str = "course.example.edu") -> str:
 
 def entry(entry_id: str, data: bytes | None = None, **options: Any) -> dict[str, Any]:
     return file_entry(entry_id, data, base_url=url("").rstrip("/"), **options)
-
-
-def make_manifest(*files: dict[str, Any]) -> Manifest:
-    return Manifest.model_validate(manifest_data(*files, year=YEAR))
 
 
 class FakeDownloader:

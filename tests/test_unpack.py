@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from factories import FORMATS, Spec, write_archive
 from lhymirror.archive.unpack import TEMP_PREFIX, UnpackError, unpack_archive
 from lhymirror.cli import main
 from lhymirror.core.errors import UsageError
-from test_archive_read import FORMATS, Spec, write_archive
 from test_verify import PAYLOAD, TOP, archive_with, bag_specs, packed, replace_member
 
 

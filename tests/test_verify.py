@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import bagit
 import pytest
 
 import lhymirror
+from factories import FORMATS, Spec, blob, sha, write_archive
 from lhymirror.archive.bag import (
     BAG_DECLARATION,
     format_bag_info,
@@ -32,11 +33,11 @@ from lhymirror.core.errors import UsageError
 from lhymirror.core.units import utc_now
 from lhymirror.manifest.model import Manifest, parse_manifest
 from lhymirror.mirror.store import FileRecord, MirrorStore
-from test_archive_read import FORMATS, Spec, seeded_bytes, sha, write_archive
+from tools import require_tool
 
 TOP = "ml-2022-v1"
 PAYLOAD = {
-    "slides/lecture 1.pdf": seeded_bytes(150_000, seed=11),
+    "slides/lecture 1.pdf": blob(150_000, 11),
     "data/hw1/train.csv": b"id,x,y\n" + b"1,2,3\n" * 4000,
     "data/hw1/empty.txt": b"",
 }
@@ -497,7 +498,6 @@ def test_verify_and_unpack_import_no_http_client() -> None:
 
 
 def test_bag_made_by_bagit_python_verifies_as_folder_and_gnu_tar_archive(tmp_path: Path) -> None:
-    bagit = pytest.importorskip("bagit")
     folder = tmp_path / "course"
     for path, data in PAYLOAD.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
@@ -506,9 +506,7 @@ def test_bag_made_by_bagit_python_verifies_as_folder_and_gnu_tar_archive(tmp_pat
     report = verify_path(folder)
     assert report.ok, report.problems
     assert report.files_checked == len(PAYLOAD)
-    tar = shutil.which("tar")
-    if tar is None:
-        pytest.skip("GNU tar is not installed")
+    tar = require_tool("tar", "tar")
     archive = tmp_path / "course.tar.gz"
     subprocess.run([tar, "-czf", str(archive), "-C", str(tmp_path), "course"], check=True)
     report = verify_path(archive)
@@ -516,9 +514,7 @@ def test_bag_made_by_bagit_python_verifies_as_folder_and_gnu_tar_archive(tmp_pat
 
 
 def test_zip_made_by_7z_verifies(tmp_path: Path) -> None:
-    seven = shutil.which("7z")
-    if seven is None:
-        pytest.skip("7z is not installed")
+    seven = require_tool("7z", "p7zip-full")
     for spec in bag_specs():
         target = tmp_path / "src" / spec.name
         if spec.kind == "dir":

@@ -340,7 +340,7 @@ def test_other_unlisted_files_in_an_extracted_bag_still_fail(extracted: Path) ->
 
 
 def test_os_clutter_in_an_archive_is_still_extra(tmp_path: Path) -> None:
-    from test_archive_read import Spec
+    from factories import Spec
     from test_verify import archive_with, bag_specs
 
     specs = [*bag_specs(), Spec(f"{TOP}/data/.DS_Store", b"Bud1")]

@@ -17,17 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from lhymirror.fetch.build import build_downloader
+
 if TYPE_CHECKING:
     from lhymirror.archive.bagcheck import VerifyReport
     from lhymirror.archive.pack import PackResult
-    from lhymirror.fetch.health import HostHealth
-    from lhymirror.fetch.job import Fetcher
     from lhymirror.fetch.plan import SyncPlan
     from lhymirror.fetch.policy import RetryPolicy
-    from lhymirror.fetch.ratelimit import RateLimiter
     from lhymirror.fetch.report import AddReport, FileOutcome, SyncReport
-    from lhymirror.fetch.sources.kaggle import KaggleCredentials
-    from lhymirror.fetch.transfer import TransferEvents
     from lhymirror.manifest.listing import ListReport
     from lhymirror.manifest.model import Manifest
     from lhymirror.mirror.pin import PinReport
@@ -242,6 +239,7 @@ def sync(
     from lhymirror.fetch.health import HostHealth  # noqa: PLC0415
     from lhymirror.fetch.policy import RetryPolicy  # noqa: PLC0415
     from lhymirror.fetch.ratelimit import RateLimiter  # noqa: PLC0415
+    from lhymirror.fetch.scheduler import ConnectionBudget  # noqa: PLC0415
     from lhymirror.fetch.sources.kaggle import credentials_for_plan  # noqa: PLC0415
     from lhymirror.fetch.sync import run_sync  # noqa: PLC0415
 
@@ -290,6 +288,7 @@ def sync(
     credentials = credentials_for_plan(sync_plan)
     health = HostHealth()
     limiter = RateLimiter(limit_rate) if limit_rate else None
+    budget = ConnectionBudget(jobs)  # large files from a base use the spare connections
     report = run_sync(
         sync_plan,
         store,
@@ -299,9 +298,11 @@ def sync(
             kaggle_credentials=credentials,
             health=health,
             limiter=limiter,
+            budget=budget,
             **({"policy": policy} if policy else {}),
         ),
         health=health,
+        budget=budget,
         jobs=jobs,
         per_host=PER_HOST,
         events=events,
@@ -322,29 +323,6 @@ class SwarmSource:
     options: SessionOptions
     peers: Sequence[tuple[str, int]] = ()
     wait: float = 60.0  # give up once the swarm delivered nothing for this long (seconds)
-
-
-def build_downloader(
-    store: MirrorStore,
-    *,
-    events: TransferEvents,
-    kaggle_credentials: KaggleCredentials | None,
-    health: HostHealth | None = None,
-    limiter: RateLimiter | None = None,
-    policy: RetryPolicy | None = None,
-) -> Fetcher:
-    """The downloader of one worker thread (tests replace this to inject sleeps and clocks)."""
-    from lhymirror.fetch.download import Downloader  # noqa: PLC0415 - loads requests
-    from lhymirror.fetch.policy import RetryPolicy  # noqa: PLC0415
-
-    return Downloader(
-        store,
-        events=events,
-        kaggle_credentials=kaggle_credentials,
-        health=health,
-        limiter=limiter,
-        policy=policy or RetryPolicy(),
-    )
 
 
 def add(manifest: Manifest, store: MirrorStore, entry_id: str, file: Path | str) -> AddReport:

@@ -19,6 +19,7 @@ from lhymirror.cli.commands import COMMANDS
 from lhymirror.cli.common import HelpFormatter, Parser, add_verbosity_options
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
 from lhymirror.cli.jsonout import print_document, wants_json
+from lhymirror.cli.signals import Terminated, terminate_as_interrupt
 from lhymirror.core.errors import LhymirrorError, ManifestError
 
 DESCRIPTION = """\
@@ -75,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return ExitStatus.USAGE
     try:
-        return int(args.handler(args))
+        with terminate_as_interrupt():
+            return int(args.handler(args))
     except LhymirrorError as error:
         if args.debug:
             traceback.print_exc()
@@ -83,12 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_document(args, error=error)
         report_error(error)
         return exit_status_for(error)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (see cli.signals)
+        status = (
+            ExitStatus.TERMINATED if isinstance(interrupt, Terminated) else ExitStatus.INTERRUPTED
+        )
         if wants_json(args):
             interrupted = LhymirrorError("interrupted", hint=RESUME)
-            print_document(args, error=interrupted, status=ExitStatus.INTERRUPTED)
+            print_document(args, error=interrupted, status=status)
         print("lhymirror: interrupted; run the same command again to resume.", file=sys.stderr)
-        return ExitStatus.INTERRUPTED
+        return status
     except BrokenPipeError:
         # The reader went away (e.g. `lhymirror list 2022 | head`): not an error of ours.
         sys.stderr.close()

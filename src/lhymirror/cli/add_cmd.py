@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
         if report.checked_against
         else "no checksum was known: recorded as the reference"
     )
-    print(
-        f"added {report.id}: {report.path} ({format_size(report.record.size)}, "
-        f"sha256 {report.record.sha256[:12]}…, {note})"
-    )
+    if not args.quiet:
+        print(
+            f"added {report.id}: {report.path} ({format_size(report.record.size)}, "
+            f"sha256 {report.record.sha256[:12]}…, {note})"
+        )
     return 0

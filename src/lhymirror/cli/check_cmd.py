@@ -151,7 +151,8 @@ def _write_markdown(path: Path, course: str, report: CheckReport) -> None:
         "|---|---|---|---|",
     ]
     for entry, status, source, facts in _rows(report):
-        cells = (entry, f"**{status}**" if status != "alive" else status, f"<{source}>", facts)
+        link = f"<{source}>" if source.startswith(("https://", "http://")) else f"`{source}`"
+        cells = (entry, f"**{status}**" if status != "alive" else status, link, facts)
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     try:
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -169,6 +170,12 @@ def _verdict(report: CheckReport) -> LhymirrorError | None:
             hint="Check the new bytes (lhymirror sync --accept-upstream ID) and update the pins.",
         )
     failed = report.with_status("gone", "unreachable")
+    if failed and len(report.with_status("unreachable")) == len(report.checks):
+        return DownloadError(
+            "no source answered",
+            where=f"{report.year}",
+            hint="Check the connection or proxy settings, then run the same command again.",
+        )
     if failed:
         return DownloadError(
             f"{count_of(len(failed), 'source')} gone or unreachable",

@@ -29,7 +29,8 @@ class ExitStatus(IntEnum):
     STORAGE = 6
     INCOMPLETE = 7
     MISSING = 8
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM, handled like Ctrl-C
 
 
 _BY_ERROR: tuple[tuple[type[LhymirrorError], ExitStatus], ...] = (

@@ -189,12 +189,12 @@ def run(args: argparse.Namespace) -> int:
             fallback_upstream=args.fallback_upstream,
         )
     if wants_json(args):
-        return finish(args, {"dry_run": False, **report.to_json()}, sync_error(report))
+        return finish(args, {"dry_run": False, **report.to_json()}, sync_error(report, json=True))
     print_report(args, manifest, report)
     return finish(args, {}, sync_error(report))
 
 
-def sync_error(report: SyncReport) -> LhymirrorError | None:
+def sync_error(report: SyncReport, *, json: bool = False) -> LhymirrorError | None:
     """The report's error, its download hint told by the causes the summary groups files by."""
     error = report.error()
     failed = report.with_outcome("failed")
@@ -204,7 +204,11 @@ def sync_error(report: SyncReport) -> LhymirrorError | None:
         count = count_of(len(failed), "file")
         return DownloadError(f"{count} {OFFLINE}", where=error.where, hint=OFFLINE_HINT)
     if not report.no_network and not report.offline and not rerun_helps(report):
-        error.hint = "See the hints above; running the same command again will not help."
+        error.hint = (
+            "Running the same command again will not help; see each file's reason."
+            if json
+            else "See the hints above; running the same command again will not help."
+        )
     return error
 
 

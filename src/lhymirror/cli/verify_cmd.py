@@ -74,10 +74,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify what was asked; print the problems and a summary."""
-    with ByteProgress(quiet=wants_json(args)) as progress:
+    with ByteProgress(quiet=wants_json(args) or args.quiet) as progress:
         report = _verify(args, progress)
     if not wants_json(args):
-        print("\n".join(report_lines(report)))
+        print("\n".join(report_lines(report, quiet=args.quiet)))
     return finish(args, report.to_json(), report.error())
 
 
@@ -100,11 +100,12 @@ def _verify(args: argparse.Namespace, progress: ByteProgress) -> VerifyReport:
     return verify_mirror(manifest, store, fast=args.fast, events=progress)
 
 
-def report_lines(report: VerifyReport) -> list[str]:
-    """Every problem on its own line, the notes, then the summary line."""
+def report_lines(report: VerifyReport, *, quiet: bool = False) -> list[str]:
+    """Every problem on its own line, the notes, then the summary line (*quiet*: problems only)."""
     lines = [str(problem) for problem in report.problems]
-    lines += [f"note: {note}" for note in report.notes]
-    lines.append(summary_line(report))
+    if not quiet:
+        lines += [f"note: {note}" for note in report.notes]
+        lines.append(summary_line(report))
     return lines
 
 

@@ -79,7 +79,7 @@ class SourceCheck:
             "id": self.entry_id,
             "part": self.part,
             "source": self.source,
-            "status": probe.status,
+            "state": probe.status,
             "detail": probe.detail or None,
             "size": probe.size,
             "etag": probe.etag,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
@@ -25,11 +26,13 @@ import requests
 
 from lhymirror.core.errors import DownloadError
 from lhymirror.fetch.health import HostHealth
-from lhymirror.fetch.http import RetryPolicy
+from lhymirror.fetch.http import RetryPolicy, new_session
 from lhymirror.fetch.partial import PartialDownload
 from lhymirror.fetch.ratelimit import RateLimiter
 from lhymirror.fetch.response import _HTML_SUFFIXES, HTML_REASON, Exchange
 from lhymirror.fetch.retry import Attempts, run_attempts
+from lhymirror.fetch.scheduler import ConnectionBudget
+from lhymirror.fetch.segments import PiecedStream, adopt_held_piece
 from lhymirror.fetch.sources.base import (
     CONNECTION_CAUSES,
     Body,
@@ -83,10 +86,13 @@ class Downloader:
         now: Callable[[], dt.datetime] | None = None,
         health: HostHealth | None = None,
         limiter: RateLimiter | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         self.store = store
         self.health = health  # shared by the run's downloaders; None: every host is tried
         self.limiter = limiter  # the run's total bandwidth cap (None: none)
+        self.budget = budget  # the run's connections; None: never fetch pieces at once
+        self._whole_only: set[str] = set()  # URLs that answered a piece wrongly
         self.policy = policy
         self.kaggle_credentials = kaggle_credentials
         self._settings = SourceSettings(kaggle_credentials=kaggle_credentials)
@@ -157,6 +163,7 @@ class Downloader:
         session: requests.Session,
         alternative: bool = False,
     ) -> FetchResult:
+        adopt_held_piece(partial)
         offset = partial.resume_offset(resolved.url)
         exchange = Exchange(
             session,
@@ -166,7 +173,7 @@ class Downloader:
             policy=self.policy,
             clock=self._clock,
             now=self._now,
-            on_received=self._receiver(partial),
+            on_received=_receiver(self.limiter, partial),
             alternative=alternative,
         )
         try:
@@ -185,23 +192,12 @@ class Downloader:
                 partial.begin(resolved.url, None, None, offset)
             else:
                 _check_offered_size(partial.target, body.offered_size)
-                self._stream(resolved.url, partial, body)
+                if not _stream_in_pieces(self, resolved.url, partial, body):
+                    self._stream(resolved.url, partial, body)
         finally:
             body.close()
         resumed_from = offset if body.start is None else body.start
         return _commit(partial, resolved.source, resumed_from)
-
-    def _receiver(self, partial: PartialDownload) -> Callable[[int], None]:
-        """What is told of each chunk received: the partial's count, and the rate cap."""
-        limiter = self.limiter
-        if limiter is None:
-            return partial.count_received
-
-        def received(nbytes: int) -> None:
-            partial.count_received(nbytes)
-            limiter.take(nbytes)
-
-        return received
 
     def _restart(self, partial: PartialDownload) -> None:
         """Drop the bytes held: the next attempt starts from zero."""
@@ -211,8 +207,17 @@ class Downloader:
 
     # -- moving bytes ----------------------------------------------------------------------
 
-    def _stream(self, url: str, partial: PartialDownload, body: Body) -> None:
-        """Stream *body* into the partial file from where it starts, checking its first bytes."""
+    def _stream(
+        self,
+        url: str,
+        partial: PartialDownload,
+        body: Body,
+        cutter: Callable[[int], int | None] | None = None,
+    ) -> None:
+        """Stream *body* into the partial file from where it starts, checking its first bytes.
+
+        *cutter(held)*: where to stop instead of the body's end, once it says (pieces).
+        """
         target = partial.target
         start = body.start or 0
         head = b""
@@ -224,19 +229,30 @@ class Downloader:
             self._events.restarted(target.key, start)
         partial.begin(url, body.etag, body.last_modified, start)
         self._events.started(target.key, body.total, start)
+        end: int | None = None
         with partial.appending() as handle:
-            if head:
-                self._keep(partial, handle, head)
-            while chunk := body.read():
-                self._keep(partial, handle, chunk)
+            chunk = head or body.read()
+            while chunk:
+                if end is None and cutter is not None:
+                    end = cutter(partial.held)
+                if end is not None:
+                    chunk = chunk[: max(0, end - partial.held)]
+                if chunk:
+                    self._keep(partial, handle, chunk)
+                if end is not None and partial.held >= end:
+                    break
+                chunk = body.read()
 
-    def _keep(self, partial: PartialDownload, handle: BinaryIO, chunk: bytes) -> None:
+    def _keep(
+        self, partial: PartialDownload, handle: BinaryIO, chunk: bytes, *, count: bool = True
+    ) -> None:
         expected = partial.target.expected_size
         if expected is not None and partial.held + len(chunk) > expected:
             too_long = FileProblem("size", expected, None)  # "got more"
             raise SourceFailed(f"server sent {too_long}", _mismatch_kind(partial.target))
         partial.append(handle, chunk)
-        self._events.advanced(partial.target.key, len(chunk))
+        if count:  # a piece's bytes were counted as they arrived
+            self._events.advanced(partial.target.key, len(chunk))
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -270,6 +286,63 @@ def _commit(partial: PartialDownload, source: str, resumed_from: int) -> FetchRe
         resumed_from=resumed_from,
         bytes_received=partial.received,
     )
+
+
+def _stream_in_pieces(
+    downloader: Downloader, url: str, partial: PartialDownload, body: Body
+) -> bool:
+    """Stream *body*, cutting the rest into pieces on other connections once some are free.
+
+    False when pieces are out of the question for this body (nothing was streamed then).
+    """
+    budget = downloader.budget
+    ranges_proven = body.start not in (None, 0) or getattr(body, "accepts_ranges", False)
+    if budget is None or url in downloader._whole_only or not ranges_proven:
+        return False
+    key, lock = partial.target.key, threading.Lock()
+    receive = _receiver(downloader.limiter, partial)
+
+    def on_bytes(nbytes: int) -> None:
+        with lock:
+            receive(nbytes)
+        downloader._events.advanced(key, nbytes)
+
+    pieces = PiecedStream(
+        partial,
+        url,
+        body.etag,
+        policy=downloader.policy,
+        budget=budget,
+        clock=downloader._clock,
+        on_bytes=on_bytes,
+        session_factory=new_session,
+    )
+    failure: BaseException | None = None
+    try:
+        downloader._stream(url, partial, body, cutter=pieces.cutter)
+        if pieces.cut is not None:
+            body.close()
+            pieces.join(lambda handle, chunk: downloader._keep(partial, handle, chunk, count=False))
+    except BaseException as exc:
+        failure = exc
+        if isinstance(exc, TryAgain) and exc.cause == "range":
+            downloader._whole_only.add(url)
+        raise
+    finally:
+        pieces.close(failure)
+    return True
+
+
+def _receiver(limiter: RateLimiter | None, partial: PartialDownload) -> Callable[[int], None]:
+    """What is told of each chunk received: the partial's count, and the rate cap."""
+    if limiter is None:
+        return partial.count_received
+
+    def received(nbytes: int) -> None:
+        partial.count_received(nbytes)
+        limiter.take(nbytes)
+
+    return received
 
 
 def _skip_if_down(health: HostHealth | None, resolved: Resolved, key: str) -> None:

@@ -144,7 +144,16 @@ class FileJob:
     def _fetch_whole(self, item: PlanItem, target: Path) -> FileOutcome:
         size, sha = _expected_for_target(item)
         result = self._fetcher.fetch(
-            Target(item.id, target, size, sha, item.entry.path), item.sources, self._session
+            Target(
+                item.id,
+                target,
+                size,
+                sha,
+                item.entry.path,
+                segmentable=item.capped_host is None,  # course servers keep their cap
+            ),
+            item.sources,
+            self._session,
         )
         assert result.sha256 is not None  # a whole file is always hashed
         record = record_for(

@@ -20,6 +20,10 @@ class RetryPolicy:
     # When the file has another source, a server that sends no answer for this long is left
     # for that source (and counts against its host) instead of being waited for and retried.
     first_byte_timeout: float = 10.0
+    # A whole file with this much still to come is fetched as up to `segments` ranges at once,
+    # on servers that prove ranges, when the run has connections to spare (fetch/segments.py).
+    segment_min_size: int = 32 * 1024 * 1024
+    segments: int = 4
     stall_window: float = 30.0  # seconds; fewer than stall_min_bytes in a window = stalled
     stall_min_bytes: int = 1024
 

@@ -207,6 +207,7 @@ class HttpBody:
         self.offered_size = offered_size
         self.etag: str | None = response.headers.get("ETag")
         self.last_modified: str | None = response.headers.get("Last-Modified")
+        self.accepts_ranges = response.headers.get("Accept-Ranges", "").lower() == "bytes"
 
     def read(self) -> bytes:
         """The next bytes of the body (b"" at its end)."""

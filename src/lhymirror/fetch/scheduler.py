@@ -33,13 +33,53 @@ class Schedulable(Protocol):
 S = TypeVar("S", bound=Schedulable)
 
 
-class Scheduler:
-    """Runs items on *jobs* threads, starting each when its host has a free slot."""
+class ConnectionBudget:
+    """The connections a run may hold at once (``--jobs``): one per transfer, extras for pieces."""
 
-    def __init__(self, jobs: int, per_host: int, cancelled: threading.Event) -> None:
+    def __init__(self, total: int) -> None:
+        self.total = max(1, total)
+        self._free = self.total
+        self._cond = threading.Condition()
+
+    def acquire(self) -> None:
+        """Take one connection, waiting while pieces of other files hold them all."""
+        with self._cond:
+            while self._free < 1:
+                self._cond.wait()
+            self._free -= 1
+
+    def try_acquire(self, wanted: int) -> int:
+        """Take up to *wanted* connections that are free now; how many were taken."""
+        with self._cond:
+            taken = max(0, min(wanted, self._free))
+            self._free -= taken
+            return taken
+
+    def release(self, count: int = 1) -> None:
+        """Give *count* connections back."""
+        with self._cond:
+            self._free = min(self.total, self._free + count)
+            self._cond.notify_all()
+
+
+class Scheduler:
+    """Runs items on *jobs* threads, starting each when its host has a free slot.
+
+    With a *budget*, each running item holds one of its connections (pieces of large files take
+    the spare ones: :mod:`lhymirror.fetch.segments`).
+    """
+
+    def __init__(
+        self,
+        jobs: int,
+        per_host: int,
+        cancelled: threading.Event,
+        budget: ConnectionBudget | None = None,
+    ) -> None:
         self.jobs = max(1, jobs)
         self.per_host = max(1, per_host)
         self.cancelled = cancelled  # set when the run is interrupted
+        self.budget = budget
 
     def run(self, items: Sequence[S], work: Callable[[S], R], done: Callable[[S, R], None]) -> None:
         """Call ``work(item)`` for every item on the pool, and ``done(item, result)`` in order.
@@ -59,7 +99,7 @@ class Scheduler:
                     pending.remove(item)
                     if item.capped_host is not None:
                         on_host[item.capped_host] += 1
-                    running[executor.submit(work, item)] = item
+                    running[executor.submit(self._holding, work, item)] = item
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     item = running.pop(future)
@@ -71,6 +111,16 @@ class Scheduler:
             executor.shutdown(wait=True, cancel_futures=True)
             raise
         executor.shutdown(wait=True)
+
+    def _holding(self, work: Callable[[S], R], item: S) -> R:
+        """``work(item)``, holding one connection of the budget meanwhile."""
+        if self.budget is None:
+            return work(item)
+        self.budget.acquire()
+        try:
+            return work(item)
+        finally:
+            self.budget.release()
 
     def _next(self, pending: list[S], on_host: Counter[str]) -> S | None:
         """The first pending item whose host is uncapped or below its cap."""

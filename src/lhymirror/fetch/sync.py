@@ -29,7 +29,7 @@ from lhymirror.fetch.job import (
 )
 from lhymirror.fetch.plan import PlanItem, SyncPlan
 from lhymirror.fetch.report import FileOutcome, SyncReport
-from lhymirror.fetch.scheduler import PerThread, Scheduler, largest_first
+from lhymirror.fetch.scheduler import ConnectionBudget, PerThread, Scheduler, largest_first
 from lhymirror.fetch.transfer import TransferEvents
 from lhymirror.manifest.model import FileEntry
 from lhymirror.mirror.state import Expected, Origin, check_bytes, expected_of
@@ -59,12 +59,14 @@ def run_sync(
     disk_usage: Callable[[Path], Any] = shutil.disk_usage,
     lock_wait: float = 5.0,
     health: HostHealth | None = None,
+    budget: ConnectionBudget | None = None,
 ) -> SyncReport:
     """Run *plan* under the year's lock and report what happened to each file.
 
     ``downloader_factory(events)`` builds one downloader per worker thread; sleeps and clocks are
     injected there; ``session_factory`` defaults to :func:`lhymirror.fetch.http.new_session`.
-    *health* is the host health the downloaders share (the report names the hosts down). Raises
+    *health* is the host health the downloaders share (the report names the hosts down);
+    *budget* the connections they share (large files fetch pieces on spare ones). Raises
     ``StorageError`` when the lock is held elsewhere or space is short.
     """
     with store.lock(wait=lock_wait):
@@ -75,7 +77,7 @@ def run_sync(
             downloader_factory=downloader_factory,
             session_factory=session_factory or _new_session,
             display=events,
-            scheduler=Scheduler(jobs, per_host, threading.Event()),
+            scheduler=Scheduler(jobs, per_host, threading.Event(), budget),
         )
     if health is None:
         return SyncReport(plan.year, plan.root, outcomes, offline=plan.offline)

@@ -77,6 +77,8 @@ class Target:
     offset: int | None = None  # a part: where it starts in the assembly at final_path
     # A part: the digest of the whole assembly, fed as the part's bytes are appended.
     assembly_digest: AssemblyDigest | None = field(default=None, compare=False, repr=False)
+    # May its remainder be fetched as several ranges at once (a host that is not capped)?
+    segmentable: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ Files in the year folder that the manifest does not list are never touched.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import time
@@ -190,10 +191,13 @@ class MirrorStore:
             atomic_write_text(path, text, durable=False)
 
     def discard_partial(self, key: str) -> None:
-        """Remove a partial download and its sidecar."""
-        with storage_errors(self.partial_path(key)):
-            self.partial_path(key).unlink(missing_ok=True)
+        """Remove a partial download, its sidecar, and the pieces of a segmented download."""
+        path = self.partial_path(key)
+        with storage_errors(path):
+            path.unlink(missing_ok=True)
             self.partial_state_path(key).unlink(missing_ok=True)
+            for piece in path.parent.glob(glob.escape(path.name) + ".*"):
+                piece.unlink(missing_ok=True)  # <key>.part.<offset>, <key>.part.segments.json
 
     def discard_partials(self, entry: FileEntry) -> None:
         """Remove every unfinished download of an entry, its parts' assembly included."""

@@ -11,6 +11,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from lhymirror.archive.verify import verify_archive
 from lhymirror.core.errors import DownloadError, IntegrityError, UsageError, storage_errors
@@ -21,12 +22,14 @@ from lhymirror.swarm.engine import (
     SessionOptions,
     file_layout,
     info_hash_hex,
+    libtorrent,
     open_session,
     torrent_params,
 )
 from lhymirror.swarm.transfer import SwarmProgress, TorrentRun
 
 PARTIAL_DIR = Path(".lhymirror") / "swarm"
+CHECK_TIMEOUT = 600.0  # seconds to hash an archive already there against the torrent
 
 
 def fetch_archive(
@@ -40,8 +43,13 @@ def fetch_archive(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Path:
-    """Download, verify and place the archive a torrent (file or magnet link) holds."""
+    """Download, verify and place the archive a torrent (file or magnet link) holds.
+
+    An archive already in *out_dir* that holds exactly the torrent's bytes is kept as it is.
+    """
     params = torrent_params(source)
+    if _already_there(source, params, out_dir, options, clock=clock, sleep=sleep):
+        return out_dir / str(params.ti.name())
     folder = out_dir / PARTIAL_DIR
     with storage_errors(folder):
         folder.mkdir(parents=True, exist_ok=True)
@@ -76,6 +84,37 @@ def fetch_archive(
             hint="Run the same command again to resume (or name a peer with --peer).",
         )
     return _place(run, archive_name, out_dir, source)
+
+
+def _already_there(
+    source: str,
+    params: Any,
+    out_dir: Path,
+    options: SessionOptions,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> bool:
+    """True when ``OUT/<name>`` holds exactly the torrent's bytes (libtorrent checks them)."""
+    if params.ti is None or file_layout(params.ti).num_files() != 1:
+        return False
+    target = out_dir / str(params.ti.name())
+    if not target.is_file() or target.stat().st_size != params.ti.total_size():
+        return False
+    lt = libtorrent()
+    check = torrent_params(source)  # a copy to change
+    check.save_path = str(out_dir)
+    check.flags |= lt.torrent_flags.upload_mode  # look, never write
+    session = open_session(SessionOptions(bind=options.bind, port=0, dht=False, lsd=False))
+    handle = session.add_torrent(check)
+    deadline = clock() + CHECK_TIMEOUT
+    checking = (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data)
+    while clock() < deadline:
+        status = handle.status()
+        if status.has_metadata and status.state not in checking and status.state != 0:
+            return bool(status.is_seeding)
+        sleep(0.05)
+    return False
 
 
 def _archive_name(info: object, source: str) -> str:

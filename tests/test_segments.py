@@ -1,0 +1,213 @@
+"""Large files fetched as several ranges at once: proof per range, resume, lies, budget."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from factories import blob, sha
+from httpserver import CourseServer
+from lhymirror.core.errors import DownloadError
+from lhymirror.fetch.download import Downloader
+from lhymirror.fetch.http import RetryPolicy, new_session
+from lhymirror.fetch.scheduler import ConnectionBudget
+from lhymirror.fetch.transfer import Target
+from lhymirror.mirror.store import MirrorStore
+
+MiB = 1024 * 1024
+URL = "https://files.example.org/big.bin"
+POLICY = RetryPolicy(segment_min_size=1 * MiB, segments=4, backoff_base=0, attempts=3)
+
+
+class RangeServer:
+    """A ``responses`` callback serving *data* with ranges; it can lie or stop short once."""
+
+    def __init__(self, data: bytes, *, lie_at: int | None = None, short_at: int | None = None):
+        self.data = data
+        self.lie_at = lie_at
+        self.short_at = short_at
+        self.ranges: list[str | None] = []
+        self._lock = threading.Lock()
+        responses.add_callback(responses.GET, URL, callback=self)
+
+    def __call__(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+        header = request.headers.get("Range")
+        with self._lock:
+            self.ranges.append(header)
+        base = {"ETag": '"v1"', "Accept-Ranges": "bytes", "Content-Type": "application/zip"}
+        size = len(self.data)
+        if header is None:
+            return 200, base, self.data
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", header)
+        assert match is not None
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) else size - 1
+        if first == self.lie_at:
+            first += 1  # the wrong range, announced honestly: the client must notice
+        body = self.data[first : last + 1]
+        if first == self.short_at:
+            self.short_at = None
+            body = body[: len(body) // 3]  # the connection ends early, once
+        return 206, {**base, "Content-Range": f"bytes {first}-{last}/{size}"}, body
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MirrorStore:
+    return MirrorStore(tmp_path / "mirror", 2022)
+
+
+def big_target(store: MirrorStore, data: bytes, **options: Any) -> Target:
+    fields: dict[str, Any] = {"segmentable": True, **options}
+    return Target("big", store.year_dir / "big.bin", len(data), sha(data), "big.bin", **fields)
+
+
+def downloader(store: MirrorStore, budget: ConnectionBudget | None, **options: Any) -> Downloader:
+    return Downloader(store, policy=POLICY, sleep=lambda _: None, budget=budget, **options)
+
+
+@responses.activate
+def test_a_large_file_comes_in_ranges_on_spare_connections(store: MirrorStore) -> None:
+    data = blob(4 * MiB + 123, 1)
+    server = RangeServer(data)
+    budget = ConnectionBudget(4)
+    result = downloader(store, budget).fetch(big_target(store, data), [URL], new_session())
+    assert result.sha256 == sha(data)
+    assert (store.year_dir / "big.bin").read_bytes() == data
+    assert server.ranges[0] is None  # the first request is the usual one
+    pieces = sorted(r for r in server.ranges[1:] if r)
+    assert len(pieces) == 3 and all(re.fullmatch(r"bytes=\d+-\d+", r) for r in pieces)
+    # Received: every byte once, plus what the first response had sent past its piece's end.
+    assert len(data) <= result.bytes_received <= len(data) + MiB
+    assert budget.try_acquire(4) == 4  # every connection was given back
+    assert not any((store.meta_dir / "partial").iterdir())  # no piece left behind
+
+
+@responses.activate
+def test_no_spare_connection_means_one_stream(store: MirrorStore) -> None:
+    data = blob(3 * MiB, 2)
+    server = RangeServer(data)
+    budget = ConnectionBudget(1)
+    assert budget.try_acquire(1) == 1  # this transfer's own connection
+    downloader(store, budget).fetch(big_target(store, data), [URL], new_session())
+    assert server.ranges == [None]
+
+
+@responses.activate
+def test_a_capped_host_or_a_small_file_is_not_cut(store: MirrorStore) -> None:
+    data = blob(3 * MiB, 3)
+    server = RangeServer(data)
+    target = big_target(store, data, segmentable=False)
+    downloader(store, ConnectionBudget(4)).fetch(target, [URL], new_session())
+    small = blob(MiB // 2, 4)
+    responses.replace(responses.GET, URL, body=small, headers={"ETag": '"v1"'})
+    target = Target(
+        "s", store.year_dir / "s.bin", len(small), sha(small), "s.bin", segmentable=True
+    )
+    downloader(store, ConnectionBudget(4)).fetch(target, [URL], new_session())
+    assert server.ranges == [None]
+
+
+@responses.activate
+def test_a_server_lying_about_one_range_falls_back_to_one_stream(store: MirrorStore) -> None:
+    data = blob(4 * MiB, 5)
+    size = len(data)
+    lie = size // 4 * 2  # the start of the second piece after the first
+    server = RangeServer(data, lie_at=lie)
+    retries: list[str] = []
+
+    class Events:
+        def started(self, *args: object) -> None: ...
+        def advanced(self, *args: object) -> None: ...
+        def restarted(self, *args: object) -> None: ...
+        def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
+            retries.append(reason)
+
+    result = downloader(store, ConnectionBudget(4), events=Events()).fetch(
+        big_target(store, data), [URL], new_session()
+    )
+    assert result.sha256 == sha(data)
+    assert (store.year_dir / "big.bin").read_bytes() == data
+    assert any(f"range {lie}-" in reason and "wrongly" in reason for reason in retries)
+    # The good pieces before the lie were kept: the next attempt, in one stream, starts at it
+    # (and as this server lies there too, starts again from zero: still only verified bytes).
+    assert server.ranges[-2:] == [f"bytes={lie}-", None]
+    assert not any((store.meta_dir / "partial").iterdir())
+
+
+@responses.activate
+def test_pieces_resume_where_their_files_end_in_a_later_run(store: MirrorStore) -> None:
+    data = blob(4 * MiB, 6)
+    size = len(data)
+    short = size // 4 * 3
+    server = RangeServer(data, short_at=short)
+    once = RetryPolicy(segment_min_size=MiB, segments=4, attempts=1)
+    with pytest.raises(DownloadError):
+        Downloader(store, policy=once, budget=ConnectionBudget(4)).fetch(
+            big_target(store, data), [URL], new_session()
+        )
+    held = (store.meta_dir / "partial" / f"big.part.{short}").stat().st_size
+    assert 0 < held < size - short
+    # A new process (a new downloader) continues every piece where its file ends.
+    server.ranges.clear()
+    result = downloader(store, ConnectionBudget(4)).fetch(
+        big_target(store, data), [URL], new_session()
+    )
+    assert result.sha256 == sha(data)
+    # The first pieces were joined before the cut one failed; its bytes are taken as they are,
+    # and only the rest is fetched (too little now to cut again).
+    assert server.ranges == [f"bytes={short + held}-"]
+    assert result.bytes_received == size - short - held
+
+
+def test_the_test_server_answers_pieces_with_proof(
+    store: MirrorStore, http_server: CourseServer
+) -> None:
+    data = blob(3 * MiB, 7)
+    url = http_server.add("/ml/big.bin", data, content_type="application/zip")
+    budget = ConnectionBudget(3)
+    budget.acquire()  # this transfer's own (the scheduler takes it for every running file)
+    result = downloader(store, budget).fetch(big_target(store, data), [url], new_session())
+    assert result.sha256 == sha(data)
+    ranges = [r.range_header for r in http_server.requests if r.range_header]
+    assert len(ranges) == 2  # two spare connections: two pieces after the first
+    assert all(r.status == 206 for r in http_server.requests if r.range_header)
+
+
+def test_a_sync_from_a_base_fetches_its_large_file_in_pieces(
+    tmp_path: Path, http_server: CourseServer
+) -> None:
+    from factories import manifest_data
+    from lhymirror.fetch.plan import plan_sync
+    from lhymirror.fetch.sync import run_sync
+    from lhymirror.manifest.model import Manifest
+
+    big, small = blob(3 * MiB, 8), blob(1000, 9)
+    http_server.add("/base/2022/data/big.zip", big, content_type="application/zip")
+    http_server.add("/base/2022/data/small.zip", small, content_type="application/zip")
+    files = [
+        {"id": name, "kind": "dataset", "path": f"data/{name}.zip", "size": len(data),
+         "sha256": sha(data), "urls": [f"https://course.lhymirror.invalid/{name}.zip"]}
+        for name, data in (("big", big), ("small", small))
+    ]  # fmt: skip
+    store = MirrorStore(tmp_path / "mirror", 2022)
+    base = f"http://127.0.0.1:{http_server.port}/base"
+    plan = plan_sync(Manifest.model_validate(manifest_data(*files)), store, from_bases=[base])
+    budget = ConnectionBudget(4)
+    report = run_sync(
+        plan,
+        store,
+        lambda events: Downloader(store, policy=POLICY, events=events, budget=budget),
+        jobs=4,
+        budget=budget,
+    )
+    assert report.complete
+    assert store.file_path("data/big.zip").read_bytes() == big
+    pieces = [r for r in http_server.requests if r.range_header and "big" in r.path]
+    assert 1 <= len(pieces) <= 3  # spare connections only: the small file held one meanwhile
+    assert budget.try_acquire(4) == 4
