@@ -115,12 +115,15 @@ def test_no_body_is_downloaded(http_server: CourseServer) -> None:
     assert request.method == "HEAD" and request.body_bytes_sent == 0
 
 
-def test_a_server_refusing_head_is_asked_for_one_byte(http_server: CourseServer) -> None:
-    url = http_server.add("/nohead.zip", DATA, faults=Fault(statuses=[405]))
+@pytest.mark.parametrize("refusal", [405, 501, 403])  # 403: GET-only signed storage URLs
+def test_a_server_refusing_head_is_asked_for_one_byte(
+    http_server: CourseServer, refusal: int
+) -> None:
+    url = http_server.add("/nohead.zip", DATA, faults=Fault(statuses=[refusal]))
     report = quick(manifest(entry("nohead", url)))
     assert statuses(report) == {"nohead": "alive"}
     head, get = http_server.requests
-    assert (head.method, head.status) == ("HEAD", 405)
+    assert (head.method, head.status) == ("HEAD", refusal)
     assert (get.method, get.range_header, get.status) == ("GET", "bytes=0-0", 206)
     assert get.body_bytes_sent <= 1
     assert report.checks[0].probe.size == len(DATA)  # from Content-Range

@@ -124,20 +124,21 @@ def test_status_verify_pack_and_sync_classify_each_odd_file_alike(
     assert not out_dir.exists() or not any(out_dir.iterdir())
 
     status, out, _ = run(["sync", *odd_mirror, "--offline", "--json"], capsys)
-    assert status == 6  # the files sync leaves alone are storage problems, after all the others
+    assert status == 5  # not intact, as verify and pack say; after all the other files
     outcomes: list[dict[str, Any]] = json.loads(out)["files"]
     by_sync = {
         f["path"]: (f["problem"]["kind"], f["problem"]["text"]) for f in outcomes if f["problem"]
     }
     assert by_sync == expected
     assert {f["path"]: f["state"] for f in outcomes}["slides/ok.pdf"] == "up_to_date"
-    refused = [f for f in outcomes if f["problem"] and f["failure"] == "storage"]
+    refused = [f for f in outcomes if f["cause"] == "unusable"]
     assert sorted(f["path"] for f in refused) == sorted(
         path
         for path, (kind, _) in expected.items()
         if kind in ("symlink", "not_a_file", "unreadable")
     )
-    assert all(f["reason"].startswith(expected[f["path"]][1]) for f in refused)
+    assert all(f["reason"] == expected[f["path"]][1] for f in refused)
+    assert all(f["failure"] == "integrity" for f in refused)
 
 
 def test_sync_leaves_odd_paths_alone_and_follows_no_link(

@@ -61,6 +61,12 @@ CAUSES: dict[str, Cause] = {
         "with `sync --accept-upstream ID` and `lhymirror pin`.",
         rerun_helps=False,
     ),
+    "unusable": Cause(
+        "not a usable file at its path (a link, a folder, a special or unreadable file)",
+        "lhymirror never follows links nor replaces what it did not write: remove or replace "
+        "what stands there, then run the same command again.",
+        rerun_helps=False,
+    ),
     "storage": Cause(
         "could not be stored",
         "Free some space or fix the permissions (or choose another --root), then run the "
@@ -90,6 +96,8 @@ def cause_of(outcome: FileOutcome) -> str:
     """The key in :data:`CAUSES` of a failed file (``manual`` for a manual step)."""
     if outcome.outcome == "manual":
         return "manual"
+    if outcome.cause == "unusable":
+        return "unusable"
     if outcome.failure == "integrity":
         return "checksum"
     if outcome.failure == "storage":

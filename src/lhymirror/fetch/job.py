@@ -35,8 +35,6 @@ from lhymirror.manifest.model import FileEntry
 from lhymirror.mirror.state import EntryState, Expected, FileProblem, check_bytes, hash_regular
 from lhymirror.mirror.store import FileRecord, MirrorStore
 
-REFUSED_HINT = "lhymirror never follows, reads around or replaces it: put the file there instead"
-
 
 class Fetcher(Protocol):
     """What a job needs from a downloader (``lhymirror.fetch.download.Downloader``)."""
@@ -113,7 +111,7 @@ class FileJob:
             size, sha = hash_regular(target)
         except OSError as exc:
             found.append(FileProblem("unreadable", detail=exc.strerror or str(exc)))
-            raise StorageError(str(found[-1]), where=str(target), hint=REFUSED_HINT) from exc
+            return unusable_outcome(item, found[-1])
         problem = check_bytes(expected, size, sha)
         if problem is None:
             old = self.store.record(entry.id)
@@ -300,18 +298,22 @@ def settled_outcome(item: PlanItem) -> FileOutcome:
         return outcome_of(item, "up-to-date", size=item.size, sha256=item.expected.sha256)
     if item.action == "manual":
         return outcome_of(item, "manual", size=item.size, reason=item.reason, cause="manual")
-    if item.action == "refused":
-        reason = f"{item.reason}; {REFUSED_HINT}"
-        return outcome_of(
-            item,
-            "failed",
-            size=item.size,
-            reason=reason,
-            failure="storage",
-            cause="storage",
-            problem=item.problem,
-        )
+    if item.action == "refused" and item.problem is not None:
+        return unusable_outcome(item, item.problem)
     return replace(needs_network_outcome(item), problem=item.problem)
+
+
+def unusable_outcome(item: PlanItem, problem: FileProblem) -> FileOutcome:
+    """What stands at the file's path is not a usable file; sync leaves it as it is."""
+    return outcome_of(
+        item,
+        "failed",
+        size=item.size,
+        reason=str(problem),
+        failure="integrity",  # like status, verify and pack: the mirror is not intact
+        cause="unusable",
+        problem=problem,
+    )
 
 
 def needs_network_outcome(item: PlanItem) -> FileOutcome:

@@ -43,7 +43,7 @@ from lhymirror.manifest.sources import (
     parse_source,
     wayback_source,
 )
-from lhymirror.mirror.state import EntryState, Expected, FileProblem, describe
+from lhymirror.mirror.state import UNUSABLE, EntryState, Expected, FileProblem, describe
 from lhymirror.mirror.store import MirrorStore, part_key
 
 OFFLINE_HINT = "Run it without --offline to download them."
@@ -243,7 +243,7 @@ def _plan_entry(
 ) -> PlanItem:
     state = EntryState.read(store, entry)
     problem = state.check()
-    if problem is not None and problem.kind in ("symlink", "not_a_file", "unreadable"):
+    if problem is not None and problem.kind in UNUSABLE:
         action: Action = "refused"
         reason = describe(problem)
     else:

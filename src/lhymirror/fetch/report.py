@@ -104,12 +104,9 @@ class SyncReport:
         """
         where = str(Path(self.root) / str(self.year))
         failed = len(self.with_outcome("failed"))
-        if self.failures_of("integrity"):
-            return IntegrityError(
-                f"{count_of(len(self.failures_of('integrity')), 'file')} did not verify",
-                where=where,
-                hint="The bad bytes are kept under .lhymirror/rejected/ for inspection.",
-            )
+        integrity = self._integrity_error(where)
+        if integrity is not None:
+            return integrity
         if self.failures_of("storage"):
             return StorageError(
                 f"{count_of(len(self.failures_of('storage')), 'file')} could not be stored",
@@ -141,6 +138,26 @@ class SyncReport:
                 f"{count_of(manual, 'manual step')} pending",
                 where=where,
                 hint="Download each of them by hand and import it with `lhymirror add`.",
+            )
+        return None
+
+    def _integrity_error(self, where: str) -> IntegrityError | None:
+        """Paths that are no usable file (a link, a folder…), else files that did not verify."""
+        unusable = [f for f in self.files if f.cause == "unusable"]
+        if unusable:
+            return IntegrityError(
+                f"{count_of(len(unusable), 'path')} not usable as the file",
+                where=where,
+                detail=", ".join(f"{f.path}: {f.problem}" for f in unusable[:3])
+                + (", …" if len(unusable) > 3 else ""),
+                hint="Remove or replace what stands there (links are never followed), "
+                "then run the same command again.",
+            )
+        if self.failures_of("integrity"):
+            return IntegrityError(
+                f"{count_of(len(self.failures_of('integrity')), 'file')} did not verify",
+                where=where,
+                hint="The bad bytes are kept under .lhymirror/rejected/ for inspection.",
             )
         return None
 

@@ -131,7 +131,16 @@ class SilentEvents:
 # proxy, --from), gone (404/410, not shared: the manifest needs a new source), quota (wait),
 # html (a page instead of data), checksum (bytes kept aside), manual, offline (--offline), other.
 FailureCause = Literal[
-    "unreachable", "gone", "quota", "html", "checksum", "manual", "offline", "storage", "other"
+    "unreachable",
+    "gone",
+    "quota",
+    "html",
+    "checksum",
+    "manual",
+    "offline",
+    "storage",
+    "unusable",
+    "other",
 ]
 
 

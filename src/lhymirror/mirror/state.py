@@ -31,6 +31,8 @@ ProblemKind = Literal[
     "missing", "symlink", "not_a_file", "unreadable", "size", "checksum", "unverified"
 ]
 DiskKind = Literal["absent", "file", "symlink", "not_a_file", "unreadable"]
+# What stands at a file's path but is not a usable file: never followed, read around or replaced.
+UNUSABLE: tuple[ProblemKind, ...] = ("symlink", "not_a_file", "unreadable")
 ProgressCallback = Callable[[int], None]
 
 
