@@ -350,8 +350,8 @@ def _check_oxum(scan: BagScan, bag_info: list[tuple[str, str]]) -> None:
         scan.add(
             "oxum",
             "bag-info.txt",
-            f"Payload-Oxum declares {declared_bytes} bytes in {declared_count} files, "
-            f"the bag holds {actual_bytes} bytes in {actual_count} files",
+            f"Payload-Oxum declares {declared_bytes} bytes in {count_of(declared_count, 'file')}, "
+            f"the bag holds {actual_bytes} bytes in {count_of(actual_count, 'file')}",
         )
 
 
