@@ -164,3 +164,15 @@ def test_the_documentation_names_every_key() -> None:
     assert sorted(keys - documented) == []
     for command in BODIES:
         assert f"## `{command}`" in text or f"### `{command}`" in text, command
+
+
+def test_an_argument_error_is_a_json_document_too(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["sync", "2022", "--jobs", "abc", "--json"])
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert problems(document, schema_for(document)) == []
+    assert document["command"] == "sync" and document["exit_code"] == 2
+    assert document["error"]["kind"] == "usage" and "--jobs" in document["error"]["message"]
+    assert "--jobs" in captured.err  # and the one line on stderr, as without --json

@@ -12,6 +12,7 @@ command line's start-up depends on it). See README.md, "Use as a library".
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,7 +236,12 @@ def sync(
     ``MissingExtraError`` without it). *policy*: timeouts and retries; *limit_rate*: bytes per
     second for the whole run.
     """
-    from lhymirror.fetch.bases import check_base, network_bases, probe_bases  # noqa: PLC0415
+    from lhymirror.fetch.bases import (  # noqa: PLC0415
+        check_base,
+        check_proxy_support,
+        network_bases,
+        probe_bases,
+    )
     from lhymirror.fetch.health import HostHealth  # noqa: PLC0415
     from lhymirror.fetch.policy import RetryPolicy  # noqa: PLC0415
     from lhymirror.fetch.ratelimit import RateLimiter  # noqa: PLC0415
@@ -246,6 +252,7 @@ def sync(
     bases = [("--from", base) for base in from_bases] + [("--mirror", b) for b in mirrors]
     for option, base in bases:
         check_base(base, option)
+    check_proxy_support(os.environ)
     if swarm is not None and not offline:
         from lhymirror.swarm.engine import libtorrent  # noqa: PLC0415
 

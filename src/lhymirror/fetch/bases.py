@@ -10,7 +10,8 @@ status, is reachable: a file it lacks still falls back to the next source, per f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import importlib.util
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,6 +56,24 @@ def _port_is_valid(base: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+PROXY_VARIABLES = ("ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY")
+
+
+def check_proxy_support(env: Mapping[str, str]) -> None:
+    """``UsageError`` when a proxy variable names a SOCKS proxy and PySocks is not installed.
+
+    Without it every request would fail the same way; one line at the start says what to do.
+    """
+    for name in PROXY_VARIABLES:
+        value = env.get(name) or env.get(name.lower()) or ""
+        if value.lower().startswith("socks") and importlib.util.find_spec("socks") is None:
+            raise UsageError(
+                "a SOCKS proxy needs the socks extra",
+                where=f"{name}={value}",
+                hint="Install it with: pip install 'lhymirror[socks]'.",
+            )
 
 
 def network_bases(bases: Iterable[str]) -> list[str]:
