@@ -170,11 +170,12 @@ def run(args: argparse.Namespace) -> int:
             return finish(args, {"dry_run": True, **plan.to_json()}, None)
         print("\n".join(plan_lines(plan)))
         return ExitStatus.OK
-    show_bar = not args.quiet and not wants_json(args) and sys.stdout.isatty()
+    show_bar = not args.quiet and not wants_json(args) and sys.stderr.isatty()
     swarm = None
     if args.swarm is not None:
         swarm = api.SwarmSource(args.swarm, session_options(args), args.peers, args.swarm_wait)
-    with TransferProgress(plan, enabled=show_bar, quiet=args.quiet or wants_json(args)) as progress:
+    quiet = args.quiet or wants_json(args)
+    with TransferProgress(plan, enabled=show_bar, quiet=quiet, verbose=args.verbose) as progress:
         report = api.sync(
             manifest,
             store,
