@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, get_args
 
+from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.fetch.check import STATUSES
 from lhymirror.fetch.plan import Action
 from lhymirror.fetch.report import Failure, Outcome
@@ -32,7 +33,7 @@ def counts_of(literal: Any) -> dict[str, Schema]:
 
 
 ERROR: Schema = {
-    "kind": str,  # the exit code's name: usage, invalid_manifest, download_failed, …
+    "kind": frozenset(name.lower() for name in ExitStatus.__members__ if name != "OK"),
     "message": str,
     "what": str,
     "where": (str, NULL),
