@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, get_args
 
+from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.fetch.check import STATUSES
 from lhymirror.fetch.plan import Action
 from lhymirror.fetch.report import Failure, Outcome
@@ -32,7 +33,7 @@ def counts_of(literal: Any) -> dict[str, Schema]:
 
 
 ERROR: Schema = {
-    "kind": str,  # the exit code's name: usage, invalid_manifest, download_failed, …
+    "kind": frozenset(name.lower() for name in ExitStatus.__members__ if name != "OK"),
     "message": str,
     "what": str,
     "where": (str, NULL),
@@ -262,3 +263,14 @@ def _scalar(value: Any, kind: type, where: str) -> list[str]:
     if isinstance(value, kind):
         return []
     return [f"{where}: expected {kind.__name__}, got {type(value).__name__}"]
+
+
+EVENTS: dict[str, Schema] = {
+    "started": {"event": str, "key": str, "total": (int, NULL), "offset": int},
+    "progress": {"event": str, "key": str, "held_bytes": int},
+    "restarted": {"event": str, "key": str, "offset": int},
+    "retrying": {"event": str, "key": str, "source": str, "reason": str, "delay": (int, float)},
+    "host_down": {"event": str, "host": str, "reason": str},
+    "note": {"event": str, "text": str},
+    "file_finished": {"event": str, **BODIES["sync"]["files"][0]},
+}

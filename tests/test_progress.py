@@ -177,3 +177,11 @@ def test_fit_shortens_names_and_counts_the_rest() -> None:
     assert len(shorten("x" * 50, 20)) == 20
     assert fit(["first-name.pdf", "second-name.pdf", "third.pdf"], 20).endswith("+2")
     assert fit(["a.pdf", "b.pdf"], 3) == ""
+
+
+def test_the_bar_shows_a_host_found_down(store: MirrorStore) -> None:
+    progress, stream = progress_for(store, enabled=True, ncols=120)
+    progress.started("a", 1000, 0)
+    progress.host_down("github.com", "connect timed out")
+    assert "host down: github.com" in last_frame(stream)
+    progress.close()

@@ -181,3 +181,48 @@ def test_offline_says_not_downloaded_not_failed(
     )
     assert out.strip() == "2 not downloaded (offline) (0 B received)"
     assert course.server.count() == 0
+
+
+# -- output levels, end to end -----------------------------------------------------------------
+
+
+def test_retries_are_lines_only_with_verbose(
+    course: Course, capsys: pytest.CaptureFixture[str]
+) -> None:
+    route = course.slide("l01", pdf_payload(5_000, 1))
+    course.server.set_faults(route, Fault(statuses=[503]))
+    status, out, err = run_cli(course.args(), capsys)
+    assert status == 0
+    assert "retrying" not in err
+    assert out.strip() == "1 downloaded (5.0 kB received)"
+    course.path("l01").unlink()
+    course.server.set_faults(route, Fault(statuses=[503]))
+    status, out, err = run_cli(course.args("-v"), capsys)
+    assert status == 0
+    url = course.server.url_for(route)
+    assert f"retrying slides/l01.pdf: HTTP 503 ({url})" in err.splitlines()  # never "in 0s"
+    assert f"downloaded slides/l01.pdf (5.0 kB) from {url}" in err.splitlines()
+
+
+def test_quiet_prints_only_errors(course: Course, capsys: pytest.CaptureFixture[str]) -> None:
+    course.slide("l01", pdf_payload(5_000, 1))
+    assert run_cli(course.args("-q"), capsys) == (0, "", "")
+    course.server.remove(course.slide("l02", pdf_payload(5_000, 2)))
+    status, out, err = run_cli(course.args("--quiet"), capsys)
+    assert status == 4 and out == ""
+    assert err.splitlines()[0].startswith("gone: the link died")
+
+
+def test_a_host_found_down_is_one_verbose_line(
+    course: Course, capsys: pytest.CaptureFixture[str]
+) -> None:
+    course.slide("ok", pdf_payload(5_000, 1))
+    for name in ("a", "b", "c"):
+        course.add_entry(
+            id=name, kind="slide", path=f"slides/{name}.pdf", urls=[f"{REFUSED}/{name}.pdf"],
+            insecure_http=True,
+        )  # fmt: skip
+    status, _, err = run_cli(course.args("-v", "--jobs", "1"), capsys)
+    assert status == 4
+    down = [line for line in err.splitlines() if "skipped from now on" in line]
+    assert down == ["127.0.0.1:1: not reachable (Connection refused); skipped from now on"]

@@ -79,27 +79,24 @@ class SyncEvents(Protocol):
 
     def started(self, key: str, total: int | None, offset: int) -> None:
         """A transfer of *key* began at byte *offset* (*total*: its size when known)."""
-        ...
 
     def advanced(self, key: str, nbytes: int) -> None:
         """*nbytes* more bytes of *key* arrived."""
-        ...
 
     def restarted(self, key: str, offset: int) -> None:
         """The transfer of *key* starts over from *offset* (earlier bytes were dropped)."""
-        ...
 
     def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
         """*source* failed for *key*; it is tried again after *delay* seconds."""
-        ...
 
     def file_finished(self, outcome: FileOutcome) -> None:
         """``sync`` is done with one file, whatever its outcome."""
-        ...
 
     def note(self, line: str) -> None:
         """A line worth telling the user (e.g. ``swarm: 3 of 5 files (1.2 GB)``)."""
-        ...
+
+    def host_down(self, host: str, reason: str) -> None:
+        """*host* could not be reached (*reason*); its sources are skipped from now on."""
 
 
 class Events(SyncEvents, CheckEvents, Protocol):
@@ -125,6 +122,9 @@ class Silent:
         """Ignored."""
 
     def note(self, line: str) -> None:
+        """Ignored."""
+
+    def host_down(self, host: str, reason: str) -> None:
         """Ignored."""
 
     def checking(self, what: str, total: int | None) -> None:
@@ -293,7 +293,7 @@ def sync(
         from_swarm = delivered.placed
         sync_plan = make_plan() if from_swarm else sync_plan
     credentials = credentials_for_plan(sync_plan)
-    health = HostHealth()
+    health = HostHealth(on_down=events.host_down)
     limiter = RateLimiter(limit_rate) if limit_rate else None
     split = policy or RetryPolicy()  # large files from a base use the spare connections:
     budget = ConnectionBudget(jobs, split_size=split.segment_min_size, pieces=split.segments)

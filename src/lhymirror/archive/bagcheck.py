@@ -30,7 +30,7 @@ from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
 from lhymirror.core.safepath import path_problems, printable
 from lhymirror.core.streams import Reads
 from lhymirror.core.units import count_of
-from lhymirror.manifest.model import parse_manifest
+from lhymirror.manifest.peek import peek_files
 
 REQUIRED_TAG_FILES = ("bagit.txt", "bag-info.txt", PAYLOAD_MANIFEST, TAG_MANIFEST)
 PARSED_TAG_FILES = frozenset({*REQUIRED_TAG_FILES, "lhymirror.toml"})
@@ -213,7 +213,7 @@ def check_bag(scan: BagScan, *, fast: bool) -> None:
     _check_declaration(scan)
     expected = _parse_tag(scan, PAYLOAD_MANIFEST, parse_checksum_manifest)
     _set_aside_clutter(scan, expected or {})
-    sizes = _declared_sizes(scan, expected or {})
+    sizes = _declared_sizes(scan, expected or {}, fast=fast)
     _check_payload(scan, expected, sizes, fast=fast)
     bag_info = _parse_tag(scan, "bag-info.txt", parse_bag_info) or []
     if scan.complete:
@@ -250,27 +250,36 @@ def _check_declaration(scan: BagScan) -> None:
         scan.add("malformed", "bagit.txt", f"tag file encoding must be UTF-8, not {encodings}")
 
 
-def _declared_sizes(scan: BagScan, expected: dict[str, str]) -> dict[str, int]:
-    """Payload sizes from the embedded ``lhymirror.toml``; its checksums must agree too."""
+def _declared_sizes(scan: BagScan, expected: dict[str, str], *, fast: bool) -> dict[str, int]:
+    """Payload sizes from the embedded ``lhymirror.toml``; its checksums must agree too.
+
+    *fast* reads only its file list (:func:`~lhymirror.manifest.peek.peek_files`) unless that
+    finds it malformed; otherwise the whole manifest is validated.
+    """
     text = scan.texts.get("lhymirror.toml")
     if text is None:
         return {}
-    try:
-        manifest = parse_manifest(text, where=scan.display("lhymirror.toml"))
-    except LhymirrorError as error:
-        scan.add("malformed", "lhymirror.toml", error.message)
-        return {}
+    files = peek_files(text) if fast else None
+    if files is None:
+        from lhymirror.manifest.model import parse_manifest  # noqa: PLC0415 (pydantic: slow)
+
+        try:
+            manifest = parse_manifest(text, where=scan.display("lhymirror.toml"))
+        except LhymirrorError as error:
+            scan.add("malformed", "lhymirror.toml", error.message)
+            return {}
+        files = {entry.path: (entry.size, entry.sha256) for entry in manifest.files}
     sizes: dict[str, int] = {}
-    for entry in manifest.files:
-        relative = f"{PAYLOAD_DIR}/{entry.path}"
-        if entry.size is not None:
-            sizes[relative] = entry.size
+    for path, (size, sha256) in files.items():
+        relative = f"{PAYLOAD_DIR}/{path}"
+        if size is not None:
+            sizes[relative] = size
         listed = expected.get(relative)
-        if listed is not None and entry.sha256 is not None and listed != entry.sha256:
+        if listed is not None and sha256 is not None and listed != sha256:
             scan.add(
                 "checksum",
                 relative,
-                f"lhymirror.toml says sha256 {entry.sha256}, {PAYLOAD_MANIFEST} says {listed}",
+                f"lhymirror.toml says sha256 {sha256}, {PAYLOAD_MANIFEST} says {listed}",
             )
     return sizes
 
@@ -350,8 +359,8 @@ def _check_oxum(scan: BagScan, bag_info: list[tuple[str, str]]) -> None:
         scan.add(
             "oxum",
             "bag-info.txt",
-            f"Payload-Oxum declares {declared_bytes} bytes in {declared_count} files, "
-            f"the bag holds {actual_bytes} bytes in {actual_count} files",
+            f"Payload-Oxum declares {declared_bytes} bytes in {count_of(declared_count, 'file')}, "
+            f"the bag holds {actual_bytes} bytes in {count_of(actual_count, 'file')}",
         )
 
 

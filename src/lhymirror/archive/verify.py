@@ -14,6 +14,7 @@ path is kept, so memory does not grow with the archive. ``fast`` checks counts a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lhymirror.archive.bagcheck import (
     BagScan,
@@ -31,9 +32,10 @@ from lhymirror.archive.scan import (
     scan_members,
 )
 from lhymirror.core.errors import IntegrityError, LhymirrorError, UsageError
-from lhymirror.manifest.model import FileEntry, Manifest
-from lhymirror.mirror.state import Checked, EntryState, describe
-from lhymirror.mirror.store import MirrorStore
+
+if TYPE_CHECKING:  # verifying an archive needs neither (nor pydantic, which they import)
+    from lhymirror.manifest.model import FileEntry, Manifest
+    from lhymirror.mirror.store import MirrorStore
 
 __all__ = [
     "MemberSink",
@@ -147,6 +149,8 @@ def _check_mirror_file(
     fast: bool,
     progress: ProgressCallback | None,
 ) -> None:
+    from lhymirror.mirror.state import Checked, EntryState, describe  # noqa: PLC0415
+
     try:
         state = EntryState.read(store, entry)
     except LhymirrorError as error:

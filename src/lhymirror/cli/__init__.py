@@ -9,7 +9,9 @@ codes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import sys
 import traceback
 from collections.abc import Sequence
@@ -20,7 +22,7 @@ from lhymirror.cli.common import HelpFormatter, Parser, add_verbosity_options
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
 from lhymirror.cli.jsonout import print_document, wants_json
 from lhymirror.cli.signals import Terminated, terminate_as_interrupt
-from lhymirror.core.errors import LhymirrorError, ManifestError
+from lhymirror.core.errors import LhymirrorError, ManifestError, UsageError
 
 DESCRIPTION = """\
 Keep complete, verified, offline copies of Hung-yi Lee's NTU Machine Learning course:
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit status."""
     words = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(only=_command_in(words) or "")
-    args = parser.parse_args(words)
+    args = _parse(parser, words)
     if getattr(args, "handler", None) is None:
         parser.print_help(sys.stderr)
         return ExitStatus.USAGE
@@ -98,6 +100,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `lhymirror list 2022 | head`): not an error of ours.
         sys.stderr.close()
         return ExitStatus.OK
+
+
+def _parse(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namespace:
+    """Parse the arguments; with ``--json``, an argument error is a JSON document too."""
+    if "--json" not in words:
+        return parser.parse_args(words)
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return parser.parse_args(words)
+    except SystemExit as exit_:
+        message = captured.getvalue()
+        sys.stderr.write(message)
+        if exit_.code == ExitStatus.USAGE:
+            line = message.strip().splitlines()[-1]
+            what = line.partition(": error: ")[2] or line  # after `lhymirror sync: error: `
+            where = argparse.Namespace(command=_command_in(words) or "lhymirror")
+            print_document(where, error=UsageError(what), status=ExitStatus.USAGE)
+        raise
 
 
 def report_error(error: LhymirrorError) -> None:

@@ -2,10 +2,11 @@
 
 The bar (stderr, only on a terminal) counts bytes of every file to fetch in decimal units (as
 the summary does: ``20.5MB``), how many files are done, and the running transfers with their
-state ("retrying in 4s"). At the default level a retry is not a line: it shows in the bar, and
-the summary names each file's last error. With ``--verbose`` every failed attempt and every
-finished file is one whole line; with ``--quiet`` nothing is shown while the sync runs. All
-writes to the stream go through one lock, so lines from worker threads never interleave.
+state ("retrying in 4s") and any host found down. At the default level a retry is not a line: it
+shows in the bar, and the summary names each file's last error. With ``--verbose`` every failed
+attempt, every host found down and every finished file is one whole line; with ``--quiet``
+nothing is shown while the sync runs. All writes to the stream go through one lock, so lines
+from worker threads never interleave.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class TransferProgress:
         self._done = 0  # sum of held, kept up to date (advanced() runs once per chunk)
         self.active: list[str] = []
         self.state: dict[str, str] = {}  # what a running transfer is waiting for, per key
+        self.hosts_down: list[str] = []
         self._bar: Any = self._new_bar() if enabled and not quiet else None
         self._refresh()
 
@@ -102,6 +104,15 @@ class TransferProgress:
         """A line for the user above the bar (unless quiet), e.g. what the swarm delivered."""
         if not self._quiet:
             self._write(line)
+
+    def host_down(self, host: str, reason: str) -> None:
+        """*host* is down for the rest of the run (``HostHealth``'s ``on_down``)."""
+        with self._lock:
+            if host not in self.hosts_down:
+                self.hosts_down.append(host)
+            if self._verbose:
+                self._write(f"{host}: not reachable ({reason}); skipped from now on")
+            self._refresh()
 
     # -- SyncEvents ----------------------------------------------------------------------
 
@@ -166,6 +177,9 @@ class TransferProgress:
         self._bar.bar_format = BAR_FORMAT if self.total_bytes else BAR_FORMAT_NO_TOTAL
         self._bar.n = self.bytes_done
         labels = [self._label(key) for key in self.active]
+        if self.hosts_down:
+            more = f" +{len(self.hosts_down) - 1}" if len(self.hosts_down) > 1 else ""
+            labels.insert(0, f"host down: {self.hosts_down[-1]}{more}")
         self._bar.set_description_str(f"{self.files_done}/{self.files_total} files", False)
         self._bar.set_postfix_str(fit(labels, self._columns() - STATS_WIDTH - MIN_BAR_WIDTH))
 

@@ -22,7 +22,7 @@ from lhymirror.cli.common import (
     selected_store,
 )
 from lhymirror.cli.exitcodes import ExitStatus
-from lhymirror.cli.jsonout import finish, wants_json
+from lhymirror.cli.jsonout import JsonLines, finish, wants_json
 from lhymirror.cli.progress import TransferProgress
 from lhymirror.cli.summary import (
     OFFLINE,
@@ -122,6 +122,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     parser.add_argument(
+        "--json-lines", action="store_true",
+        help="each event as one JSON line on stdout while it runs, then the report on one line",
+    )  # fmt: skip
+    parser.add_argument(
         "--offline", action="store_true",
         help="never use the network; report what would need it",
     )  # fmt: skip
@@ -175,17 +179,21 @@ def run(args: argparse.Namespace) -> int:
             return finish(args, {"dry_run": True, **plan.to_json()}, None)
         print("\n".join(plan_lines(plan)))
         return ExitStatus.OK
-    show_bar = not args.quiet and not wants_json(args) and sys.stdout.isatty()
+    show_bar = not args.quiet and not wants_json(args) and sys.stderr.isatty()
     swarm = None
     if args.swarm is not None:
         swarm = api.SwarmSource(args.swarm, session_options(args), args.peers, args.swarm_wait)
-    with TransferProgress(plan, enabled=show_bar, quiet=args.quiet or wants_json(args)) as progress:
+    quiet = args.quiet or wants_json(args)
+    with TransferProgress(plan, enabled=show_bar, quiet=quiet, verbose=args.verbose) as progress:
+        events: api.SyncEvents = progress
+        if args.json_lines:
+            events = JsonLines()
         report = api.sync(
             manifest,
             store,
             **selection,
             jobs=args.jobs,
-            events=progress,
+            events=events,
             lock_wait=LOCK_WAIT,
             sync_plan=plan,
             swarm=swarm,

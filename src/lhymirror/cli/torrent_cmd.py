@@ -16,6 +16,7 @@ from lhymirror.cli.common import (
     selected_manifest,
     selected_store,
 )
+from lhymirror.core.units import count_of
 from lhymirror.swarm.engine import libtorrent
 from lhymirror.swarm.make import mirror_files, mirror_torrent, write_torrent
 
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         left_out = len(manifest.files) - len(torrent.files)
         missing = f"; {left_out} not verified here, left out" if left_out else ""
         print(
-            f"{out}: {len(torrent.files)} files, {format_size(torrent.total_size)}{missing}",
+            f"{out}: {count_of(len(torrent.files), 'file')}, {format_size(torrent.total_size)}"
+            f"{missing}",
             file=sys.stderr,
         )
     print(torrent.magnet)

@@ -17,6 +17,7 @@ from lhymirror.archive.verify import verify_archive
 from lhymirror.core.errors import DownloadError, IntegrityError, UsageError, storage_errors
 from lhymirror.core.fsutil import replace_durably
 from lhymirror.core.safepath import path_problems
+from lhymirror.core.units import count_of
 from lhymirror.swarm.engine import (
     ResumeFiles,
     SessionOptions,
@@ -124,7 +125,7 @@ def _archive_name(info: object, source: str) -> str:
         raise UsageError(
             "not a torrent of one archive",
             where=source[:80],
-            detail=f"it holds {layout.num_files()} files under {name!r}",
+            detail=f"it holds {count_of(layout.num_files(), 'file')} under {name!r}",
             hint="A mirror's torrent is downloaded with `lhymirror sync YEAR --swarm TORRENT`.",
         )
     return name

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from lhymirror.core.errors import StorageError, UsageError, storage_errors
 from lhymirror.core.fsutil import atomic_write_bytes
+from lhymirror.core.units import count_of
 from lhymirror.manifest.model import FileEntry, Manifest
 from lhymirror.mirror.state import local_state
 from lhymirror.mirror.store import MirrorStore
@@ -206,7 +207,7 @@ def mirror_torrent(
         )
     return make_torrent(
         files,
-        comment=describe(manifest, f"mirror of {len(files)} files"),
+        comment=describe(manifest, f"mirror of {count_of(len(files), 'file')}"),
         web_seeds=[_as_folder(check_web_seed(url)) for url in web_seeds],
         created=creation_date(manifest),
         progress=progress,
