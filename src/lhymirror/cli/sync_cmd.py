@@ -113,6 +113,11 @@ def register(subparsers: Any) -> None:
         "e.g. 500k or 2M (k, M, G = 1024, 1024², 1024³)",
     )  # fmt: skip
     parser.add_argument(
+        "--split-size", type=_split_size, default=None, metavar="SIZE",
+        help="fetch a file with at least SIZE still to come from a --from or --mirror base as "
+        "up to 4 ranges at once, on connections --jobs has to spare (default 32M; 0: never)",
+    )  # fmt: skip
+    parser.add_argument(
         "--dry-run", action="store_true", help="show what would be done; touch nothing"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
@@ -227,7 +232,20 @@ def retry_policy(args: argparse.Namespace) -> RetryPolicy | None:
         changes.update(connect_timeout=args.timeout, read_timeout=args.timeout)
     if args.retries is not None:
         changes.update(attempts=args.retries + 1)
+    if args.split_size is not None:
+        changes.update(segment_min_size=args.split_size or 2**63)  # 0: never split
     return replace(RetryPolicy(), **changes) if changes else None
+
+
+def _split_size(text: str) -> int:
+    if text.strip() == "0":
+        return 0
+    try:
+        return int(parse_rate(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 8M or 32M (or 0), got {text!r}"
+        ) from None
 
 
 def _seconds(text: str) -> float:
