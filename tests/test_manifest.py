@@ -184,6 +184,7 @@ def test_manual_only_entry_is_recognised() -> None:
         (with_file(path="data/com1.tar.gz"), "name Windows reserves"),
         (with_file(path="data/LPT9"), "name Windows reserves"),
         (with_file(path="data/CONIN$"), "name Windows reserves"),
+        (with_file(path="data/" + "é" * 128 + ".pdf"), "longer than 255 bytes"),
         (with_file(path="conout$.txt"), "name Windows reserves"),
         (with_file(path=".lhymirror/state/x.json"), "path: path '.lhymirror/state/x.json' uses"),
         (with_file(path=".LHYMIRROR"), "reserved for lhymirror's records"),

@@ -17,6 +17,7 @@ WINDOWS_RESERVED_NAMES = frozenset(
     + ["COM¹", "COM²", "COM³", "LPT¹", "LPT²", "LPT³"]
 )
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+MAX_SEGMENT_BYTES = 255  # the longest file name ext4, APFS, NTFS (in UTF-16 units) accept
 
 
 def path_problems(path: str) -> list[str]:
@@ -53,6 +54,10 @@ def _segment_problems(segment: str) -> list[str]:
         problems.append(f"uses a name Windows reserves: {segment!r}")
     if segment[-1] in ". ":
         problems.append(f"has a segment ending in a dot or space: {segment!r}")
+    if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+        problems.append(
+            f"has a name longer than {MAX_SEGMENT_BYTES} bytes (file systems refuse it)"
+        )
     return problems
 
 
