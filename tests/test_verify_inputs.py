@@ -387,3 +387,20 @@ def test_unpack_refuses_a_zip_pipe_and_devices_leaving_nothing(tmp_path: Path, w
         ):
             unpack_archive(pipe, dest)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_unreadable_archive_is_a_storage_error_in_our_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lhymirror.core.errors import StorageError
+
+    archive = packed(tmp_path, "tar")
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", refuse)  # root reads everything: simulate the refusal
+    with pytest.raises(StorageError) as caught:
+        verify_path(archive)
+    assert caught.value.message.startswith(f"file system error ({archive}): Permission denied.")
+    assert "Errno" not in caught.value.message
