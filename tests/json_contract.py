@@ -263,3 +263,14 @@ def _scalar(value: Any, kind: type, where: str) -> list[str]:
     if isinstance(value, kind):
         return []
     return [f"{where}: expected {kind.__name__}, got {type(value).__name__}"]
+
+
+EVENTS: dict[str, Schema] = {
+    "started": {"event": str, "key": str, "total": (int, NULL), "offset": int},
+    "progress": {"event": str, "key": str, "held_bytes": int},
+    "restarted": {"event": str, "key": str, "offset": int},
+    "retrying": {"event": str, "key": str, "source": str, "reason": str, "delay": (int, float)},
+    "host_down": {"event": str, "host": str, "reason": str},
+    "note": {"event": str, "text": str},
+    "file_finished": {"event": str, **BODIES["sync"]["files"][0]},
+}

@@ -12,7 +12,7 @@ import tomli_w
 
 from factories import blob, file_entry, manifest_data
 from httpserver import CourseServer
-from json_contract import BODIES, COMMON, problems, schema_for
+from json_contract import BODIES, COMMON, EVENTS, problems, schema_for
 from lhymirror.cli import build_parser, main
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "json.md"
@@ -176,3 +176,19 @@ def test_an_argument_error_is_a_json_document_too(capsys: pytest.CaptureFixture[
     assert document["command"] == "sync" and document["exit_code"] == 2
     assert document["error"]["kind"] == "usage" and "--jobs" in document["error"]["message"]
     assert "--jobs" in captured.err  # and the one line on stderr, as without --json
+
+
+def test_sync_json_lines_streams_events_then_the_report(
+    course: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*selection(course), "--from", str(course["share"]), "--json-lines"]
+    status = main(["sync", *args])
+    lines = capsys.readouterr().out.splitlines()
+    documents = [json.loads(line) for line in lines]  # every line is one JSON object
+    *events, report = documents
+    assert status == 7 and report["exit_code"] == 7
+    assert problems(report, schema_for(report)) == []
+    for event in events:
+        assert problems(event, EVENTS[event["event"]]) == [], event
+    kinds = [event["event"] for event in events]
+    assert "started" in kinds and kinds.count("file_finished") == 2

@@ -211,3 +211,28 @@ def test_a_sync_from_a_base_fetches_its_large_file_in_pieces(
     pieces = [r for r in http_server.requests if r.range_header and "big" in r.path]
     assert 1 <= len(pieces) <= 3  # spare connections only: the small file held one meanwhile
     assert budget.try_acquire(4) == 4
+
+
+def test_a_large_file_reserves_spare_connections_when_it_starts() -> None:
+    budget = ConnectionBudget(4, split_size=10 * MiB, pieces=4)
+    budget.hold(50 * MiB, may_split=True)
+    assert budget.try_acquire(3) == 3  # this thread's reservation
+    budget.release(3)
+    other = threading.Thread(target=lambda: budget.hold(1000, may_split=True))
+    other.start()
+    other.join()
+    assert budget.try_acquire(4) == 2  # 4 - this one - the other's one (small: no reservation)
+    budget.release(2)
+    budget.drop_reservation()
+    budget.unhold()
+    assert budget.try_acquire(4) == 3  # the other thread still holds its one
+
+
+def test_a_reservation_not_used_is_given_back() -> None:
+    budget = ConnectionBudget(4, split_size=10 * MiB, pieces=4)
+    budget.hold(50 * MiB, may_split=True)
+    budget.drop_reservation()
+    assert budget.try_acquire(4) == 3
+    budget.release(3)
+    budget.unhold()
+    assert budget.try_acquire(4) == 4

@@ -295,7 +295,8 @@ def sync(
     credentials = credentials_for_plan(sync_plan)
     health = HostHealth(on_down=events.host_down)
     limiter = RateLimiter(limit_rate) if limit_rate else None
-    budget = ConnectionBudget(jobs)  # large files from a base use the spare connections
+    split = policy or RetryPolicy()  # large files from a base use the spare connections:
+    budget = ConnectionBudget(jobs, split_size=split.segment_min_size, pieces=split.segments)
     report = run_sync(
         sync_plan,
         store,

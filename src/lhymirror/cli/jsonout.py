@@ -10,17 +10,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
 from lhymirror.core.errors import LhymirrorError, ManifestError
+
+if TYPE_CHECKING:
+    from lhymirror.fetch.report import FileOutcome
 
 SCHEMA = 1
 
 
 def wants_json(args: argparse.Namespace) -> bool:
-    """True when the command was asked for ``--json``."""
-    return bool(getattr(args, "json", False))
+    """True when the command was asked for ``--json`` (or ``--json-lines``)."""
+    return bool(getattr(args, "json", False) or getattr(args, "json_lines", False))
 
 
 def command_name(args: argparse.Namespace) -> str:
@@ -61,7 +67,8 @@ def print_document(
         "error": error_json(error, status),
         **(body or {}),
     }
-    json.dump(document, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    lines = bool(getattr(args, "json_lines", False))  # then the document is the last line
+    json.dump(document, sys.stdout, indent=None if lines else 2, ensure_ascii=False, default=str)
     sys.stdout.write("\n")
     return int(status)
 
@@ -86,3 +93,62 @@ def _kind(status: int) -> str:
         return ExitStatus(status).name.lower()
     except ValueError:
         return "error"
+
+
+class JsonLines:
+    """``sync --json-lines``: each event as one JSON object on its own line of stdout.
+
+    A ``SyncEvents`` (calls come from worker threads). ``advanced`` is reported at most once
+    per *interval* seconds per transfer, as ``progress`` with the bytes held so far.
+    """
+
+    def __init__(self, *, interval: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self._lock = threading.Lock()
+        self._interval = interval
+        self._clock = clock
+        self._held: dict[str, int] = {}
+        self._shown: dict[str, float] = {}
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"event": event, **fields}, ensure_ascii=False, default=str)
+        with self._lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    def started(self, key: str, total: int | None, offset: int) -> None:
+        """A transfer began."""
+        with self._lock:
+            self._held[key] = offset
+        self._emit("started", key=key, total=total, offset=offset)
+
+    def advanced(self, key: str, nbytes: int) -> None:
+        """More bytes arrived: a ``progress`` line now and then."""
+        now = self._clock()
+        with self._lock:
+            held = self._held[key] = self._held.get(key, 0) + nbytes
+            if now - self._shown.get(key, -self._interval) < self._interval:
+                return
+            self._shown[key] = now
+        self._emit("progress", key=key, held_bytes=held)
+
+    def restarted(self, key: str, offset: int) -> None:
+        """A transfer starts over."""
+        with self._lock:
+            self._held[key] = offset
+        self._emit("restarted", key=key, offset=offset)
+
+    def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
+        """A source failed and is tried again."""
+        self._emit("retrying", key=key, source=source, reason=reason, delay=delay)
+
+    def file_finished(self, outcome: FileOutcome) -> None:
+        """A file is done."""
+        self._emit("file_finished", **outcome.to_json())
+
+    def note(self, line: str) -> None:
+        """A line worth telling."""
+        self._emit("note", text=line)
+
+    def host_down(self, host: str, reason: str) -> None:
+        """A host is skipped for the rest of the run."""
+        self._emit("host_down", host=host, reason=reason)

@@ -22,7 +22,7 @@ from lhymirror.cli.common import (
     selected_store,
 )
 from lhymirror.cli.exitcodes import ExitStatus
-from lhymirror.cli.jsonout import finish, wants_json
+from lhymirror.cli.jsonout import JsonLines, finish, wants_json
 from lhymirror.cli.progress import TransferProgress
 from lhymirror.cli.summary import (
     OFFLINE,
@@ -113,9 +113,18 @@ def register(subparsers: Any) -> None:
         "e.g. 500k or 2M (k, M, G = 1024, 1024², 1024³)",
     )  # fmt: skip
     parser.add_argument(
+        "--split-size", type=_split_size, default=None, metavar="SIZE",
+        help="fetch a file with at least SIZE still to come from a --from or --mirror base as "
+        "up to 4 ranges at once, on connections --jobs has to spare (default 32M; 0: never)",
+    )  # fmt: skip
+    parser.add_argument(
         "--dry-run", action="store_true", help="show what would be done; touch nothing"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    parser.add_argument(
+        "--json-lines", action="store_true",
+        help="each event as one JSON line on stdout while it runs, then the report on one line",
+    )  # fmt: skip
     parser.add_argument(
         "--offline", action="store_true",
         help="never use the network; report what would need it",
@@ -176,12 +185,15 @@ def run(args: argparse.Namespace) -> int:
         swarm = api.SwarmSource(args.swarm, session_options(args), args.peers, args.swarm_wait)
     quiet = args.quiet or wants_json(args)
     with TransferProgress(plan, enabled=show_bar, quiet=quiet, verbose=args.verbose) as progress:
+        events: api.SyncEvents = progress
+        if args.json_lines:
+            events = JsonLines()
         report = api.sync(
             manifest,
             store,
             **selection,
             jobs=args.jobs,
-            events=progress,
+            events=events,
             lock_wait=LOCK_WAIT,
             sync_plan=plan,
             swarm=swarm,
@@ -220,7 +232,20 @@ def retry_policy(args: argparse.Namespace) -> RetryPolicy | None:
         changes.update(connect_timeout=args.timeout, read_timeout=args.timeout)
     if args.retries is not None:
         changes.update(attempts=args.retries + 1)
+    if args.split_size is not None:
+        changes.update(segment_min_size=args.split_size or 2**63)  # 0: never split
     return replace(RetryPolicy(), **changes) if changes else None
+
+
+def _split_size(text: str) -> int:
+    if text.strip() == "0":
+        return 0
+    try:
+        return int(parse_rate(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 8M or 32M (or 0), got {text!r}"
+        ) from None
 
 
 def _seconds(text: str) -> float:

@@ -298,6 +298,8 @@ def _stream_in_pieces(
     budget = downloader.budget
     ranges_proven = body.start not in (None, 0) or getattr(body, "accepts_ranges", False)
     if budget is None or url in downloader._whole_only or not ranges_proven:
+        if budget is not None:
+            budget.drop_reservation()
         return False
     key, lock = partial.target.key, threading.Lock()
     receive = _receiver(downloader.limiter, partial)
@@ -330,6 +332,7 @@ def _stream_in_pieces(
         raise
     finally:
         pieces.close(failure)
+        budget.drop_reservation()
     return True
 
 

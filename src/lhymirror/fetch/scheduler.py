@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from lhymirror.fetch.plan import PlanItem
 
@@ -34,12 +34,42 @@ S = TypeVar("S", bound=Schedulable)
 
 
 class ConnectionBudget:
-    """The connections a run may hold at once (``--jobs``): one per transfer, extras for pieces."""
+    """The connections a run may hold at once (``--jobs``): one per transfer, extras for pieces.
 
-    def __init__(self, total: int) -> None:
+    A transfer of a large file (*split_size* or more) takes, when it starts, up to ``pieces - 1``
+    free connections besides its own, reserved for the thread running it: its pieces then start
+    with its first bytes instead of waiting for other files to finish. A reservation the
+    transfer does not use is given back as soon as that is known (:meth:`drop_reservation`).
+    """
+
+    def __init__(self, total: int, *, split_size: int | None = None, pieces: int = 4) -> None:
         self.total = max(1, total)
+        self.split_size = split_size
+        self.pieces = pieces
         self._free = self.total
+        self._reserved: dict[int, int] = {}  # thread id -> connections reserved for its pieces
         self._cond = threading.Condition()
+
+    def hold(self, size: int | None, may_split: bool) -> None:
+        """Take this thread's connection, and reserve more for the pieces of a large file."""
+        self.acquire()
+        if may_split and self.split_size is not None and (size or 0) >= self.split_size:
+            with self._cond:
+                extra = max(0, min(self.pieces - 1, self._free))
+                self._free -= extra
+                self._reserved[threading.get_ident()] = extra
+
+    def unhold(self) -> None:
+        """Give back this thread's connection and what is left of its reservation."""
+        self.drop_reservation()
+        self.release()
+
+    def drop_reservation(self) -> None:
+        """Give back what is left of this thread's reservation."""
+        with self._cond:
+            extra = self._reserved.pop(threading.get_ident(), 0)
+        if extra:
+            self.release(extra)
 
     def acquire(self) -> None:
         """Take one connection, waiting while pieces of other files hold them all."""
@@ -49,11 +79,15 @@ class ConnectionBudget:
             self._free -= 1
 
     def try_acquire(self, wanted: int) -> int:
-        """Take up to *wanted* connections that are free now; how many were taken."""
+        """Take up to *wanted* connections: this thread's reserved ones, then free ones."""
         with self._cond:
-            taken = max(0, min(wanted, self._free))
+            mine = self._reserved.get(threading.get_ident(), 0)
+            reserved = max(0, min(wanted, mine))
+            if reserved:
+                self._reserved[threading.get_ident()] = mine - reserved
+            taken = max(0, min(wanted - reserved, self._free))
             self._free -= taken
-            return taken
+            return reserved + taken
 
     def release(self, count: int = 1) -> None:
         """Give *count* connections back."""
@@ -75,11 +109,13 @@ class Scheduler:
         per_host: int,
         cancelled: threading.Event,
         budget: ConnectionBudget | None = None,
+        may_split: Callable[[Any], bool] = lambda item: False,
     ) -> None:
         self.jobs = max(1, jobs)
         self.per_host = max(1, per_host)
         self.cancelled = cancelled  # set when the run is interrupted
         self.budget = budget
+        self.may_split = may_split  # may this item's file come in pieces (see ConnectionBudget)
 
     def run(self, items: Sequence[S], work: Callable[[S], R], done: Callable[[S, R], None]) -> None:
         """Call ``work(item)`` for every item on the pool, and ``done(item, result)`` in order.
@@ -113,14 +149,14 @@ class Scheduler:
         executor.shutdown(wait=True)
 
     def _holding(self, work: Callable[[S], R], item: S) -> R:
-        """``work(item)``, holding one connection of the budget meanwhile."""
+        """``work(item)``, holding its connections of the budget meanwhile."""
         if self.budget is None:
             return work(item)
-        self.budget.acquire()
+        self.budget.hold(getattr(item, "size", None), self.may_split(item))
         try:
             return work(item)
         finally:
-            self.budget.release()
+            self.budget.unhold()
 
     def _next(self, pending: list[S], on_host: Counter[str]) -> S | None:
         """The first pending item whose host is uncapped or below its cap."""

@@ -310,6 +310,7 @@ class PiecedStream:
             budget=self._budget,
         )
         if planned is None:
+            self._budget.drop_reservation()  # not now: let other files have those connections
             return None
         self.cut, self._extra = planned
         fetcher = PieceFetcher(

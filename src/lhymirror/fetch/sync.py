@@ -10,6 +10,7 @@ time up to date with a :class:`~lhymirror.fetch.job.FileJob`. Every verified fil
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from collections.abc import Callable, Iterable
@@ -77,16 +78,30 @@ def run_sync(
             downloader_factory=downloader_factory,
             session_factory=session_factory or _new_session,
             display=events,
-            scheduler=Scheduler(jobs, per_host, threading.Event(), budget),
+            scheduler=Scheduler(jobs, per_host, threading.Event(), budget, _may_split),
         )
     if health is None:
         return SyncReport(plan.year, plan.root, outcomes, offline=plan.offline)
     no_network = health.all_down() and not any(
         outcome.verified for outcome in outcomes if outcome.bytes_received
     )
+    if no_network:
+        _remove_empty_folders(store)
     return SyncReport(
         plan.year, plan.root, outcomes, health.down_hosts(), no_network, offline=plan.offline
     )
+
+
+def _may_split(item: PlanItem) -> bool:
+    """A whole file from a base the user named may come in pieces (course servers keep caps)."""
+    return item.capped_host is None and not item.parts and bool(item.sources)
+
+
+def _remove_empty_folders(store: MirrorStore) -> None:
+    """After a sync that reached nothing, leave no empty book-keeping folder behind."""
+    for name in ("partial", "rejected", "state"):
+        with contextlib.suppress(OSError):
+            (store.meta_dir / name).rmdir()  # only ever removes an empty folder
 
 
 class _Worker(NamedTuple):
