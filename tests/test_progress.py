@@ -168,6 +168,7 @@ def test_two_long_names_leave_a_usable_bar_at_120_columns(store: MirrorStore) ->
     bar = frame.split("|")[1]
     assert len(bar) >= MIN_BAR_WIDTH
     assert "…" in frame  # the names were shortened, not the bar
+    assert frame.count(".pdf") + frame.count(".tar.gz") == 2  # and both are shown
     progress.close()
 
 

@@ -226,3 +226,12 @@ def test_a_host_found_down_is_one_verbose_line(
     assert status == 4
     down = [line for line in err.splitlines() if "skipped from now on" in line]
     assert down == ["127.0.0.1:1: not reachable (Connection refused); skipped from now on"]
+
+
+def test_the_cause_the_engine_recorded_wins_over_the_reason_text() -> None:
+    outcome = FileOutcome(
+        "x", "x.pdf", "failed", reason="HTTP 404 Not Found", failure="download", cause="quota"
+    )
+    assert cause_of(outcome) == "quota"
+    other = FileOutcome("y", "y.pdf", "failed", reason="odd", failure="download", cause="other")
+    assert cause_of(other) == "failed"

@@ -365,3 +365,42 @@ def test_a_hostile_member_name_prints_on_one_line(
     out = capsys.readouterr().out
     assert "\x1b" not in out
     assert f"unsafe: {TOP}/data/evil\\n\\x1b[2Jname: contains a NUL or control" in out, out
+
+
+def test_unpack_streams_a_tar_gz_from_a_pipe(tmp_path: Path) -> None:
+    archive = packed(tmp_path, "tar.gz")
+    with pipe_of(archive.read_bytes()) as pipe:
+        bag = unpack_archive(pipe, tmp_path / "out" / "bag")
+    assert verify_path(bag).ok
+
+
+@pytest.mark.parametrize("what", ["zip-pipe", "device"])
+def test_unpack_refuses_a_zip_pipe_and_devices_leaving_nothing(tmp_path: Path, what: str) -> None:
+    dest = tmp_path / "out" / "bag"
+    if what == "device":
+        with pytest.raises(UsageError, match="a device, not a file"):
+            unpack_archive(Path("/dev/null"), dest)
+    else:
+        with (
+            pipe_of(packed(tmp_path, "zip").read_bytes()) as pipe,
+            pytest.raises(UsageError, match="cannot read a zip from a pipe"),
+        ):
+            unpack_archive(pipe, dest)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_unreadable_archive_is_a_storage_error_in_our_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lhymirror.core.errors import StorageError
+
+    archive = packed(tmp_path, "tar")
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", refuse)  # root reads everything: simulate the refusal
+    with pytest.raises(StorageError) as caught:
+        verify_path(archive)
+    assert caught.value.message.startswith(f"file system error ({archive}): Permission denied.")
+    assert "Errno" not in caught.value.message

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from lhymirror.core.errors import UsageError
+from lhymirror.core.errors import UsageError, storage_errors
 from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
 
 HEAD_SIZE = 512  # one tar block: enough to tell every supported format apart
@@ -41,7 +41,8 @@ def open_input(path: Path) -> ArchiveInput:
             "cannot read the archive", where=str(path), detail=exc.strerror or str(exc)
         ) from exc
     if stat.S_ISREG(mode):
-        stream = path.open("rb")
+        with storage_errors(path):
+            stream = path.open("rb")
         head = stream.read(HEAD_SIZE)
         stream.seek(0)
         return ArchiveInput(stream, head, True, os.fstat(stream.fileno()).st_size)
@@ -58,7 +59,8 @@ def open_input(path: Path) -> ArchiveInput:
 def _open_pipe(path: Path) -> ArchiveInput:
     # O_NONBLOCK: opening a FIFO nobody writes to would otherwise wait forever. Reads block
     # again afterwards; with no writer they end at once (empty input).
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with storage_errors(path):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     os.set_blocking(fd, True)
     stream = os.fdopen(fd, "rb")
     head = stream.read(HEAD_SIZE)

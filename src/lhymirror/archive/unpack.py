@@ -57,7 +57,7 @@ def unpack_archive(
     ``IntegrityError``) when the archive is not intact, with nothing changed at *dest* either way.
     """
     archive = Path(archive)
-    if not archive.is_file():
+    if not archive.exists() or archive.is_dir():  # a pipe may stream a tar: reading decides
         raise UsageError(
             "no such archive", where=str(archive), hint="Give a file `lhymirror pack` wrote."
         )

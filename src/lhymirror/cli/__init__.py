@@ -13,7 +13,6 @@ import contextlib
 import importlib
 import io
 import sys
-import traceback
 from collections.abc import Sequence
 
 from lhymirror import __version__
@@ -82,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.handler(args))
     except LhymirrorError as error:
         if args.debug:
+            import traceback  # noqa: PLC0415 - only for --debug
+
             traceback.print_exc()
         if wants_json(args):
             print_document(args, error=error)

@@ -208,9 +208,11 @@ def waiting(delay: float) -> str:
 
 def fit(labels: list[str], width: int) -> str:
     """*labels* joined by ", " in at most *width* characters: long ones shortened in the
-    middle, the ones that do not fit counted as ``+N``."""
+    middle (each to its share of the room, so several stay visible), the ones that do not fit
+    counted as ``+N``."""
     if not labels or width < MIN_NAME_WIDTH:
         return f"{len(labels)} running" if labels and width >= len("99 running") else ""
+    share = max(MIN_NAME_WIDTH, (width - 2 * (len(labels) - 1)) // len(labels))
     shown: list[str] = []
     for index, label in enumerate(labels):
         rest = len(labels) - index - 1
@@ -219,7 +221,7 @@ def fit(labels: list[str], width: int) -> str:
         room = width - used - len(more)
         if room < MIN_NAME_WIDTH:
             return ", ".join([*shown, f"+{len(labels) - index}"])
-        shown.append(shorten(label, room))
+        shown.append(shorten(label, min(room, share) if rest else room))
     return ", ".join(shown)
 
 

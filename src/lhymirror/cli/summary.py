@@ -93,11 +93,15 @@ _MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def cause_of(outcome: FileOutcome) -> str:
-    """The key in :data:`CAUSES` of a failed file (``manual`` for a manual step)."""
+    """The key in :data:`CAUSES` of a failed file (``manual`` for a manual step).
+
+    The cause the sync engine recorded (that of the file's last error) when there is one; else
+    (outcomes made elsewhere, e.g. by the swarm) one read from the failure and its reason.
+    """
     if outcome.outcome == "manual":
         return "manual"
-    if outcome.cause == "unusable":
-        return "unusable"
+    if outcome.cause is not None:
+        return "failed" if outcome.cause == "other" else outcome.cause
     if outcome.failure == "integrity":
         return "checksum"
     if outcome.failure == "storage":

@@ -58,8 +58,11 @@ def register(subparsers: Any) -> None:
             verified download is recorded and later runs hold the file to it.
 
             Sources are tried in order: --from bases, --mirror copies, then the manifest's own.
+            At the end, files that did not make it are listed by cause, each cause with the
+            hint that helps; -v prints every attempt as it happens, -q only errors.
             Exit status: 0 all files present and verified, 4 downloads failed, 5 integrity
-            (e.g. upstream changed), 6 storage, 7 manual steps pending.
+            (e.g. upstream changed), 6 storage, 7 manual steps pending, 130 Ctrl-C and 143
+            SIGTERM (partial downloads are kept: run the same command again to resume).
             Environment: $LHYMIRROR_ROOT (default --root), ${MIRROR_ENV} (default --mirror).
         """,
         example="""

@@ -24,11 +24,12 @@ def register(subparsers: Any) -> None:
             Every file is checked against the bag's checksums while it is written into a
             temporary folder next to DEST; only when the whole archive is intact is the
             folder renamed to DEST. Unsafe members (.., absolute paths, links, devices,
-            duplicates, bombs) are refused. Prints DEST's path on stdout.
+            duplicates, bombs) are refused. Prints DEST's path on stdout. A .tar or .tar.gz
+            may come from a pipe (`lhymirror unpack <(curl -sL URL) DEST`); a zip cannot.
 
             Exit status: 0 extracted; 5 the archive is damaged (every problem is listed and
             nothing is left at DEST); 2 DEST exists and is not an empty folder,
-            or ARCHIVE does not exist.
+            or ARCHIVE does not exist, is a device or a zip from a pipe.
         """,
         example="""
             lhymirror unpack dist/lhy-ml-2022-v1.zip ~/courses/ml2022

@@ -8,11 +8,13 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lhymirror.core.streams import ReadsInto
+
+if TYPE_CHECKING:  # concurrent.futures loads logging: only the writers need it (start-up)
+    from concurrent.futures import Future
 
 CHUNK_SIZE = 1024 * 1024
 # Modes of what lhymirror writes (files in archives and extractions, folders, executables).
@@ -178,6 +180,8 @@ class BackgroundWriteback:
         self._stream = stream
         self._every = every
         self._pending = 0
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writeback")
         self._inflight: Future[None] | None = None
 
@@ -240,6 +244,8 @@ class ThreadedDigest:
         self._batch = batch
         self._pending: list[bytes | memoryview] = []
         self._pending_size = 0
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
         self._slots = threading.BoundedSemaphore(depth)
 
