@@ -5,7 +5,7 @@ clean report from the library; from the CLI one of the documented exit codes), b
 (an alarm per example) and memory (the process's peak RSS barely moves), and for ``unpack``
 nothing written outside the destination, nothing left behind on failure.
 
-The ``ci`` profile (default) runs the few hundred examples of ``EXAMPLES`` in a few seconds;
+The ``ci`` profile (default) runs the 700 examples of ``EXAMPLES`` in a few seconds;
 ``HYPOTHESIS_PROFILE=long`` runs 10,000 per property (see the README's "Robustness" note).
 """
 
@@ -22,7 +22,7 @@ import resource
 import signal
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,14 @@ import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lhymirror.archive.bag import (
+    format_bag_info,
+    format_checksum_manifest,
+    parse_bag_info,
+    parse_checksum_manifest,
+    parse_payload_oxum,
+    parse_sidecar,
+)
 from lhymirror.archive.unpack import TEMP_PREFIX, unpack_archive
 from lhymirror.archive.verify import verify_path
 from lhymirror.cli import main
@@ -50,6 +58,7 @@ EXAMPLES = {
     "tar.gz": 80,
     "unpack": 50,
     "cli_verify": 40,
+    "tag_files": 100,
 }
 SECONDS_PER_EXAMPLE = 20  # generous: a hang or a runaway inflation is what it catches
 RSS_GROWTH_LIMIT = 200 * 1024 * 1024  # bytes the peak RSS may grow over one property
@@ -419,6 +428,51 @@ def test_fuzz_cli_verify_exits_with_a_documented_code(case: tuple[str, bytes]) -
     assert status in (0, 2, 5), err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) <= 1, err
+
+
+# ---------------------------------------------------------------------------------------------
+# BagIt tag files: any text parses or is one IntegrityError; checksum lists round-trip
+
+TAG_TEXT = format_checksum_manifest([("data/a b.pdf", "a" * 64), ("data/100%\nx", "b" * 64)])
+TAG_TEXT += format_bag_info([("Payload-Oxum", "12.3"), ("Bag-Size", "1 kB")])
+
+
+@st.composite
+def tag_texts(draw: st.DrawFn) -> str:
+    if draw(st.booleans()):
+        return draw(st.text(max_size=300))
+    text = TAG_TEXT
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        at = draw(st.integers(min_value=0, max_value=len(text)))
+        piece = draw(st.one_of(st.text(max_size=8), st.sampled_from(["\r", "\n", " ", ":", "%"])))
+        text = text[:at] + piece + text[at + draw(st.integers(0, 3)) :]
+    return text
+
+
+@examples("tag_files")
+@given(
+    tag_texts(),
+    st.dictionaries(
+        st.text(min_size=1, max_size=30).map(lambda name: f"data/{name}"),
+        st.text("0123456789abcdef", min_size=64, max_size=64),
+        max_size=5,
+    ),
+)
+def test_fuzz_bag_tag_files(text: str, entries: dict[str, str]) -> None:
+    parsers: list[Callable[[str], object]] = [
+        lambda t: parse_checksum_manifest(t, where="manifest-sha256.txt"),
+        lambda t: parse_bag_info(t, where="bag-info.txt"),
+        parse_payload_oxum,
+        lambda t: parse_sidecar(t, "a.zip"),
+    ]
+    for parse in parsers:
+        try:
+            with time_limit():
+                parse(text)
+        except LhymirrorError as error:
+            assert "\n" not in error.message and "\r" not in error.message, error.message
+    listed = format_checksum_manifest(entries.items())
+    assert parse_checksum_manifest(listed, where="manifest-sha256.txt") == entries
 
 
 # ---------------------------------------------------------------------------------------------
