@@ -236,3 +236,125 @@ def test_a_reservation_not_used_is_given_back() -> None:
     budget.release(3)
     budget.unhold()
     assert budget.try_acquire(4) == 4
+
+
+class Spy:
+    """Wraps a downloader and records the keys of the targets it fetched, and on which thread."""
+
+    def __init__(self, inner: Downloader) -> None:
+        self.inner = inner
+        self.keys: list[tuple[str, str]] = []
+
+    def fetch(self, target: Target, sources: Any, session: Any) -> Any:
+        self.keys.append((target.key, threading.current_thread().name))
+        return self.inner.fetch(target, sources, session)
+
+
+@pytest.mark.parametrize("jobs", [1, 4])
+def test_the_later_parts_of_a_split_file_come_meanwhile_on_spare_connections(
+    tmp_path: Path, http_server: CourseServer, jobs: int
+) -> None:
+    from factories import manifest_data
+    from lhymirror.fetch.plan import plan_sync
+    from lhymirror.fetch.sync import run_sync
+    from lhymirror.manifest.model import Manifest
+
+    pieces = [blob(300_000, 10 + i) for i in range(4)]
+    whole = b"".join(pieces)
+    upstream = "https://course.lhymirror.invalid/d"
+    for i, piece in enumerate(pieces):
+        http_server.add(f"/mirror/course.lhymirror.invalid/d/part{i}", piece)
+    entry = {
+        "id": "d", "kind": "dataset", "path": "data/d.tar", "size": len(whole),
+        "sha256": sha(whole), "parts": [f"{upstream}/part{i}" for i in range(4)],
+    }  # fmt: skip
+    store = MirrorStore(tmp_path / "mirror", 2022)
+    mirror = f"http://127.0.0.1:{http_server.port}/mirror"
+    plan = plan_sync(Manifest.model_validate(manifest_data(entry)), store, mirrors=[mirror])
+    (item,) = plan.items
+    assert item.capped_host is None
+    budget = ConnectionBudget(jobs, split_size=MiB, pieces=4)
+    spies: list[Spy] = []
+
+    def factory(events: Any) -> Spy:
+        spies.append(Spy(Downloader(store, policy=POLICY, events=events, budget=budget)))
+        return spies[-1]
+
+    report = run_sync(plan, store, factory, jobs=jobs, budget=budget)
+    assert report.complete
+    assert store.file_path("data/d.tar").read_bytes() == whole
+    keys = [key for spy in spies for key, _ in spy.keys]
+    staged = sorted(key for key in keys if key.endswith(".part.staging"))
+    if jobs == 1:
+        assert staged == []  # no spare connection: one part after the other
+    else:
+        assert staged == [f"d.part0{i}.part.staging" for i in (1, 2, 3)]
+        assert sorted(k for k in keys if not k.endswith(".staging")) == ["d.part00"]
+    assert not any((store.meta_dir / "partial").iterdir())
+    assert len([r for r in http_server.requests if "/part" in r.path]) == 4  # each part once
+    assert budget.try_acquire(jobs) == jobs
+
+
+@pytest.mark.slow
+def test_pieces_survive_kill_9_and_resume(tmp_path: Path, http_server: CourseServer) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import tomli_w
+
+    import lhymirror
+    from httpserver import Fault
+
+    data = blob(3 * MiB, 20)
+    route = "/base/2022/data/big.zip"
+    http_server.add(route, data, content_type="application/zip")
+    http_server.set_faults(route, Fault(trickle=(32 * 1024, 0.02)))
+    entry = {
+        "id": "big", "kind": "dataset", "path": "data/big.zip", "size": len(data),
+        "sha256": sha(data), "urls": ["https://course.lhymirror.invalid/big.zip"],
+    }  # fmt: skip
+    manifest = tmp_path / "m.toml"
+    fields = {"schema": 1, "course": "ML", "year": 2022, "version": "1", "files": [entry]}
+    manifest.write_text(tomli_w.dumps(fields))
+    root = tmp_path / "r"
+    base = f"http://127.0.0.1:{http_server.port}/base"
+    args = ["sync", "--manifest", str(manifest), "--root", str(root), "--from", base]
+    args += ["--split-size", "1M", "--jobs", "4"]
+    env = {**os.environ, "PYTHONPATH": str(Path(lhymirror.__file__).resolve().parents[1])}
+
+    def cli() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lhymirror", *args], env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
+
+    first = cli()
+    try:
+        http_server.wait_for_bytes(route, MiB, timeout=20)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate(timeout=10)
+    partial = root / "2022" / ".lhymirror" / "partial"
+    held = {
+        int(p.name.rsplit(".", 1)[1]): p.stat().st_size for p in partial.glob("big.part.*[0-9]")
+    }
+    assert len(held) == 3 and any(held.values())
+    assert (partial / "big.part.segments.json").is_file()
+    starts = sorted(held)
+    ends = [*starts[1:], len(data)]
+    wanted = {
+        f"bytes={start + held[start]}-{end - 1}"
+        for start, end in zip(starts, ends, strict=True)
+        if held[start] < end - start
+    }
+    before = len(http_server.requests)
+    http_server.set_faults(route, None)
+    second = cli()
+    _, err = second.communicate(timeout=30)
+    assert second.returncode == 0, err
+    assert (root / "2022" / "data" / "big.zip").read_bytes() == data
+    asked = {r.range_header for r in http_server.requests[before:] if r.range_header}
+    assert wanted <= asked  # every piece continued where its file ended
+    assert not any(partial.iterdir())

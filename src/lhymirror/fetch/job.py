@@ -24,7 +24,9 @@ from lhymirror.core.errors import (
 from lhymirror.core.fsutil import fsync_file, hash_file, replace_durably
 from lhymirror.core.units import utc_now
 from lhymirror.fetch.plan import PartPlan, PlanItem
+from lhymirror.fetch.prefetch import PartPrefetch
 from lhymirror.fetch.report import FileOutcome, failed_outcome, outcome_of
+from lhymirror.fetch.scheduler import ConnectionBudget
 from lhymirror.fetch.transfer import (
     AssemblyDigest,
     FetchResult,
@@ -60,8 +62,10 @@ class FileJob:
         fetcher: Fetcher,
         session: Any,
         cancelled: threading.Event | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         self.store = store
+        self._budget = budget  # the run's connections: later parts may use spare ones
         self._fetcher = fetcher
         self._session = session
         self._cancelled = cancelled or threading.Event()
@@ -185,16 +189,23 @@ class FileJob:
         whole = AssemblyDigest()
         results: list[FetchResult] = []
         offset = 0
-        for part in item.parts:
-            held = None if results else _complete_part_size(self.store, part, assembly, offset)
-            if held is None:
-                if not results:
-                    self._forget_parts_after(item, part)
-                part_target = _part_target(item, part, assembly, offset, whole)
-                result = self._fetcher.fetch(part_target, part.sources, self._session)
-                results.append(result)
-                held = result.size
-            offset += held
+        prefetch = PartPrefetch(self.store, item, self._fetcher, self._budget)
+        try:
+            for part in item.parts:
+                held = None if results else _complete_part_size(self.store, part, assembly, offset)
+                if held is None:
+                    if not results:
+                        self._forget_parts_after(item, part)
+                        prefetch.start(after=part)  # later parts meanwhile, if connections allow
+                    part_target = _part_target(item, part, assembly, offset, whole)
+                    result = prefetch.place(part, part_target) or self._fetcher.fetch(
+                        part_target, part.sources, self._session
+                    )
+                    results.append(result)
+                    held = result.size
+                offset += held
+        finally:
+            prefetch.close()
         size, sha = _expected_for_target(item)
         size, sha = _place_assembly(
             self.store,

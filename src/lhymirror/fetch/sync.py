@@ -93,8 +93,8 @@ def run_sync(
 
 
 def _may_split(item: PlanItem) -> bool:
-    """A whole file from a base the user named may come in pieces (course servers keep caps)."""
-    return item.capped_host is None and not item.parts and bool(item.sources)
+    """A file from a base the user named may come in pieces (course servers keep their caps)."""
+    return item.capped_host is None
 
 
 def _remove_empty_folders(store: MirrorStore) -> None:
@@ -128,7 +128,10 @@ def _run_items(
 
     def work(item: PlanItem) -> FileOutcome:
         worker = workers.get()
-        return FileJob(store, worker.downloader, worker.session, scheduler.cancelled).run(item)
+        job = FileJob(
+            store, worker.downloader, worker.session, scheduler.cancelled, scheduler.budget
+        )
+        return job.run(item)
 
     def new_worker() -> _Worker:
         session = session_factory()
