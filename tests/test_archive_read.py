@@ -111,7 +111,7 @@ def test_not_an_archive_is_a_clean_error(tmp_path: Path, content: bytes) -> None
 
 
 def test_memory_stays_bounded_while_reading_a_large_member(tmp_path: Path) -> None:
-    payload = blob(12 * MiB, 5)
+    payload = blob(24 * MiB, 5)
     path = write_archive(tmp_path / "big.tar.gz", "tar.gz", [("top/data/big", payload)])
     del payload
     tracemalloc.start()
@@ -126,7 +126,10 @@ def test_memory_stays_bounded_while_reading_a_large_member(tmp_path: Path) -> No
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 8 * MiB
+    # Bounded by design, not by the member's size: the archive digest's helper thread holds at
+    # most 4 blocks of 1 MiB when it falls behind (it does on a busy machine), plus the chunks
+    # being read and decompressed.
+    assert peak < 12 * MiB
 
 
 # ---------------------------------------------------------------------------------------------
