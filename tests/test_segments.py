@@ -293,3 +293,68 @@ def test_the_later_parts_of_a_split_file_come_meanwhile_on_spare_connections(
     assert not any((store.meta_dir / "partial").iterdir())
     assert len([r for r in http_server.requests if "/part" in r.path]) == 4  # each part once
     assert budget.try_acquire(jobs) == jobs
+
+
+@pytest.mark.slow
+def test_pieces_survive_kill_9_and_resume(tmp_path: Path, http_server: CourseServer) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import tomli_w
+
+    import lhymirror
+    from httpserver import Fault
+
+    data = blob(3 * MiB, 20)
+    route = "/base/2022/data/big.zip"
+    http_server.add(route, data, content_type="application/zip")
+    http_server.set_faults(route, Fault(trickle=(32 * 1024, 0.02)))
+    entry = {
+        "id": "big", "kind": "dataset", "path": "data/big.zip", "size": len(data),
+        "sha256": sha(data), "urls": ["https://course.lhymirror.invalid/big.zip"],
+    }  # fmt: skip
+    manifest = tmp_path / "m.toml"
+    fields = {"schema": 1, "course": "ML", "year": 2022, "version": "1", "files": [entry]}
+    manifest.write_text(tomli_w.dumps(fields))
+    root = tmp_path / "r"
+    base = f"http://127.0.0.1:{http_server.port}/base"
+    args = ["sync", "--manifest", str(manifest), "--root", str(root), "--from", base]
+    args += ["--split-size", "1M", "--jobs", "4"]
+    env = {**os.environ, "PYTHONPATH": str(Path(lhymirror.__file__).resolve().parents[1])}
+
+    def cli() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lhymirror", *args], env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
+
+    first = cli()
+    try:
+        http_server.wait_for_bytes(route, MiB, timeout=20)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate(timeout=10)
+    partial = root / "2022" / ".lhymirror" / "partial"
+    held = {
+        int(p.name.rsplit(".", 1)[1]): p.stat().st_size for p in partial.glob("big.part.*[0-9]")
+    }
+    assert len(held) == 3 and any(held.values())
+    assert (partial / "big.part.segments.json").is_file()
+    starts = sorted(held)
+    ends = [*starts[1:], len(data)]
+    wanted = {
+        f"bytes={start + held[start]}-{end - 1}"
+        for start, end in zip(starts, ends, strict=True)
+        if held[start] < end - start
+    }
+    before = len(http_server.requests)
+    http_server.set_faults(route, None)
+    second = cli()
+    _, err = second.communicate(timeout=30)
+    assert second.returncode == 0, err
+    assert (root / "2022" / "data" / "big.zip").read_bytes() == data
+    asked = {r.range_header for r in http_server.requests[before:] if r.range_header}
+    assert wanted <= asked  # every piece continued where its file ended
+    assert not any(partial.iterdir())

@@ -114,6 +114,8 @@ class VerifyReport:
 
 @dataclass
 class Found:
+    """One bag file as read: its size and sha256 (None when not hashed or unreadable)."""
+
     size: int
     sha256: str | None  # None when not hashed (fast) or unreadable
 
@@ -132,9 +134,11 @@ class BagScan:
     complete: bool = True  # False when the archive could not be read to its end
 
     def display(self, relative: str) -> str:
+        """*relative* as problems show it: under the bag's top folder when it is known."""
         return f"{self.top}/{relative}" if self.top else relative
 
     def add(self, kind: str, relative: str, detail: str) -> None:
+        """Record a problem about the bag file *relative*."""
         self.report.add(kind, self.display(relative), detail)
 
     def record(self, relative: str, found: Found, text: bytes | None) -> None:
@@ -190,6 +194,7 @@ def digest(
 
 
 def keep_limit(relative: str) -> int:
+    """How many bytes of *relative* to keep for parsing (0: a file that is only hashed)."""
     return MAX_TAG_FILE_SIZE if relative in PARSED_TAG_FILES else 0
 
 

@@ -57,7 +57,7 @@ def scan_members(
             if relative is not None:
                 _read_member(member, relative, scan, fast=fast, sink=sink, progress=progress)
     except ArchiveReadError as error:
-        scan.report.add(error.kind, error.member, error_detail(error))
+        scan.report.add(error.kind, error.member, _error_detail(error))
         return False
     return True
 
@@ -109,7 +109,7 @@ def _read_member(
                 stream, keep=keep_limit(relative), sink=out, progress=progress, threaded=False
             )
     except ArchiveReadError as error:
-        scan.add(error.kind, relative, error_detail(error))
+        scan.add(error.kind, relative, _error_detail(error))
         scan.unreadable.add(relative)
         if is_payload:  # present, as far as counts go (Payload-Oxum)
             scan.payload[relative] = Found(member.size, None)
@@ -126,7 +126,8 @@ def _sink_stream(sink: MemberSink | None, relative: str, mode: int) -> Iterator[
         yield out
 
 
-def error_detail(error: LhymirrorError) -> str:
+def _error_detail(error: LhymirrorError) -> str:
+    """The part of *error* a problem line shows."""
     return error.detail or error.what
 
 
@@ -135,7 +136,7 @@ def finish_archive(reader: ArchiveReader, scan: BagScan) -> None:
     try:
         reader.drain()
     except ArchiveReadError as error:
-        scan.report.add(error.kind, error.member, error_detail(error))
+        scan.report.add(error.kind, error.member, _error_detail(error))
 
 
 def check_sidecar(archive: Path, archive_sha: str | None, report: VerifyReport) -> None:
@@ -202,7 +203,7 @@ def _read_disk_file(
         scan.record(relative, Found(path.lstat().st_size, None), None)
         return
     try:
-        with open_no_follow(path) as stream:
+        with _open_no_follow(path) as stream:
             size, sha, text = digest(stream, keep=keep_limit(relative), progress=progress)
     except OSError as exc:
         scan.add("malformed", relative, f"unreadable: {exc.strerror or exc}")
@@ -211,7 +212,8 @@ def _read_disk_file(
     scan.record(relative, Found(size, sha), text)
 
 
-def open_no_follow(path: Path) -> BinaryIO:
+def _open_no_follow(path: Path) -> BinaryIO:
+    """Open a regular file for reading, never through a symlink (``OSError`` otherwise)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
