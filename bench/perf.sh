@@ -4,6 +4,11 @@
 #   bench/perf.sh [--scale 0.5] [--pairs 5] [--steps sync,pack,verify,verify-fast]
 #                 [--bin PATH] [--work DIR]
 #
+# Extra steps (limits, not run by default): sync-durable (the Python mirror with fsync, as
+# lhymirror does), pack-durable (tar then fsync of the archive), hash2 (the two sha256 passes
+# of a verify on two threads, nothing else), import (start-up: python with lhymirror's
+# imports for verify / sync vs python with bagit / requests).
+#
 # Uses ../shared/bench (corpus.py, serve.sh, lib/pybench.py, lib/mkinputs.py) when it sits
 # beside this repository, or SHARED_BENCH=DIR. The Python running this script must have
 # requests and bagit (the project's test extra has both). Loopback only.
@@ -21,7 +26,7 @@ while [ $# -gt 0 ]; do
         --steps) STEPS=$2; shift 2;;
         --bin) BIN=$2; shift 2;;
         --work) WORK=$2; shift 2;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0;;
         *) echo "perf.sh: unknown option $1" >&2; exit 2;;
     esac
 done
@@ -55,18 +60,30 @@ if has sync; then
         --a "pybench mirror x2" "$PY $SHARED/lib/pybench.py mirror $WORK/inputs/mirror.tsv $WORK/d --threads 2" \
         --b "lhymirror sync -j4" "$BIN sync --manifest $MAN --root $WORK/d --mirror http://127.0.0.1:$PORT --jobs 4"
 fi
-if has pack || has verify || has verify-fast; then
+if has sync-durable; then
+    echo "== sync --jobs 4 vs the minimal verified Python mirror with fsync (the durable limit)"
+    $AB --prepare "rm -rf '$WORK/d' && mkdir -p '$WORK/d' && sync" \
+        --a "pybench mirror x2 --fsync" "$PY $SHARED/lib/pybench.py mirror $WORK/inputs/mirror.tsv $WORK/d --threads 2 --fsync" \
+        --b "lhymirror sync -j4" "$BIN sync --manifest $MAN --root $WORK/d --mirror http://127.0.0.1:$PORT --jobs 4"
+fi
+if has pack || has pack-durable || has verify || has verify-fast || has hash2; then
     rm -rf "$REF"; "$BIN" sync --manifest "$MAN" --root "$REF" --mirror "http://127.0.0.1:$PORT" >/dev/null
     YEARDIR=$(find "$REF" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 fi
+REPRO="--sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner"
 if has pack; then
     echo "== pack (zip) vs GNU tar with reproducible flags on the same files"
-    REPRO="--sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner"
     $AB --prepare "rm -rf '$WORK/p' && mkdir -p '$WORK/p' && sync" \
         --a "tar repro" "tar $REPRO -cf $WORK/p/a.tar -C $YEARDIR ." \
         --b "lhymirror pack" "$BIN pack --manifest $MAN --root $REF --out $WORK/p"
 fi
-if has verify || has verify-fast; then
+if has pack-durable; then
+    echo "== pack (zip) vs GNU tar with reproducible flags, then fsync of the archive (durable)"
+    $AB --prepare "rm -rf '$WORK/p' && mkdir -p '$WORK/p' && sync" \
+        --a "tar repro + fsync" "tar $REPRO -cf $WORK/p/a.tar -C $YEARDIR . && sync $WORK/p/a.tar" \
+        --b "lhymirror pack" "$BIN pack --manifest $MAN --root $REF --out $WORK/p"
+fi
+if has verify || has verify-fast || has hash2; then
     rm -rf "$WORK/a" "$WORK/x"; mkdir -p "$WORK/a"
     "$BIN" pack --manifest "$MAN" --root "$REF" --out "$WORK/a" >/dev/null
     ARCHIVE=$(find "$WORK/a" -name '*.zip' | head -n 1)
@@ -82,5 +99,43 @@ if has verify-fast; then
     echo "== verify --fast vs bagit --validate --fast"
     $AB --a "bagit --validate --fast" "$PY -m bagit --validate --fast $BAG" \
         --b "lhymirror verify --fast" "$BIN verify --fast $ARCHIVE"
+fi
+if has hash2; then
+    echo "== verify ARCHIVE vs its hashing alone: sha256 of the members and of the archive, two threads"
+    cat > "$WORK/hash2.py" <<'PYEOF'
+import hashlib, struct, sys, threading, zipfile
+path = sys.argv[1]
+def whole():
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+t = threading.Thread(target=whole); t.start()
+with zipfile.ZipFile(path) as z, open(path, "rb", buffering=0) as f:
+    for info in z.infolist():
+        h = hashlib.sha256()
+        if info.compress_type == zipfile.ZIP_STORED:  # the raw bytes: no CRC, no zipfile layers
+            f.seek(info.header_offset + 26)
+            name_len, extra_len = struct.unpack("<HH", f.read(4))
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            left = info.compress_size
+            while left and (chunk := f.read(min(left, 1 << 20))):
+                h.update(chunk); left -= len(chunk)
+        else:
+            with z.open(info) as m:
+                while chunk := m.read(1 << 20):
+                    h.update(chunk)
+t.join()
+PYEOF
+    $AB --a "sha256 x2 (2 threads)" "$PY $WORK/hash2.py $ARCHIVE" \
+        --b "lhymirror verify" "$BIN verify $ARCHIVE"
+fi
+if has import; then
+    echo "== start-up: imports of verify / sync against bagit / requests"
+    LPY=$(dirname "$BIN")/python
+    $AB --a "python -c 'import bagit'" "$PY -c 'import bagit'" \
+        --b "verify --fast imports" "$LPY -c 'import lhymirror.cli.verify_cmd, lhymirror.archive.verify'"
+    $AB --a "python -c 'import requests'" "$PY -c 'import requests'" \
+        --b "sync imports" "$LPY -c 'import lhymirror.cli.sync_cmd, lhymirror.fetch.sync, lhymirror.manifest.model'"
 fi
 echo "== results: $WORK/results.jsonl"

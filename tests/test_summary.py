@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from httpserver import CourseServer, Fault, pdf_payload
-from lhymirror.cli.summary import cause_of, problem_lines, rerun_helps, summary_counts
+from lhymirror.cli.summary import problem_lines, summary_counts
 from lhymirror.fetch.report import FileOutcome, SyncReport
+from lhymirror.fetch.sources.base import most_hopeful
 from test_sync_e2e import Course, instant_retries, run_cli  # noqa: F401 - an autouse fixture
 
 YEAR = 2022
@@ -20,13 +21,16 @@ def course(http_server: CourseServer, tmp_path: Path) -> Course:
     return Course(http_server, tmp_path)
 
 
-def failed(entry_id: str, reason: str, failure: str = "download") -> FileOutcome:
+def failed(
+    entry_id: str, reason: str, failure: str = "download", cause: str | None = None
+) -> FileOutcome:
     return FileOutcome(
         entry_id,
         f"slides/{entry_id}.pdf",
         "failed",
         reason=reason,
         failure=failure,  # type: ignore[arg-type]
+        cause=cause,  # type: ignore[arg-type]
     )
 
 
@@ -53,37 +57,42 @@ def test_counts_use_singular_and_plural_and_skip_zeros() -> None:
 
 
 @pytest.mark.parametrize(
-    ("reason", "failure", "cause"),
+    ("failure", "cause", "expected"),
     [
-        ("download failed (x): https://h/x: HTTP 404 Not Found", "download", "gone"),
-        ("download failed (x): https://h/x: HTTP 410 Gone", "download", "gone"),
-        ("download failed (x): gdrive:1: file does not exist or is not shared", "download", "gone"),
-        ("download failed (x): gdrive:1: Google Drive quota exceeded for this file",
-         "download", "quota"),
-        ("download failed (x): https://h/x: connection failed (Name or service not known); "
-         "gave up after 5 attempts", "download", "unreachable"),
-        ("download failed (x): https://h/x: received an HTML page instead of the file",
-         "download", "html"),
-        ("download failed (x): https://h/x: HTTP 503; gave up after 5 attempts", "download",
-         "failed"),
-        ("content differs from the manifest", "integrity", "checksum"),
-        ("cannot write to disk", "storage", "storage"),
-        ("offline: would download from https://h/x", "download", "offline"),
-        # One source gone, the other unreachable: a rerun may still bring it.
-        ("download failed (x): https://a/x: HTTP 404 Not Found; https://b/x: connection failed "
-         "(timed out)", "download", "unreachable"),
+        ("download", "gone", "gone"),
+        ("download", None, "other"),
+        ("integrity", None, "checksum"),
+        ("storage", None, "storage"),
+        ("download", "offline", "offline"),
     ],
 )  # fmt: skip
-def test_each_failure_has_its_cause(reason: str, failure: str, cause: str) -> None:
-    assert cause_of(failed("x", reason, failure)) == cause
+def test_each_failure_has_its_cause_from_the_library(
+    failure: str, cause: str | None, expected: str
+) -> None:
+    assert failed("x", "whatever the text says: HTTP 404", failure, cause).failure_cause == expected
+
+
+@pytest.mark.parametrize(
+    ("categories", "expected"),
+    [
+        (["gone", "gone"], "gone"),
+        (["unreachable", "gone"], "unreachable"),  # first timed out, last 404: not gone
+        (["gone", "quota"], "quota"),
+        (["gone", "other"], "other"),  # e.g. HTTP 503: a rerun may help
+        (["html", "gone"], "html"),
+    ],
+)  # fmt: skip
+def test_a_file_is_gone_only_when_every_source_is(categories: list[str], expected: str) -> None:
+    assert most_hopeful(categories) == expected  # type: ignore[arg-type]
 
 
 def test_failures_are_grouped_by_cause_with_one_hint_each() -> None:
     done = report(
-        failed("a", "download failed (slides/a.pdf): https://h/a: HTTP 404 Not Found"),
-        failed("b", "download failed (slides/b.pdf): https://h/b: HTTP 410 Gone"),
+        failed("a", "download failed (slides/a.pdf): https://h/a: HTTP 404 Not Found",
+               cause="gone"),
+        failed("b", "download failed (slides/b.pdf): https://h/b: HTTP 410 Gone", cause="gone"),
         failed("c", "download failed (slides/c.pdf): https://h/c: connection failed (refused). "
-               "Run the same command again to resume."),
+               "Run the same command again to resume.", cause="unreachable"),
         FileOutcome("m", "data/m.zip", "manual", reason="Log in at X."),
     )  # fmt: skip
     lines = problem_lines(done, add_command)
@@ -101,12 +110,17 @@ def test_failures_are_grouped_by_cause_with_one_hint_each() -> None:
         "  data/m.zip: Log in at X.",
         "    then import it: lhymirror add 2022 m FILE",
     ]
-    assert rerun_helps(done)
-    assert not rerun_helps(report(done.files[0], done.files[1], done.files[3]))
+    assert done.rerun_helps
+    assert not report(done.files[0], done.files[1], done.files[3]).rerun_helps
 
 
 def test_a_long_group_is_cut_unless_verbose() -> None:
-    done = report(*(failed(f"f{n}", "offline: would download from https://h") for n in range(25)))
+    done = report(
+        *(
+            failed(f"f{n}", "offline: would download from https://h", cause="offline")
+            for n in range(25)
+        )
+    )
     assert len(problem_lines(done, add_command)) == 1 + 10 + 1 + 1
     assert "  … and 15 more (--verbose lists them all)" in problem_lines(done, add_command)
     assert len(problem_lines(done, add_command, verbose=True)) == 1 + 25 + 1
@@ -154,7 +168,7 @@ def test_a_rerun_is_suggested_only_when_it_can_help(
     assert status == 4
     assert "run the same command again" not in err.lower()
     assert err.splitlines()[-1].endswith(
-        "See the hints above; running the same command again will not help."
+        "Running the same command again will not help; see the reason for each file."
     )
     course.add_entry(
         id="far", kind="slide", path="slides/far.pdf", urls=[f"{REFUSED}/far.pdf"],
@@ -164,6 +178,22 @@ def test_a_rerun_is_suggested_only_when_it_can_help(
     assert status == 4
     assert err.splitlines()[-1].endswith("Run the same command again to resume.")
     assert "2 files could not be downloaded" in err.splitlines()[-1]
+
+
+def test_a_file_unreachable_on_one_source_and_gone_on_the_last_may_come_with_a_rerun(
+    course: Course, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gone = course.server.url_for("/gone.pdf")  # nothing served there: HTTP 404
+    course.add_entry(
+        id="far", kind="slide", path="slides/far.pdf", urls=[f"{REFUSED}/far.pdf", gone],
+        insecure_http=True,
+    )  # fmt: skip
+    status, _, err = run_cli(course.args(), capsys)
+    assert status == 4
+    headings = [line for line in err.splitlines() if not line.startswith(" ")]
+    assert "host not reachable (1 file):" in headings
+    assert not any(line.startswith("gone:") for line in headings)
+    assert err.splitlines()[-1].endswith("Run the same command again to resume.")
 
 
 def test_offline_says_not_downloaded_not_failed(
@@ -226,12 +256,3 @@ def test_a_host_found_down_is_one_verbose_line(
     assert status == 4
     down = [line for line in err.splitlines() if "skipped from now on" in line]
     assert down == ["127.0.0.1:1: not reachable (Connection refused); skipped from now on"]
-
-
-def test_the_cause_the_engine_recorded_wins_over_the_reason_text() -> None:
-    outcome = FileOutcome(
-        "x", "x.pdf", "failed", reason="HTTP 404 Not Found", failure="download", cause="quota"
-    )
-    assert cause_of(outcome) == "quota"
-    other = FileOutcome("y", "y.pdf", "failed", reason="odd", failure="download", cause="other")
-    assert cause_of(other) == "failed"

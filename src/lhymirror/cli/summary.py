@@ -12,123 +12,75 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lhymirror.core.units import count_of, format_size
-from lhymirror.fetch.plan import OFFLINE_HINT
-from lhymirror.fetch.report import FileOutcome, SyncReport
+from lhymirror.fetch.plan import OFFLINE_HINT, RESUME_HINT
+from lhymirror.fetch.report import OFFLINE_LABEL, FileOutcome, SyncReport
 
 MAX_LISTED = 10  # files listed per cause at the default level (--verbose lists them all)
-RESUME_HINT = "Run the same command again to resume."
-OFFLINE = "not downloaded (offline)"
 
 
 @dataclass(frozen=True)
 class Cause:
-    """Why files did not make it: a heading, the hint that helps, whether a rerun can."""
+    """How a group of files that did not make it is shown: a heading and the hint that helps."""
 
     heading: str
     hint: str  # may name {import_command} and {rejected}
-    rerun_helps: bool
 
 
+# One group per cause the library records (lhymirror.fetch.report.FileOutcome.failure_cause),
+# in the order they are shown.
 CAUSES: dict[str, Cause] = {
     "unreachable": Cause(
         "host not reachable",
         "Check the network connection and proxy settings (HTTPS_PROXY, ALL_PROXY), or sync "
         "from a classmate's copy with --from URL; then run the same command again.",
-        rerun_helps=True,
     ),
     "quota": Cause(
         "Google Drive quota exceeded",
         "Drive allows only so many downloads of a file a day: wait a few hours and run the "
         "same command again, or download it in a browser and import it: {import_command}",
-        rerun_helps=True,
     ),
     "gone": Cause(
         "gone: the link died (HTTP 404/410 or no longer shared)",
         "The manifest needs a new source for it; tell its maintainers. If you get the file "
         "elsewhere, import it: {import_command}",
-        rerun_helps=False,
     ),
     "html": Cause(
         "an HTML page came instead of the file",
         "A login, quota or error page was served; open the link in a browser, download the "
         "file and import it: {import_command}",
-        rerun_helps=False,
     ),
     "checksum": Cause(
         "checksum mismatch",
         "The bytes are not the ones the manifest pins; they are kept under {rejected} and "
         "nothing was replaced. If the course re-published the file, a maintainer can take it "
         "with `sync --accept-upstream ID` and `lhymirror pin`.",
-        rerun_helps=False,
     ),
     "unusable": Cause(
         "not a usable file at its path (a link, a folder, a special or unreadable file)",
         "lhymirror never follows links nor replaces what it did not write: remove or replace "
         "what stands there, then run the same command again.",
-        rerun_helps=False,
     ),
     "storage": Cause(
         "could not be stored",
         "Free some space or fix the permissions (or choose another --root), then run the "
         "same command again.",
-        rerun_helps=True,
     ),
-    "offline": Cause(OFFLINE, OFFLINE_HINT, rerun_helps=False),
-    "failed": Cause("failed", RESUME_HINT, rerun_helps=True),
+    "offline": Cause(OFFLINE_LABEL, OFFLINE_HINT),
+    "other": Cause("failed", RESUME_HINT),
 }
-
-# Markers of each cause in a failure's reason, most hopeful first: a file one of whose sources
-# failed for a passing reason (network, quota, server trouble) may still come with a rerun.
-_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("offline", ("offline", "needs the network")),
-    ("quota", ("quota exceeded",)),
-    (
-        "unreachable",
-        ("not reachable", "connection failed", "connection lost", "timed out", "tls error"),
-    ),
-    ("failed", ("http 5", "http 429", "gave up after")),
-    ("html", ("html page", "unexpected page")),
-    ("gone", ("http 404", "http 410", "not shared")),
-)
-
-
-def cause_of(outcome: FileOutcome) -> str:
-    """The key in :data:`CAUSES` of a failed file (``manual`` for a manual step).
-
-    The cause the sync engine recorded (that of the file's last error) when there is one; else
-    (outcomes made elsewhere, e.g. by the swarm) one read from the failure and its reason.
-    """
-    if outcome.outcome == "manual":
-        return "manual"
-    if outcome.cause is not None:
-        return "failed" if outcome.cause == "other" else outcome.cause
-    if outcome.failure == "integrity":
-        return "checksum"
-    if outcome.failure == "storage":
-        return "storage"
-    reason = (outcome.reason or "").lower()
-    for cause, markers in _MARKERS:
-        if any(marker in reason for marker in markers):
-            return cause
-    return "failed"
-
-
-def rerun_helps(report: SyncReport) -> bool:
-    """True when running the same command again may fetch some of the failed files."""
-    return any(CAUSES[cause_of(f)].rerun_helps for f in report.with_outcome("failed"))
 
 
 def summary_counts(report: SyncReport) -> str:
     """One line: how many files ended which way, and how much was transferred."""
     failed = report.with_outcome("failed")
-    offline = sum(1 for f in failed if cause_of(f) == "offline")
+    offline = sum(1 for f in failed if f.failure_cause == "offline")
     counts = report.counts()
     parts = [
         f"{counts['downloaded']} downloaded",
         f"{counts['resumed']} resumed",
         f"{counts['up-to-date']} already up to date",
         f"{len(failed) - offline} failed",
-        f"{offline} {OFFLINE}",
+        f"{offline} {OFFLINE_LABEL}",
         f"{count_of(counts['manual'], 'manual step')} pending",
     ]
     shown = [part for part in parts if not part.startswith("0 ")] or ["nothing to do"]
@@ -155,7 +107,7 @@ def problem_lines(
     groups: dict[str, list[FileOutcome]] = {}
     for outcome in report.files:
         if outcome.outcome in ("failed", "manual"):
-            groups.setdefault(cause_of(outcome), []).append(outcome)
+            groups.setdefault(outcome.failure_cause or "other", []).append(outcome)
     lines = []
     for key, cause in CAUSES.items():
         if key in groups:

@@ -25,17 +25,13 @@ from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.cli.jsonout import JsonLines, finish, wants_json
 from lhymirror.cli.progress import TransferProgress
 from lhymirror.cli.summary import (
-    OFFLINE,
-    cause_of,
     host_lines,
     problem_lines,
-    rerun_helps,
     summary_counts,
 )
 from lhymirror.cli.swarm_options import add_session_arguments, session_options
-from lhymirror.core.errors import DownloadError, LhymirrorError
 from lhymirror.core.units import count_of, parse_rate
-from lhymirror.fetch.plan import OFFLINE_HINT, PlanItem, SyncPlan
+from lhymirror.fetch.plan import PlanItem, SyncPlan
 from lhymirror.fetch.policy import RetryPolicy
 from lhymirror.fetch.report import SyncReport
 from lhymirror.manifest.model import FILE_KINDS, Manifest
@@ -205,27 +201,9 @@ def run(args: argparse.Namespace) -> int:
             fallback_upstream=args.fallback_upstream,
         )
     if wants_json(args):
-        return finish(args, {"dry_run": False, **report.to_json()}, sync_error(report, json=True))
+        return finish(args, {"dry_run": False, **report.to_json()}, report.error())
     print_report(args, manifest, report)
-    return finish(args, {}, sync_error(report))
-
-
-def sync_error(report: SyncReport, *, json: bool = False) -> LhymirrorError | None:
-    """The report's error, its download hint told by the causes the summary groups files by."""
-    error = report.error()
-    failed = report.with_outcome("failed")
-    if not isinstance(error, DownloadError):
-        return error
-    if all(cause_of(f) == "offline" for f in failed):
-        count = count_of(len(failed), "file")
-        return DownloadError(f"{count} {OFFLINE}", where=error.where, hint=OFFLINE_HINT)
-    if not report.no_network and not report.offline and not rerun_helps(report):
-        error.hint = (
-            "Running the same command again will not help; see each file's reason."
-            if json
-            else "See the hints above; running the same command again will not help."
-        )
-    return error
+    return finish(args, {}, report.error())
 
 
 def retry_policy(args: argparse.Namespace) -> RetryPolicy | None:

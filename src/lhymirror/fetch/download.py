@@ -28,6 +28,7 @@ from lhymirror.core.errors import DownloadError
 from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.http import RetryPolicy, new_session
 from lhymirror.fetch.partial import PartialDownload
+from lhymirror.fetch.plan import RESUME_HINT
 from lhymirror.fetch.ratelimit import RateLimiter
 from lhymirror.fetch.response import _HTML_SUFFIXES, HTML_REASON, Exchange
 from lhymirror.fetch.retry import Attempts, run_attempts
@@ -44,6 +45,7 @@ from lhymirror.fetch.sources.base import (
     SourceFailed,
     SourceSettings,
     TryAgain,
+    most_hopeful,
 )
 from lhymirror.fetch.sources.https import parse_or_fail
 from lhymirror.fetch.sources.kaggle import KaggleCredentials
@@ -63,7 +65,6 @@ from lhymirror.mirror.store import MirrorStore
 __all__ = ["HTML_REASON", "RESUME_HINT", "Downloader"]
 
 SNIFF_BYTES = 1024  # looked at before the first byte is kept (HTML pages, PDF magic)
-RESUME_HINT = "Run the same command again to resume."
 
 
 class Downloader:
@@ -296,7 +297,7 @@ def _stream_in_pieces(
     False when pieces are out of the question for this body (nothing was streamed then).
     """
     budget = downloader.budget
-    ranges_proven = body.start not in (None, 0) or getattr(body, "accepts_ranges", False)
+    ranges_proven = body.start not in (None, 0) or body.accepts_ranges
     if budget is None or url in downloader._whole_only or not ranges_proven:
         if budget is not None:
             budget.drop_reservation()
@@ -438,4 +439,4 @@ def _all_failed(target: Target, failures: list[tuple[str, SourceFailed]]) -> Exc
     error = DownloadError(
         "download failed", where=target.name, detail="; ".join(reasons), hint=RESUME_HINT
     )
-    return with_cause(error, failures[-1][1].category)
+    return with_cause(error, most_hopeful(failure.category for _, failure in failures))

@@ -47,6 +47,7 @@ from lhymirror.mirror.state import UNUSABLE, EntryState, Expected, FileProblem, 
 from lhymirror.mirror.store import MirrorStore, part_key
 
 OFFLINE_HINT = "Run it without --offline to download them."
+RESUME_HINT = "Run the same command again to resume."
 
 Action = Literal["up-to-date", "verify", "fetch", "manual", "needs-network", "refused"]
 

@@ -17,7 +17,7 @@ from lhymirror.core.errors import (
 from lhymirror.core.jsondata import snake_case, snake_keys
 from lhymirror.core.units import count_of
 from lhymirror.fetch.health import HostDown
-from lhymirror.fetch.plan import OFFLINE_HINT, PlanItem
+from lhymirror.fetch.plan import OFFLINE_HINT, RESUME_HINT, PlanItem
 from lhymirror.fetch.transfer import FailureCause
 from lhymirror.mirror.state import FileProblem
 from lhymirror.mirror.store import FileRecord
@@ -25,6 +25,10 @@ from lhymirror.mirror.store import FileRecord
 Outcome = Literal["downloaded", "resumed", "up-to-date", "failed", "manual"]
 Failure = Literal["download", "integrity", "storage"]
 VERIFIED_OUTCOMES = ("downloaded", "resumed", "up-to-date")
+# The causes a rerun may overcome: passing network trouble, a quota, a full disk, anything else.
+RERUN_HELPS: frozenset[FailureCause] = frozenset({"unreachable", "quota", "storage", "other"})
+OFFLINE_LABEL = "not downloaded (offline)"  # a file --offline withheld: not a failure
+NO_RERUN_HINT = "Running the same command again will not help; see the reason for each file."
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,22 @@ class FileOutcome:
         """True when the file is present and verified."""
         return self.outcome in VERIFIED_OUTCOMES
 
+    @property
+    def failure_cause(self) -> FailureCause | None:
+        """Why the file did not make it (``manual`` for a manual step); None when it did.
+
+        The cause fetch recorded, else (outcomes made elsewhere) the one its failure implies.
+        """
+        if self.outcome == "manual":
+            return "manual"
+        if self.outcome != "failed":
+            return None
+        if self.cause is not None:
+            return self.cause
+        if self.failure == "integrity":
+            return "checksum"
+        return "storage" if self.failure == "storage" else "other"
+
 
 @dataclass(frozen=True)
 class SyncReport:
@@ -90,6 +110,11 @@ class SyncReport:
     def failures_of(self, kind: Failure) -> list[FileOutcome]:
         """Failed files of one kind (download, integrity, storage)."""
         return [f for f in self.files if f.failure == kind]
+
+    @property
+    def rerun_helps(self) -> bool:
+        """True when running the same sync again may fetch some of the failed files."""
+        return any(f.failure_cause in RERUN_HELPS for f in self.with_outcome("failed"))
 
     @property
     def bytes_received(self) -> int:
@@ -127,11 +152,7 @@ class SyncReport:
                 "with --from URL.",
             )
         if failed:
-            return DownloadError(
-                f"{count_of(failed, 'file')} could not be downloaded",
-                where=where,
-                hint=OFFLINE_HINT if self.offline else "Run the same command again to resume.",
-            )
+            return self._download_error(where)
         manual = len(self.with_outcome("manual"))
         if manual:
             return IncompleteError(
@@ -140,6 +161,21 @@ class SyncReport:
                 hint="Download each of them by hand and import it with `lhymirror add`.",
             )
         return None
+
+    def _download_error(self, where: str) -> DownloadError:
+        """Files that could not be downloaded: withheld by --offline, or with a hint that says
+        whether a rerun can help."""
+        failed = self.with_outcome("failed")
+        if all(f.failure_cause == "offline" for f in failed):
+            return DownloadError(
+                f"{count_of(len(failed), 'file')} {OFFLINE_LABEL}", where=where, hint=OFFLINE_HINT
+            )
+        hint = OFFLINE_HINT if self.offline else RESUME_HINT
+        if not self.offline and not self.rerun_helps:
+            hint = NO_RERUN_HINT
+        return DownloadError(
+            f"{count_of(len(failed), 'file')} could not be downloaded", where=where, hint=hint
+        )
 
     def _integrity_error(self, where: str) -> IntegrityError | None:
         """Paths that are no usable file (a link, a folder…), else files that did not verify."""

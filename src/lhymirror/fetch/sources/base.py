@@ -14,6 +14,7 @@ package stays cheap to import, and adding a kind of source is one module and one
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -34,6 +35,18 @@ Cause = Literal["resolve", "connect", "timeout", "tls", "read", "status", "range
 CONNECTION_CAUSES: frozenset[Cause] = frozenset({"resolve", "connect", "timeout", "tls"})
 # Why a source failed, as a person would group it (the summary's causes; see SourceFailed).
 Category = Literal["unreachable", "gone", "quota", "html", "checksum", "manual", "other"]
+# Most hopeful first. A file whose sources all failed is told by the most hopeful of their
+# categories: it is "gone" only when every source is; one that failed anywhere for a passing
+# reason (network, quota, server trouble: "other") may still come with a rerun.
+_MOST_HOPEFUL_FIRST: tuple[Category, ...] = (
+    "quota", "unreachable", "other", "html", "checksum", "manual", "gone",
+)  # fmt: skip
+
+
+def most_hopeful(categories: Iterable[Category]) -> Category:
+    """The category that tells the failure of a file all of whose sources failed as given."""
+    found = set(categories)
+    return next((c for c in _MOST_HOPEFUL_FIRST if c in found), "other")
 
 
 class TryAgain(Exception):
@@ -135,6 +148,10 @@ class Body(Protocol):
     @property
     def sniff(self) -> bool:
         """True when the first bytes must be checked (an HTML page posing as the file)."""
+
+    @property
+    def accepts_ranges(self) -> bool:
+        """True when the server said it serves byte ranges (``Accept-Ranges: bytes``)."""
 
     def read(self) -> bytes:
         """The next bytes (b"" at the end); raises ``TryAgain``/``SourceFailed``."""
