@@ -24,6 +24,7 @@ from lhymirror.mirror.store import MirrorStore
 
 class MemoryBody:
     sniff = True
+    accepts_ranges = False
     etag = '"m1"'
     last_modified = None
 

@@ -297,7 +297,7 @@ def _stream_in_pieces(
     False when pieces are out of the question for this body (nothing was streamed then).
     """
     budget = downloader.budget
-    ranges_proven = body.start not in (None, 0) or getattr(body, "accepts_ranges", False)
+    ranges_proven = body.start not in (None, 0) or body.accepts_ranges
     if budget is None or url in downloader._whole_only or not ranges_proven:
         if budget is not None:
             budget.drop_reservation()

@@ -149,6 +149,10 @@ class Body(Protocol):
     def sniff(self) -> bool:
         """True when the first bytes must be checked (an HTML page posing as the file)."""
 
+    @property
+    def accepts_ranges(self) -> bool:
+        """True when the server said it serves byte ranges (``Accept-Ranges: bytes``)."""
+
     def read(self) -> bytes:
         """The next bytes (b"" at the end); raises ``TryAgain``/``SourceFailed``."""
 

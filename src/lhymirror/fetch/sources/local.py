@@ -45,6 +45,7 @@ class LocalBody:
     etag = None
     last_modified = None
     sniff = False
+    accepts_ranges = False  # a copy is never cut into pieces
 
     def __init__(self, stream: BinaryIO, path: Path) -> None:
         self._stream = stream
