@@ -13,6 +13,7 @@ import datetime as dt
 import importlib.resources
 import re
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -212,6 +213,11 @@ class Manifest(_Model):
             if entry.id == entry_id:
                 return entry
         raise KeyError(entry_id)
+
+    def unknown_ids(self, ids: Iterable[str]) -> list[str]:
+        """Those of *ids* that name no file entry, in their order."""
+        known = {entry.id for entry in self.files}
+        return [entry_id for entry_id in ids if entry_id not in known]
 
     def with_file(self, entry: FileEntry) -> Manifest:
         """A copy of the manifest with the entry of the same id replaced, order kept."""
