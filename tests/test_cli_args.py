@@ -66,12 +66,17 @@ def test_no_option_of_any_command_takes_a_variable_number_of_values() -> None:
     assert greedy == []
 
 
+_PORT = "--port: expected a port from 0 to 65535, got "
+
+
 @pytest.mark.parametrize(
     ("words", "message"),
     [
         (["sync", "--jobs", "abc", "2022"], "--jobs: expected a whole number >= 1, got 'abc'"),
         (["sync", "--jobs", "0", "2022"], "--jobs: expected a whole number >= 1, got '0'"),
         (["list", "--year", "20x2"], "--year: expected a year such as 2022, got '20x2'"),
+        (["seed", "--port", "99999", "a.zip"], _PORT + "'99999'"),
+        (["fetch", "--port", "http", "a.torrent"], _PORT + "'http'"),
     ],
 )
 def test_a_bad_option_value_is_one_clear_line(
