@@ -148,3 +148,21 @@ def test_quiet_and_verbose_together_are_a_usage_error(capsys: pytest.CaptureFixt
         main(["list", "2022", "-q", "-v"])
     assert exit_info.value.code == 2
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_a_hint_names_the_manifest_and_root_of_this_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "my-course.toml"
+    manifest.write_text(
+        'schema = 1\ncourse = "C"\nyear = 2030\nversion = "1"\n\n[[files]]\nid = "a"\n'
+        'kind = "slide"\npath = "a.pdf"\nurls = ["https://example.org/a.pdf"]\n'
+    )
+    root = tmp_path / "m"
+    assert main(["pack", "--manifest", str(manifest), "--root", str(root)]) != 0
+    err = capsys.readouterr().err
+    assert f"`lhymirror sync --manifest {manifest} --root {root}`" in err
+    assert main(["sync", "--manifest", str(manifest), "--root", str(root), "--only", "x"]) == 2
+    err = capsys.readouterr().err
+    assert f"Run `lhymirror list --manifest {manifest}` to see the ids." in err
+    assert "2030`" not in err
