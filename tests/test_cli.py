@@ -267,6 +267,22 @@ def test_manifest_check_reports_every_problem_of_every_file(
     assert "1 of 2 manifests failed" in err
 
 
+def test_manifest_check_of_a_missing_file_or_a_folder_is_a_usage_error(
+    manifest_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "MISSING.toml"
+    assert main(["manifest", "check", str(manifest_file), str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"lhymirror: error: no such manifest file ({missing}). Check the path."
+    ]
+    assert captured.out == ""  # nothing is checked before the arguments are right
+    assert main(["manifest", "check", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"lhymirror: error: FILE is a folder ({tmp_path}). Give the manifest's .toml file."
+    ]
+
+
 def test_manifest_check_defaults_to_the_shipped_manifests(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

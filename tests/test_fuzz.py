@@ -11,6 +11,7 @@ The ``ci`` profile (default) runs the 700 examples of ``EXAMPLES`` in a few seco
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import functools
@@ -19,6 +20,7 @@ import io
 import os
 import re
 import resource
+import shutil
 import signal
 import struct
 import tempfile
@@ -125,6 +127,7 @@ def quiet_main(argv: list[str]) -> tuple[int, str, str]:
 
 
 WORK = Path(tempfile.mkdtemp(prefix="lhymirror-fuzz-"))
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

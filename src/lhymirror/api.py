@@ -14,15 +14,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
+from lhymirror._api_events import CheckEvents, Events, Silent, SyncEvents
+from lhymirror._api_share import (
+    SwarmSource,
+    WrittenTorrent,
+    fetch_torrent,
+    require_swarm,
+    seed_archive,
+    seed_mirror,
+    torrent_archive,
+    torrent_mirror,
+)
 from lhymirror.fetch.build import build_downloader
 
 if TYPE_CHECKING:
     from lhymirror.archive.bagcheck import VerifyReport
     from lhymirror.archive.pack import PackResult
+    from lhymirror.fetch.check import CheckReport
     from lhymirror.fetch.plan import SyncPlan
     from lhymirror.fetch.policy import RetryPolicy
     from lhymirror.fetch.report import AddReport, FileOutcome, SyncReport
@@ -31,7 +42,6 @@ if TYPE_CHECKING:
     from lhymirror.mirror.pin import PinReport
     from lhymirror.mirror.status import StatusReport
     from lhymirror.mirror.store import MirrorStore
-    from lhymirror.swarm.engine import SessionOptions
 
 __all__ = [  # noqa: RUF022 - in the order of the flow
     "CheckEvents",
@@ -50,88 +60,19 @@ __all__ = [  # noqa: RUF022 - in the order of the flow
     "verify",
     "verify_mirror",
     "unpack",
+    "check",
+    "SwarmSource",
+    "WrittenTorrent",
+    "require_swarm",
+    "torrent_archive",
+    "torrent_mirror",
+    "fetch_torrent",
+    "seed_archive",
+    "seed_mirror",
 ]
 
 PER_HOST = 2  # concurrent transfers to one course server: polite, still parallel
 LOCK_WAIT = 5.0  # seconds a second sync waits for the first before giving up
-
-
-# ---------------------------------------------------------------------------------------------
-# Events: what an operation tells while it runs. Calls may come from worker threads (sync
-# transfers files in parallel): an implementation that keeps state must lock it.
-
-
-class CheckEvents(Protocol):
-    """Progress of ``pack``, ``verify`` and ``unpack``: bytes read and checked."""
-
-    def checking(self, what: str, total: int | None) -> None:
-        """*what* (packing, verifying, unpacking) starts reading *total* bytes (None: unknown)."""
-        ...
-
-    def progressed(self, nbytes: int) -> None:
-        """*nbytes* more bytes were read and checked."""
-        ...
-
-
-class SyncEvents(Protocol):
-    """Progress of ``sync``: transfers (keys are entry ids, or ``<id>.partNN``), finished files
-    and notes such as what a swarm delivered."""
-
-    def started(self, key: str, total: int | None, offset: int) -> None:
-        """A transfer of *key* began at byte *offset* (*total*: its size when known)."""
-
-    def advanced(self, key: str, nbytes: int) -> None:
-        """*nbytes* more bytes of *key* arrived."""
-
-    def restarted(self, key: str, offset: int) -> None:
-        """The transfer of *key* starts over from *offset* (earlier bytes were dropped)."""
-
-    def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
-        """*source* failed for *key*; it is tried again after *delay* seconds."""
-
-    def file_finished(self, outcome: FileOutcome) -> None:
-        """``sync`` is done with one file, whatever its outcome."""
-
-    def note(self, line: str) -> None:
-        """A line worth telling the user (e.g. ``swarm: 3 of 5 files (1.2 GB)``)."""
-
-    def host_down(self, host: str, reason: str) -> None:
-        """*host* could not be reached (*reason*); its sources are skipped from now on."""
-
-
-class Events(SyncEvents, CheckEvents, Protocol):
-    """Every event of every operation: one object can follow them all."""
-
-
-class Silent:
-    """Events that show nothing: the default, and a base class to override methods of."""
-
-    def started(self, key: str, total: int | None, offset: int) -> None:
-        """Ignored."""
-
-    def advanced(self, key: str, nbytes: int) -> None:
-        """Ignored."""
-
-    def restarted(self, key: str, offset: int) -> None:
-        """Ignored."""
-
-    def retrying(self, key: str, source: str, reason: str, delay: float) -> None:
-        """Ignored."""
-
-    def file_finished(self, outcome: FileOutcome) -> None:
-        """Ignored."""
-
-    def note(self, line: str) -> None:
-        """Ignored."""
-
-    def host_down(self, host: str, reason: str) -> None:
-        """Ignored."""
-
-    def checking(self, what: str, total: int | None) -> None:
-        """Ignored."""
-
-    def progressed(self, nbytes: int) -> None:
-        """Ignored."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,16 +264,6 @@ def sync(
     return merge_reports(report, from_swarm)
 
 
-@dataclass(frozen=True)
-class SwarmSource:
-    """A BitTorrent swarm ``sync`` takes files from first: a .torrent file or magnet link."""
-
-    source: str
-    options: SessionOptions
-    peers: Sequence[tuple[str, int]] = ()
-    wait: float = 60.0  # give up once the swarm delivered nothing for this long (seconds)
-
-
 def add(manifest: Manifest, store: MirrorStore, entry_id: str, file: Path | str) -> AddReport:
     """Import *file* (downloaded by hand) as the manifest's file *entry_id*, verified first.
 
@@ -481,4 +412,50 @@ def unpack(
     events.checking("unpacking", None)
     return unpack_archive(
         Path(archive), Path(dest) if dest is not None else None, progress=events.progressed
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# For maintainers
+
+
+def check(
+    manifest: Manifest,
+    store: MirrorStore,
+    *,
+    only: Sequence[str] = (),
+    jobs: int = 8,
+    per_host: int = 2,
+    timeout: float = 20.0,
+    archive: bool = False,
+) -> CheckReport:
+    """Ask every source of every file whether it is still there and unchanged; download nothing.
+
+    Each source is alive, changed (size differs from the manifest, or ETag/Last-Modified from
+    what *store* recorded), moved, gone, quota, unreachable or unknown. *only*: entry ids;
+    *jobs*: requests at once, *per_host* to one host; *timeout*: seconds without an answer;
+    *archive*: also ask the Internet Archive for the capture ``sync`` tries last. The report's
+    ``error()`` is the verdict: ``IntegrityError`` when a source changed, ``DownloadError``
+    when one is gone or unreachable. ``UsageError`` for an unknown id in *only*.
+    """
+    from lhymirror.core.errors import UsageError  # noqa: PLC0415
+    from lhymirror.fetch.check import check_sources  # noqa: PLC0415
+    from lhymirror.fetch.sources.kaggle import load_credentials  # noqa: PLC0415
+
+    unknown = manifest.unknown_ids(only)
+    if unknown:
+        raise UsageError(
+            "no such entry",
+            where=", ".join(unknown),
+            hint=f"Run `lhymirror list {manifest.year}` to see the ids.",
+        )
+    return check_sources(
+        manifest,
+        records=store.record,
+        only=only,
+        jobs=jobs,
+        per_host=per_host,
+        timeout=(min(10.0, timeout), timeout),
+        kaggle_credentials=load_credentials(),
+        archive=archive,
     )

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lhymirror import api
 from lhymirror.cli.common import (
     add_command,
     add_list_option,
@@ -16,7 +17,7 @@ from lhymirror.cli.common import (
     selected_store,
 )
 from lhymirror.cli.jsonout import finish, wants_json
-from lhymirror.core.errors import DownloadError, IntegrityError, LhymirrorError, UsageError
+from lhymirror.core.errors import UsageError
 from lhymirror.core.units import count_of, format_size
 
 if TYPE_CHECKING:
@@ -81,33 +82,20 @@ def run(args: argparse.Namespace) -> int:
             hint="Run `lhymirror status` for what can be known without it.",
         )
     manifest, _ = selected_manifest(args)
-    store = selected_store(args, manifest)
-    known = {entry.id for entry in manifest.files}
-    unknown = [entry_id for entry_id in args.only or () if entry_id not in known]
-    if unknown:
-        raise UsageError(
-            "no such entry",
-            where=", ".join(unknown),
-            hint=f"Run `lhymirror list {manifest.year}` to see the ids.",
-        )
-    from lhymirror.fetch.check import check_sources  # noqa: PLC0415 (loads requests)
-    from lhymirror.fetch.sources.kaggle import load_credentials  # noqa: PLC0415
-
-    report = check_sources(
+    report = api.check(
         manifest,
-        records=store.record,
+        selected_store(args, manifest),
         only=args.only or (),
         jobs=args.jobs,
         per_host=args.per_host,
-        timeout=(min(10.0, args.timeout), args.timeout),
-        kaggle_credentials=load_credentials(),
+        timeout=args.timeout,
         archive=args.archive,
     )
     if args.markdown is not None:
         _write_markdown(args.markdown, manifest.course, report)
     if not wants_json(args):
         _print_table(report)
-    return finish(args, report.to_json(), _verdict(report))
+    return finish(args, report.to_json(), report.error())
 
 
 def _rows(report: CheckReport) -> list[tuple[str, str, str, str]]:
@@ -158,28 +146,3 @@ def _write_markdown(path: Path, course: str, report: CheckReport) -> None:
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     except OSError as exc:
         raise UsageError("cannot write the report", where=str(path), detail=str(exc)) from exc
-
-
-def _verdict(report: CheckReport) -> LhymirrorError | None:
-    """None when nothing failed; changed sources outrank gone ones (5 before 4)."""
-    changed = report.with_status("changed")
-    if changed:
-        return IntegrityError(
-            f"{count_of(len(changed), 'source')} changed",
-            where=f"{report.year}",
-            hint="Check the new bytes (lhymirror sync --accept-upstream ID) and update the pins.",
-        )
-    failed = report.with_status("gone", "unreachable")
-    if failed and len(report.with_status("unreachable")) == len(report.checks):
-        return DownloadError(
-            "no source answered",
-            where=f"{report.year}",
-            hint="Check the connection or proxy settings, then run the same command again.",
-        )
-    if failed:
-        return DownloadError(
-            f"{count_of(len(failed), 'source')} gone or unreachable",
-            where=f"{report.year}",
-            hint="Replace or remove those sources in the manifest.",
-        )
-    return None

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lhymirror.cli.common import add_command, byte_progress
+from lhymirror import api
+from lhymirror.cli.common import ByteProgress, add_command
 from lhymirror.cli.swarm_options import add_session_arguments, session_options
-from lhymirror.swarm.engine import libtorrent
-from lhymirror.swarm.fetch_archive import fetch_archive
 from lhymirror.swarm.leech import DEFAULT_WAIT
 
 
@@ -49,15 +48,15 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch, verify, place; print the archive's path."""
-    libtorrent()
-    with byte_progress("fetching", quiet=args.quiet) as progress:
-        archive = fetch_archive(
+    api.require_swarm()
+    with ByteProgress(quiet=args.quiet) as progress:
+        archive = api.fetch_torrent(
             args.torrent,
             args.out,
             options=session_options(args),
             peers=args.peers,
             wait=args.wait,
-            progress=progress,
+            events=progress,
         )
     if not args.quiet:
         print(f"{archive.name}: fetched and verified", file=sys.stderr)

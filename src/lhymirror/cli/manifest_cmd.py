@@ -10,6 +10,7 @@ from typing import Any
 from lhymirror.cli.common import add_command
 from lhymirror.core.errors import ManifestError, UsageError
 from lhymirror.core.units import count_of
+from lhymirror.manifest.listing import check_manifest_path
 from lhymirror.manifest.model import load_manifest, manifest_warnings, shipped_manifest_dir
 
 
@@ -48,6 +49,8 @@ def run_check(args: argparse.Namespace) -> int:
     files = args.files or sorted(shipped_manifest_dir().glob("*.toml"))
     if not files:
         raise UsageError("no manifests to check", hint="Name the manifest files to check.")
+    for path in files:  # a missing file is a wrong argument, not an invalid manifest
+        check_manifest_path(path, named_by="FILE")
     failed: list[str] = []
     for path in files:
         if not _check_one(path, strict=args.strict, quiet=args.quiet):

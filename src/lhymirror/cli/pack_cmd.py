@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lhymirror import api
 from lhymirror.api import pack
 from lhymirror.archive.pack import IncompleteMirrorError, PackResult
 from lhymirror.archive.write import FORMATS
@@ -15,7 +16,6 @@ from lhymirror.cli.common import (
     add_command,
     add_manifest_arguments,
     add_root_argument,
-    byte_progress,
     format_size,
     selected_manifest,
     selected_store,
@@ -23,8 +23,6 @@ from lhymirror.cli.common import (
 from lhymirror.core.errors import UsageError
 from lhymirror.core.units import count_of
 from lhymirror.manifest.model import Manifest
-from lhymirror.swarm.engine import libtorrent
-from lhymirror.swarm.make import archive_torrent, write_torrent
 
 DEFAULT_OUT = Path("dist")
 
@@ -102,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.web_seeds and not args.torrent:
         raise UsageError("--web-seed needs --torrent", hint="Add --torrent.")
     if args.torrent:
-        libtorrent()  # before packing: a missing extra should not cost a whole pack first
+        api.require_swarm()  # before packing: a missing extra should not cost a whole pack first
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
     with ByteProgress(quiet=args.quiet) as progress:
@@ -130,18 +128,16 @@ def run(args: argparse.Namespace) -> int:
 
 def write_archive_torrent(args: argparse.Namespace, manifest: Manifest, archive: Path) -> None:
     """Write ``<archive>.torrent`` beside the archive and print its magnet link."""
-    size = archive.stat().st_size
-    with byte_progress("hashing torrent", total=size, quiet=args.quiet) as progress:
-        torrent = archive_torrent(archive, manifest, web_seeds=args.web_seeds, progress=progress)
-    path = archive.with_name(archive.name + ".torrent")
-    write_torrent(path, torrent)
+    with ByteProgress(quiet=args.quiet) as progress:
+        written = api.torrent_archive(archive, manifest, web_seeds=args.web_seeds, events=progress)
     if not args.quiet:
         seeds = f", {len(args.web_seeds)} web seed(s)" if args.web_seeds else ""
         print(
-            f"{path.name}: written ({format_size(torrent.piece_size)} pieces{seeds})",
+            f"{written.path.name}: written "
+            f"({format_size(written.torrent.piece_size)} pieces{seeds})",
             file=sys.stderr,
         )
-    print(torrent.magnet)
+    print(written.magnet)
 
 
 def print_summary(result: PackResult) -> None:

@@ -6,8 +6,9 @@ import argparse
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lhymirror import api
 from lhymirror.cli.common import (
     add_command,
     add_root_argument,
@@ -17,8 +18,10 @@ from lhymirror.cli.common import (
 )
 from lhymirror.cli.swarm_options import add_session_arguments, rate, session_options
 from lhymirror.core.errors import UsageError
-from lhymirror.swarm.engine import DEFAULT_PORT, libtorrent
-from lhymirror.swarm.seed import Seeder, SeedStatus, SeedTarget, archive_target, mirror_target
+from lhymirror.swarm.engine import DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from lhymirror.swarm.seed import Seeder, SeedStatus
 
 
 def register(subparsers: Any) -> None:
@@ -61,9 +64,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify, then seed until SIGINT or SIGTERM; print a summary."""
-    libtorrent()
-    target = _target(args)
-    seeder = Seeder(target, session_options(args, upload_limit=args.upload_limit))
+    api.require_swarm()
+    seeder = _seeder(args)
+    target = seeder.target
     print(f"seeding {target.name} on {args.bind}:{seeder.port}", file=sys.stderr)
     print(target.magnet)
     sys.stdout.flush()
@@ -85,16 +88,19 @@ def run(args: argparse.Namespace) -> int:
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _target(args: argparse.Namespace) -> SeedTarget:
+def _seeder(args: argparse.Namespace) -> Seeder:
     if (args.archive is None) == (args.year_opt is None and args.manifest is None):
         raise UsageError(
             "name what to seed",
             hint="Give an ARCHIVE, or --year YEAR for the mirror (not both).",
         )
+    options = session_options(args, upload_limit=args.upload_limit)
     if args.archive is not None:
-        return archive_target(args.archive, args.torrent, None)
+        return api.seed_archive(args.archive, torrent=args.torrent, options=options)
     manifest, _ = selected_manifest(args)
-    return mirror_target(manifest, selected_store(args, manifest), args.torrent)
+    return api.seed_mirror(
+        manifest, selected_store(args, manifest), torrent=args.torrent, options=options
+    )
 
 
 def _show(status: SeedStatus, live: bool) -> None:

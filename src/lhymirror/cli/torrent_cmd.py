@@ -7,18 +7,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lhymirror import api
 from lhymirror.cli.common import (
+    ByteProgress,
     add_command,
     add_manifest_arguments,
     add_root_argument,
-    byte_progress,
     format_size,
     selected_manifest,
     selected_store,
 )
 from lhymirror.core.units import count_of
-from lhymirror.swarm.engine import libtorrent
-from lhymirror.swarm.make import mirror_files, mirror_torrent, write_torrent
 
 
 def register(subparsers: Any) -> None:
@@ -57,24 +56,20 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Make the torrent, write it, print its magnet link."""
-    libtorrent()
+    api.require_swarm()
     manifest, _ = selected_manifest(args)
     store = selected_store(args, manifest)
-    found = mirror_files(manifest, store)
-    total = sum(item.size for _entry, item in found)
-    with byte_progress("hashing", total=total, quiet=args.quiet) as progress:
-        torrent = mirror_torrent(
-            manifest, store, web_seeds=args.web_seeds, found=found, progress=progress
+    with ByteProgress(quiet=args.quiet) as progress:
+        written = api.torrent_mirror(
+            manifest, store, args.out, web_seeds=args.web_seeds, events=progress
         )
-    out = args.out or Path(f"{manifest.effective_slug}-{manifest.year}-mirror.torrent")
-    write_torrent(out, torrent)
     if not args.quiet:
-        left_out = len(manifest.files) - len(torrent.files)
-        missing = f"; {left_out} not verified here, left out" if left_out else ""
+        torrent = written.torrent
+        missing = f"; {written.left_out} not verified here, left out" if written.left_out else ""
         print(
-            f"{out}: {count_of(len(torrent.files), 'file')}, {format_size(torrent.total_size)}"
-            f"{missing}",
+            f"{written.path}: {count_of(len(torrent.files), 'file')}, "
+            f"{format_size(torrent.total_size)}{missing}",
             file=sys.stderr,
         )
-    print(torrent.magnet)
+    print(written.magnet)
     return 0

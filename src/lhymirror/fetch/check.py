@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from lhymirror.core.errors import DownloadError, IntegrityError, LhymirrorError
+from lhymirror.core.units import count_of
 from lhymirror.fetch.http import is_retryable_status, new_session
 from lhymirror.fetch.plan import CourseArchive, course_archive
 from lhymirror.fetch.response import brief
@@ -104,6 +106,34 @@ class CheckReport:
     def with_status(self, *statuses: Status) -> list[SourceCheck]:
         """The checks whose status is one of *statuses*."""
         return [check for check in self.checks if check.probe.status in statuses]
+
+    def error(self) -> LhymirrorError | None:
+        """The verdict: None when no source is gone, unreachable or changed; else the error
+        that sums it up, changed sources (``IntegrityError``) before gone or unreachable ones
+        (``DownloadError``)."""
+        where = str(self.year)
+        changed = self.with_status("changed")
+        if changed:
+            return IntegrityError(
+                f"{count_of(len(changed), 'source')} changed",
+                where=where,
+                hint="Check the new bytes (lhymirror sync --accept-upstream ID) and update the "
+                "pins.",
+            )
+        failed = self.with_status("gone", "unreachable")
+        if failed and len(self.with_status("unreachable")) == len(self.checks):
+            return DownloadError(
+                "no source answered",
+                where=where,
+                hint="Check the connection or proxy settings, then run the same command again.",
+            )
+        if failed:
+            return DownloadError(
+                f"{count_of(len(failed), 'source')} gone or unreachable",
+                where=where,
+                hint="Replace or remove those sources in the manifest.",
+            )
+        return None
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain data."""

@@ -228,8 +228,7 @@ def _entry_matches(entry: FileEntry, pattern: str) -> bool:
 
 
 def _accepted_ids(manifest: Manifest, ids: tuple[str, ...] | list[str]) -> set[str]:
-    known = {entry.id for entry in manifest.files}
-    unknown = [entry_id for entry_id in ids if entry_id not in known]
+    unknown = manifest.unknown_ids(ids)
     if unknown:
         raise UsageError(
             "unknown id for --accept-upstream",

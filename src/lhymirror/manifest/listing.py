@@ -30,7 +30,7 @@ def select_manifest(
     """
     if path is not None:
         path = Path(path)
-        _check_manifest_path(path)
+        check_manifest_path(path)
         manifest = load_manifest(path)
         if year is not None and year != manifest.year:
             raise UsageError(
@@ -46,18 +46,18 @@ def select_manifest(
     return load_manifest(shipped), shipped
 
 
-def _check_manifest_path(path: Path) -> None:
-    """A manifest path that is not there is a usage error (exit 2), not an invalid manifest."""
+def check_manifest_path(path: Path, *, named_by: str = "--manifest") -> None:
+    """A manifest path that is not there is a usage error (exit 2), not an invalid manifest.
+
+    *named_by*: the argument that named it (``--manifest`` also allows a YEAR instead).
+    """
     if path.is_dir():
         raise UsageError(
-            "--manifest is a folder", where=str(path), hint="Give the manifest's .toml file."
+            f"{named_by} is a folder", where=str(path), hint="Give the manifest's .toml file."
         )
     if not path.exists():
-        raise UsageError(
-            "no such manifest file",
-            where=str(path),
-            hint="Check the path, or name a YEAR to use a shipped manifest.",
-        )
+        instead = ", or name a YEAR to use a shipped manifest" if named_by == "--manifest" else ""
+        raise UsageError("no such manifest file", where=str(path), hint=f"Check the path{instead}.")
 
 
 @dataclass(frozen=True)
