@@ -121,7 +121,7 @@ class Downloader:
             try:
                 return self._fetch_from(adapter_for(source), source, partial, session, alternative)
             except SourceFailed as failure:
-                failures.append((source, failure))
+                failures.append((source, _as_copy(failure, target, source, alternative)))
         raise _all_failed(target, failures)
 
     def _fetch_from(
@@ -387,6 +387,20 @@ def _mismatch_kind(target: Target) -> FailureKind:
     return "changed" if target.expected_sha256 is not None else "permanent"
 
 
+def _as_copy(failure: SourceFailed, target: Target, source: str, alternative: bool) -> SourceFailed:
+    """Other bytes from a copy (not the entry's first source) say nothing about upstream."""
+    if failure.kind != "changed" or target.primary is None or source == target.primary:
+        return failure
+    then = "; the next source is tried" if alternative else ""
+    return SourceFailed(
+        f"this copy differs from the pinned file ({failure.reason}){then}",
+        "changed",
+        actual_sha256=failure.actual_sha256,
+        rejected=failure.rejected,
+        category="copy",
+    )
+
+
 def _check_offered_size(target: Target, size: int | None) -> None:
     """Fail early, before any byte moves, when the size on offer is not the one expected."""
     if size is None:
@@ -420,7 +434,8 @@ def _all_failed(target: Target, failures: list[tuple[str, SourceFailed]]) -> Exc
             hint="Add a source to the manifest, or put the file in place with `lhymirror add`.",
         )
     kinds = {failure.kind for _, failure in failures}
-    if kinds == {"changed"} and target.expected_sha256 is not None:
+    own_changed = any(failure.category == "checksum" for _, failure in failures)
+    if kinds == {"changed"} and own_changed and target.expected_sha256 is not None:
         return UpstreamChangedError(
             target.name,
             target.expected_sha256,

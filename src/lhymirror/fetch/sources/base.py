@@ -34,12 +34,12 @@ Cause = Literal["resolve", "connect", "timeout", "tls", "read", "status", "range
 # The causes that count against the host (see lhymirror.fetch.health).
 CONNECTION_CAUSES: frozenset[Cause] = frozenset({"resolve", "connect", "timeout", "tls"})
 # Why a source failed, as a person would group it (the summary's causes; see SourceFailed).
-Category = Literal["unreachable", "gone", "quota", "html", "checksum", "manual", "other"]
+Category = Literal["unreachable", "gone", "quota", "html", "checksum", "copy", "manual", "other"]
 # Most hopeful first. A file whose sources all failed is told by the most hopeful of their
 # categories: it is "gone" only when every source is; one that failed anywhere for a passing
 # reason (network, quota, server trouble: "other") may still come with a rerun.
 _MOST_HOPEFUL_FIRST: tuple[Category, ...] = (
-    "quota", "unreachable", "other", "html", "checksum", "manual", "gone",
+    "quota", "unreachable", "other", "html", "checksum", "manual", "gone", "copy",
 )  # fmt: skip
 
 
