@@ -17,6 +17,9 @@ WINDOWS_RESERVED_NAMES = frozenset(
     + ["COM¹", "COM²", "COM³", "LPT¹", "LPT²", "LPT³"]
 )
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+# lhymirror keeps its own records in this folder of a mirror (and of a download folder): no
+# manifest path may use it, in any case or normalisation.
+RESERVED_FOLDER = ".lhymirror"
 MAX_SEGMENT_BYTES = 255  # the longest file name ext4, APFS, NTFS (in UTF-16 units) accept
 
 
@@ -79,3 +82,8 @@ def collision_key(path: str) -> str:
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def is_reserved(relative: str) -> bool:
+    """True when *relative* (a POSIX path) lies in the reserved :data:`RESERVED_FOLDER`."""
+    return collision_key(relative.split("/", 1)[0]) == RESERVED_FOLDER

@@ -29,6 +29,7 @@ from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.http import RetryPolicy, new_session
 from lhymirror.fetch.partial import PartialDownload
 from lhymirror.fetch.plan import RESUME_HINT
+from lhymirror.fetch.race import Gate, gated, may_race, race_sources
 from lhymirror.fetch.ratelimit import RateLimiter
 from lhymirror.fetch.response import _HTML_SUFFIXES, HTML_REASON, Exchange
 from lhymirror.fetch.retry import Attempts, run_attempts
@@ -108,6 +109,8 @@ class Downloader:
     ) -> FetchResult:
         """Try each source in order (failover) until one delivers verified bytes to final_path.
 
+        A silent source is raced by the next ones (:mod:`lhymirror.fetch.race`).
+
         Raises ``DownloadError`` (every source failed; the detail lists why),
         ``UpstreamChangedError`` (every source served bytes that differ from the pin),
         ``ManualStepRequired`` (only a human step can get the file) or ``StorageError`` (at once;
@@ -118,6 +121,15 @@ class Downloader:
         failures: list[tuple[str, SourceFailed]] = []
         for index, source in enumerate(sources):  # --offline: the plan left out network ones
             alternative = index + 1 < len(sources)
+            if alternative and may_race(self, partial, source):
+                outcome = race_sources(
+                    self, source, sources[index + 1 :], partial, session, failures=failures
+                )
+                if outcome == "exhausted":
+                    break
+                if outcome != "next":
+                    return outcome
+                continue
             try:
                 return self._fetch_from(adapter_for(source), source, partial, session, alternative)
             except SourceFailed as failure:
@@ -131,15 +143,20 @@ class Downloader:
         partial: PartialDownload,
         session: requests.Session,
         alternative: bool,
+        *,
+        gate: Gate | None = None,
     ) -> FetchResult:
         """Resolve *source*, then attempt it until it delivers, fails, or its budget is spent.
 
         *alternative*: another source follows, so a silent server is not waited for long.
+        *gate*: the source runs in a race (:mod:`lhymirror.fetch.race`).
         """
         if adapter is None:
             parse_or_fail(source)  # says what is wrong with the source string
             raise SourceFailed(f"not a usable source ({source!r})")
         resolved = adapter.resolve(source, self._settings)
+        if gate is not None:
+            gate.resolved(resolved)
         key = partial.target.key
         host = resolved.host
         if host is not None and self.health is not None and not self.health.usable(host, key):
@@ -149,7 +166,10 @@ class Downloader:
             )
         budgets: dict[Cause, int] = {"resolve": self.policy.resolve_attempts}
         return run_attempts(
-            lambda: self._attempt(adapter, resolved, partial, session, alternative),
+            gated(
+                lambda: self._attempt(adapter, resolved, partial, session, alternative, gate=gate),
+                gate,
+            ),
             Attempts(self.policy, self._rng, self._clock, per_cause=budgets),
             sleep=self._sleep,
             on_retry=lambda reason, delay: self._events.retrying(key, source, reason, delay),
@@ -163,6 +183,8 @@ class Downloader:
         partial: PartialDownload,
         session: requests.Session,
         alternative: bool = False,
+        *,
+        gate: Gate | None = None,
     ) -> FetchResult:
         adopt_held_piece(partial)
         offset = partial.resume_offset(resolved.url)
@@ -174,20 +196,17 @@ class Downloader:
             policy=self.policy,
             clock=self._clock,
             now=self._now,
-            on_received=_receiver(self.limiter, partial),
+            on_received=_receiver(self.limiter, partial, gate),
             alternative=alternative,
         )
         try:
             body = adapter.open(resolved, Request(partial.target, offset, exchange))
-        except TryAgain as failure:
-            if failure.restart:
-                self._restart(partial)
-            _note_host(self.health, resolved, failure.cause, failure.reason, partial.target.key)
+        except (TryAgain, SourceFailed) as failure:
+            if isinstance(failure, TryAgain) and failure.restart:
+                _restart(self._events, partial)
+            _note_host(self.health, resolved, failure.cause, failure.reason, partial, gate=gate)
             raise
-        except SourceFailed as failure:
-            _note_host(self.health, resolved, failure.cause, failure.reason, partial.target.key)
-            raise
-        _note_host(self.health, resolved, None, "", partial.target.key)
+        _note_host(self.health, resolved, None, "", partial, gate=gate)
         try:
             if body.start is None:  # the bytes held are already the whole file
                 partial.begin(resolved.url, None, None, offset)
@@ -198,13 +217,7 @@ class Downloader:
         finally:
             body.close()
         resumed_from = offset if body.start is None else body.start
-        return _commit(partial, resolved.source, resumed_from)
-
-    def _restart(self, partial: PartialDownload) -> None:
-        """Drop the bytes held: the next attempt starts from zero."""
-        if partial.held:
-            self._events.restarted(partial.target.key, 0)
-        partial.discard()
+        return _commit(partial, resolved.source, resumed_from, gate)
 
     # -- moving bytes ----------------------------------------------------------------------
 
@@ -259,8 +272,13 @@ class Downloader:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _commit(partial: PartialDownload, source: str, resumed_from: int) -> FetchResult:
-    """Verify the bytes held; put them in place, or aside when they are wrong."""
+def _commit(
+    partial: PartialDownload, source: str, resumed_from: int, gate: Gate | None = None
+) -> FetchResult:
+    """Verify the bytes held; put them in place, or aside when they are wrong.
+
+    In a race, verified bytes are placed only by the runner that claims the win first.
+    """
     target = partial.target
     size = partial.held
     sha = partial.sha256() if partial.hashes_while_streaming else None
@@ -276,6 +294,8 @@ def _commit(partial: PartialDownload, source: str, resumed_from: int) -> FetchRe
             retry_from_zero=resumed_from > 0,
         )
     etag, last_modified = partial.etag, partial.last_modified
+    if gate is not None:
+        gate.claim()
     partial.commit()
     return FetchResult(
         key=target.key,
@@ -337,14 +357,26 @@ def _stream_in_pieces(
     return True
 
 
-def _receiver(limiter: RateLimiter | None, partial: PartialDownload) -> Callable[[int], None]:
-    """What is told of each chunk received: the partial's count, and the rate cap."""
-    if limiter is None:
+def _restart(events: TransferEvents, partial: PartialDownload) -> None:
+    """Drop the bytes held: the next attempt starts from zero."""
+    if partial.held:
+        events.restarted(partial.target.key, 0)
+    partial.discard()
+
+
+def _receiver(
+    limiter: RateLimiter | None, partial: PartialDownload, gate: Gate | None = None
+) -> Callable[[int], None]:
+    """What is told of each chunk received: the partial's count, the rate cap, the race."""
+    if limiter is None and gate is None:
         return partial.count_received
 
     def received(nbytes: int) -> None:
+        if gate is not None:
+            gate.check()  # a race's loser stops here
         partial.count_received(nbytes)
-        limiter.take(nbytes)
+        if limiter is not None:
+            limiter.take(nbytes)
 
     return received
 
@@ -358,9 +390,24 @@ def _skip_if_down(health: HostHealth | None, resolved: Resolved, key: str) -> No
 
 
 def _note_host(
-    health: HostHealth | None, resolved: Resolved, cause: Cause | None, reason: str, key: str
+    health: HostHealth | None,
+    resolved: Resolved,
+    cause: Cause | None,
+    reason: str,
+    partial: PartialDownload,
+    *,
+    gate: Gate | None,
 ) -> None:
-    """Tell the run's host health how the host answered; a host now down fails the source."""
+    """Tell the run's host health (and race) how the host answered; a host down fails the source.
+
+    A race's loser that was broken off stops here (``RaceLost``): that is not the host's fault.
+    """
+    if gate is not None:
+        if cause is None:
+            gate.opened()  # it answered
+        else:
+            gate.check()
+    key = partial.target.key
     host = resolved.host
     if host is None or health is None:
         return

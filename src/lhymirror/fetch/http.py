@@ -3,15 +3,25 @@
 A session from :func:`new_session` verifies TLS, asks for unencoded bodies (the bytes hashed must
 be the bytes stored), follows at most 10 redirects and refuses any redirect from ``https`` to
 ``http``. Sessions are not thread-safe: create one per worker thread.
+
+A request of such a session that waits for an answer can be broken off from another thread
+(:func:`interrupt`): a race between sources ends its loser this way, without waiting for a timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import socket
+import threading
+import weakref
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 
 from lhymirror import __version__
 from lhymirror.fetch.policy import RetryPolicy
@@ -22,6 +32,7 @@ __all__ = [
     "InsecureRedirectError",
     "RetryPolicy",
     "SafeSession",
+    "interrupt",
     "is_retryable_status",
     "new_session",
     "parse_retry_after",
@@ -58,9 +69,60 @@ class SafeSession(requests.Session):
         return target
 
 
+# The connection each thread's latest request went out on (weak: a closed one may go).
+_IN_USE: weakref.WeakValueDictionary[int, urllib3.connection.HTTPConnection] = (
+    weakref.WeakValueDictionary()
+)
+
+
+class _TrackedHTTP(urllib3.connection.HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _IN_USE[threading.get_ident()] = self
+        super().request(*args, **kwargs)
+
+
+class _TrackedHTTPS(urllib3.connection.HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _IN_USE[threading.get_ident()] = self
+        super().request(*args, **kwargs)
+
+
+class _TrackedPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTP
+
+
+class _TrackedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPS
+
+
+class _TrackingAdapter(HTTPAdapter):
+    """Remembers the connection of each thread's request, so :func:`interrupt` can end it."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _TrackedPool,
+            "https": _TrackedHTTPSPool,
+        }
+
+
+def interrupt(thread_id: int) -> None:
+    """Break off the request thread *thread_id* is making (it fails as a lost connection).
+
+    Requests through a proxy are not tracked: they end at their own timeout.
+    """
+    connection = _IN_USE.get(thread_id)
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def new_session(user_agent: str | None = None) -> requests.Session:
     """A session for one worker thread: TLS verified, identity encoding, safe redirects."""
     session = SafeSession()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, _TrackingAdapter())
     session.verify = True
     session.max_redirects = MAX_REDIRECTS
     session.headers["User-Agent"] = user_agent or USER_AGENT

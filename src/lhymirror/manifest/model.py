@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from lhymirror.core.errors import LhymirrorError, ManifestError
-from lhymirror.core.safepath import collision_key, path_problems
+from lhymirror.core.safepath import RESERVED_FOLDER, is_reserved, path_problems
 from lhymirror.core.units import slugify
 from lhymirror.manifest.checks import collection_problems, field_problems, toml_value
 from lhymirror.manifest.sources import parse_source, source_kind
@@ -37,7 +37,6 @@ FileKind = Literal["slide", "hw-slide", "dataset", "code", "other"]
 LinkKind = Literal["video", "notebook", "competition", "page"]
 FILE_KINDS: tuple[str, ...] = get_args(FileKind)
 LINK_KINDS: tuple[str, ...] = get_args(LinkKind)
-RESERVED_FOLDER = ".lhymirror"  # the mirror's own records live here (mirror/store.py)
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Size = Annotated[int, Field(ge=0)]
 EntryId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=100)]
@@ -128,7 +127,7 @@ class FileEntry(_Model):
     @classmethod
     def _safe_path(cls, path: str) -> str:
         problems = path_problems(path)
-        if collision_key(path.split("/", 1)[0]) == RESERVED_FOLDER:
+        if is_reserved(path):
             problems.append(f"uses the name {RESERVED_FOLDER!r}, reserved for lhymirror's records")
         if "%" in path:
             # BagIt manifests must write '%' as '%25' (RFC 8493), which bagit-python and

@@ -27,11 +27,10 @@ from typing import Any
 
 from lhymirror.core.errors import StorageError, storage_errors
 from lhymirror.core.fsutil import atomic_write_text, replace_durably, try_lock
-from lhymirror.core.safepath import path_problems
+from lhymirror.core.safepath import RESERVED_FOLDER, is_reserved, path_problems
 from lhymirror.core.units import utc_now
 from lhymirror.manifest.model import FileEntry
 
-META_DIR = ".lhymirror"
 RECORD_VERSION = 1
 
 
@@ -72,7 +71,7 @@ class MirrorStore:
         self.root = Path(root)
         self.year = year
         self.year_dir = self.root / str(year)
-        self.meta_dir = self.year_dir / META_DIR
+        self.meta_dir = self.year_dir / RESERVED_FOLDER
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -89,7 +88,7 @@ class MirrorStore:
         a linked year folder, which no command works through.
         """
         problems = path_problems(relative)
-        if problems or relative.split("/", 1)[0] == META_DIR:
+        if problems or is_reserved(relative):
             raise StorageError(
                 "unsafe path", where=relative, detail="; ".join(problems) or "reserved folder"
             )

@@ -16,7 +16,7 @@ from typing import Any
 from lhymirror.archive.verify import verify_archive
 from lhymirror.core.errors import DownloadError, IntegrityError, UsageError, storage_errors
 from lhymirror.core.fsutil import replace_durably
-from lhymirror.core.safepath import path_problems
+from lhymirror.core.safepath import RESERVED_FOLDER, path_problems
 from lhymirror.core.units import count_of
 from lhymirror.swarm.engine import (
     ResumeFiles,
@@ -29,7 +29,7 @@ from lhymirror.swarm.engine import (
 )
 from lhymirror.swarm.transfer import SwarmProgress, TorrentRun
 
-PARTIAL_DIR = Path(".lhymirror") / "swarm"
+PARTIAL_DIR = Path(RESERVED_FOLDER) / "swarm"
 CHECK_TIMEOUT = 600.0  # seconds to hash an archive already there against the torrent
 
 
@@ -135,7 +135,7 @@ def _place(run: TorrentRun, name: str, out_dir: Path, source: str) -> Path:
     downloaded = run.save_path / name
     report = verify_archive(downloaded)
     if not report.ok:
-        rejected = out_dir / ".lhymirror" / "rejected" / name
+        rejected = out_dir / RESERVED_FOLDER / "rejected" / name
         with storage_errors(rejected):
             rejected.parent.mkdir(parents=True, exist_ok=True)
             replace_durably(downloaded, rejected)
