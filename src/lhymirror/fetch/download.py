@@ -46,6 +46,7 @@ from lhymirror.fetch.sources.base import (
     SourceFailed,
     SourceSettings,
     TryAgain,
+    as_copy,
     most_hopeful,
 )
 from lhymirror.fetch.sources.https import parse_or_fail
@@ -133,7 +134,7 @@ class Downloader:
             try:
                 return self._fetch_from(adapter_for(source), source, partial, session, alternative)
             except SourceFailed as failure:
-                failures.append((source, _as_copy(failure, target, source, alternative)))
+                failures.append((source, as_copy(failure, target, source, alternative)))
         raise _all_failed(target, failures)
 
     def _fetch_from(
@@ -432,20 +433,6 @@ def _verification_problem(target: Target, size: int, sha256: str | None) -> File
 def _mismatch_kind(target: Target) -> FailureKind:
     """Wrong bytes against a pin mean upstream changed; without a pin they are just wrong."""
     return "changed" if target.expected_sha256 is not None else "permanent"
-
-
-def _as_copy(failure: SourceFailed, target: Target, source: str, alternative: bool) -> SourceFailed:
-    """Other bytes from a copy (not the entry's first source) say nothing about upstream."""
-    if failure.kind != "changed" or target.primary is None or source == target.primary:
-        return failure
-    then = "; the next source is tried" if alternative else ""
-    return SourceFailed(
-        f"this copy differs from the pinned file ({failure.reason}){then}",
-        "changed",
-        actual_sha256=failure.actual_sha256,
-        rejected=failure.rejected,
-        category="copy",
-    )
 
 
 def _check_offered_size(target: Target, size: int | None) -> None:

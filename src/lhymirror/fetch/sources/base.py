@@ -104,6 +104,20 @@ class SourceFailed(Exception):
         return "other"
 
 
+def as_copy(failure: SourceFailed, target: Target, source: str, alternative: bool) -> SourceFailed:
+    """Other bytes from a copy (not the entry's first source) say nothing about upstream."""
+    if failure.kind != "changed" or target.primary is None or source == target.primary:
+        return failure
+    then = "; the next source is tried" if alternative else ""
+    return SourceFailed(
+        f"this copy differs from the pinned file ({failure.reason}){then}",
+        "changed",
+        actual_sha256=failure.actual_sha256,
+        rejected=failure.rejected,
+        category="copy",
+    )
+
+
 @dataclass(frozen=True)
 class SourceSettings:
     """What adapters may need beyond the source string (credentials)."""
