@@ -66,12 +66,17 @@ def test_no_option_of_any_command_takes_a_variable_number_of_values() -> None:
     assert greedy == []
 
 
+_PORT = "--port: expected a port from 0 to 65535, got "
+
+
 @pytest.mark.parametrize(
     ("words", "message"),
     [
         (["sync", "--jobs", "abc", "2022"], "--jobs: expected a whole number >= 1, got 'abc'"),
         (["sync", "--jobs", "0", "2022"], "--jobs: expected a whole number >= 1, got '0'"),
         (["list", "--year", "20x2"], "--year: expected a year such as 2022, got '20x2'"),
+        (["seed", "--port", "99999", "a.zip"], _PORT + "'99999'"),
+        (["fetch", "--port", "http", "a.torrent"], _PORT + "'http'"),
     ],
 )
 def test_a_bad_option_value_is_one_clear_line(
@@ -143,3 +148,21 @@ def test_quiet_and_verbose_together_are_a_usage_error(capsys: pytest.CaptureFixt
         main(["list", "2022", "-q", "-v"])
     assert exit_info.value.code == 2
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_a_hint_names_the_manifest_and_root_of_this_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "my-course.toml"
+    manifest.write_text(
+        'schema = 1\ncourse = "C"\nyear = 2030\nversion = "1"\n\n[[files]]\nid = "a"\n'
+        'kind = "slide"\npath = "a.pdf"\nurls = ["https://example.org/a.pdf"]\n'
+    )
+    root = tmp_path / "m"
+    assert main(["pack", "--manifest", str(manifest), "--root", str(root)]) != 0
+    err = capsys.readouterr().err
+    assert f"`lhymirror sync --manifest {manifest} --root {root}`" in err
+    assert main(["sync", "--manifest", str(manifest), "--root", str(root), "--only", "x"]) == 2
+    err = capsys.readouterr().err
+    assert f"Run `lhymirror list --manifest {manifest}` to see the ids." in err
+    assert "2030`" not in err

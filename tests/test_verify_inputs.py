@@ -300,7 +300,10 @@ def test_a_failed_mirror_verify_hints_at_sync_not_at_the_archive(
     args = ["verify", "--manifest", str(manifest_file), "--root", str(tmp_path / "mirror")]
     assert main(args) == 5
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "lhymirror sync 2022 --rehash" in line
+    # in this run's terms: its own manifest and root
+    assert (
+        f"lhymirror sync --manifest {manifest_file} --root {tmp_path / 'mirror'} --rehash" in line
+    )
     assert "archive" not in line
 
 

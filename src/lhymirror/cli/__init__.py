@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from lhymirror import __version__
 from lhymirror.cli.commands import COMMANDS
-from lhymirror.cli.common import HelpFormatter, Parser, add_verbosity_options
+from lhymirror.cli.common import HelpFormatter, Parser, add_verbosity_options, hint_for_this_run
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
 from lhymirror.cli.jsonout import print_document, wants_json
 from lhymirror.cli.signals import Terminated, terminate_as_interrupt
@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with terminate_as_interrupt():
             return int(args.handler(args))
     except LhymirrorError as error:
+        hint_for_this_run(args, error)
         if args.debug:
             import traceback  # noqa: PLC0415 - only for --debug
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from lhymirror.cli.commands import COMMANDS
-from lhymirror.core.errors import UsageError
+from lhymirror.core.errors import LhymirrorError, UsageError
 from lhymirror.core.units import format_size
 
 if TYPE_CHECKING:  # imported when used: --version and --help must not pay for pydantic
@@ -270,3 +270,26 @@ class ByteProgress:
 
     def __exit__(self, *exc: object) -> None:
         self._bars.close()
+
+
+_COMMAND_WITH_YEAR = re.compile(r"`lhymirror ([a-z]+) (\d{4})\b")
+
+
+def hint_for_this_run(args: argparse.Namespace, error: LhymirrorError) -> LhymirrorError:
+    """*error* with its hint's ```lhymirror CMD YEAR``` in this run's terms.
+
+    The library words its hints with the year; a run on ``--manifest FILE`` (and ``--root
+    DIR``) needs that file and folder named instead, or the command it suggests fails.
+    """
+    manifest = getattr(args, "manifest", None)
+    if not error.hint or not manifest:
+        return error
+    root = getattr(args, "root", None)
+
+    def reworded(match: re.Match[str]) -> str:
+        command = match.group(1)
+        where = f" --root {root}" if root and command != "list" else ""
+        return f"`lhymirror {command} --manifest {manifest}{where}"
+
+    error.hint = _COMMAND_WITH_YEAR.sub(reworded, error.hint)
+    return error

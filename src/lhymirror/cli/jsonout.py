@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lhymirror.cli.common import hint_for_this_run
 from lhymirror.cli.exitcodes import ExitStatus, exit_status_for
 from lhymirror.core.errors import LhymirrorError, ManifestError
 
@@ -78,6 +79,8 @@ def finish(args: argparse.Namespace, body: dict[str, Any], error: LhymirrorError
 
     *error* is the report's own verdict (``report.error()``); ``main`` prints it as one line.
     """
+    if error is not None:
+        hint_for_this_run(args, error)
     if wants_json(args):
         status = print_document(args, body, error=error)
         if error is not None:

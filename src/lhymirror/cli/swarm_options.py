@@ -16,7 +16,7 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, port: int | None) 
     """``--port --bind --no-dht --no-lsd --peer``; *port* None: any free port by default."""
     default = "any free port" if port is None else str(port)
     parser.add_argument(
-        "--port", type=int, default=port if port is not None else 0, metavar="N",
+        "--port", type=port_number, default=port if port is not None else 0, metavar="N",
         help=f"BitTorrent listen port (default: {default}; 0: any free port)",
     )  # fmt: skip
     parser.add_argument(
@@ -42,6 +42,17 @@ def session_options(args: argparse.Namespace, *, upload_limit: int | None = None
     return SessionOptions(
         bind=args.bind, port=args.port, dht=args.dht, lsd=args.lsd, upload_limit=upload_limit
     )
+
+
+def port_number(text: str) -> int:
+    """argparse type for ``--port``: 0 (any free port) to 65535."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return number
 
 
 def peer_address(text: str) -> tuple[str, int]:
