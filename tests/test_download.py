@@ -6,6 +6,7 @@ against the real threaded server of tests/httpserver.py.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import errno
 import json
@@ -680,6 +681,34 @@ def test_upstream_changed_only_when_every_source_differs(env: Env) -> None:
     with pytest.raises(UpstreamChangedError) as changed:
         env.fetch(env.target(good), [URL, URL_B])
     assert set(changed.value.actual) == {URL, URL_B}
+
+
+@responses.activate
+def test_other_bytes_from_a_copy_never_say_that_upstream_changed(env: Env) -> None:
+    good = blob(1000, 1)
+    own = dataclasses.replace(env.target(good), primary=URL)
+    responses.get(URL, status=404)
+    responses.get(URL_B, body=blob(1000, 3))  # a copy (a mirror, the Internet Archive…)
+    with pytest.raises(DownloadError) as caught:
+        env.fetch(own, [URL, URL_B])
+    message = str(caught.value)
+    assert f"{URL_B}: this copy differs from the pinned file (sha256 differs" in message
+    assert "accept-upstream" not in message and "upstream may" not in message
+    assert caught.value.cause == "gone"  # the file's own source decides
+    assert env.store.rejected_path("a", sha(blob(1000, 3))).is_file()  # kept for inspection
+
+    responses.replace(responses.GET, URL, body=blob(1000, 2))  # the file's own source changed
+    with pytest.raises(UpstreamChangedError) as changed:
+        env.fetch(own, [URL, URL_B])
+    assert set(changed.value.actual) == {URL, URL_B}
+    assert f"{URL_B}: this copy differs from the pinned file" in str(changed.value)
+    assert f"{URL}: this copy" not in str(changed.value)
+
+    with pytest.raises(DownloadError) as copy_only:  # its own source not tried (e.g. withheld)
+        env.fetch(own, [URL_B])
+    assert not isinstance(copy_only.value, UpstreamChangedError)
+    assert copy_only.value.cause == "copy"
+    assert "the next source is tried" not in str(copy_only.value)
 
 
 # -- safety, storage, offline, local copies ------------------------------------------------------

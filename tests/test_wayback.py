@@ -229,19 +229,18 @@ def instant_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LHYMIRROR_MIRROR", raising=False)
 
 
-def test_sync_takes_a_lost_course_file_from_the_archive(
-    http_server: CourseServer,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def lost_course_file(
+    http_server: CourseServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: bytes
+) -> tuple[list[str], Path, str]:
+    """A pinned course file the server lost (404) whose capture serves *served*: the sync
+    command line, its mirror root and the capture's route."""
     archive = WaybackAdapter(base=f"{http_server.url}/web/")
     monkeypatch.setitem(registry.ADAPTERS, "wayback", archive)
     original = http_server.url_for("/ml2022/lost (v3).pdf")  # never added: the server says 404
     asked = f"/web/20220701id_/{original}"
     nearest = f"/web/20220612101500id_/{original}"
     http_server.set_faults(asked, Fault(redirect_to=http_server.url + nearest))
-    http_server.add(nearest, DATA)
+    http_server.add(nearest, served)
     entry = {
         "id": "lost",
         "kind": "slide",
@@ -256,10 +255,36 @@ def test_sync_takes_a_lost_course_file_from_the_archive(
     manifest = tmp_path / "course.toml"
     manifest.write_text(tomli_w.dumps(data))
     root = tmp_path / "mirror"
+    return ["sync", "--manifest", str(manifest), "--root", str(root)], root, nearest
 
-    status = main(["sync", "--manifest", str(manifest), "--root", str(root)])
+
+def test_sync_takes_a_lost_course_file_from_the_archive(
+    http_server: CourseServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv, root, nearest = lost_course_file(http_server, tmp_path, monkeypatch, DATA)
+    status = main(argv)
     capsys.readouterr()
     assert status == 0
     assert (root / "2022" / "slides" / "lost (v3).pdf").read_bytes() == DATA
     assert http_server.count("/ml2022/lost (v3).pdf") >= 1  # the course server was asked first
     assert http_server.count(nearest) == 1
+
+
+def test_a_capture_of_other_bytes_is_a_copy_that_differs_not_a_changed_upstream(
+    http_server: CourseServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    other = bytes(reversed(DATA))
+    argv, root, _ = lost_course_file(http_server, tmp_path, monkeypatch, other)
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 4  # the file's own source is gone; the capture is not the pinned file
+    assert "this copy differs from the pinned file" in err
+    assert "accept-upstream" not in err and "upstream may have been updated" not in err
+    assert err.splitlines()[0].startswith("gone: the link died")
+    assert not (root / "2022" / "slides" / "lost (v3).pdf").exists()

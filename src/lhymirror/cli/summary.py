@@ -55,6 +55,12 @@ CAUSES: dict[str, Cause] = {
         "nothing was replaced. If the course re-published the file, a maintainer can take it "
         "with `sync --accept-upstream ID` and `lhymirror pin`.",
     ),
+    "copy": Cause(
+        "only copies that differ from the pinned file",
+        "The copies tried serve other bytes than the manifest pins (kept under {rejected}; "
+        "nothing was replaced). Sync from the file's own source, or import the right file: "
+        "{import_command}",
+    ),
     "unusable": Cause(
         "not a usable file at its path (a link, a folder, a special or unreadable file)",
         "lhymirror never follows links nor replaces what it did not write: remove or replace "

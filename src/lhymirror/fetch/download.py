@@ -46,6 +46,7 @@ from lhymirror.fetch.sources.base import (
     SourceFailed,
     SourceSettings,
     TryAgain,
+    as_copy,
     most_hopeful,
 )
 from lhymirror.fetch.sources.https import parse_or_fail
@@ -133,7 +134,7 @@ class Downloader:
             try:
                 return self._fetch_from(adapter_for(source), source, partial, session, alternative)
             except SourceFailed as failure:
-                failures.append((source, failure))
+                failures.append((source, as_copy(failure, target, source, alternative)))
         raise _all_failed(target, failures)
 
     def _fetch_from(
@@ -467,7 +468,8 @@ def _all_failed(target: Target, failures: list[tuple[str, SourceFailed]]) -> Exc
             hint="Add a source to the manifest, or put the file in place with `lhymirror add`.",
         )
     kinds = {failure.kind for _, failure in failures}
-    if kinds == {"changed"} and target.expected_sha256 is not None:
+    own_changed = any(failure.category == "checksum" for _, failure in failures)
+    if kinds == {"changed"} and own_changed and target.expected_sha256 is not None:
         return UpstreamChangedError(
             target.name,
             target.expected_sha256,

@@ -153,6 +153,7 @@ class FileJob:
                 sha,
                 item.entry.path,
                 segmentable=item.capped_host is None,  # course servers keep their cap
+                primary=(item.entry.urls or (None,))[0],
             ),
             item.sources,
             self._session,
@@ -298,8 +299,16 @@ def _part_target(
     item: PlanItem, part: PartPlan, assembly: Path, offset: int, whole: AssemblyDigest
 ) -> Target:
     name = f"{item.entry.path} (part {part.index + 1} of {len(item.parts)})"
+    primary = item.entry.parts[part.index].urls[0] if item.entry.parts else None
     return Target(
-        part.key, assembly, part.size, part.sha256, name, offset=offset, assembly_digest=whole
+        part.key,
+        assembly,
+        part.size,
+        part.sha256,
+        name,
+        offset=offset,
+        assembly_digest=whole,
+        primary=primary,
     )
 
 

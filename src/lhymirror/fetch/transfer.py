@@ -79,6 +79,9 @@ class Target:
     assembly_digest: AssemblyDigest | None = field(default=None, compare=False, repr=False)
     # May its remainder be fetched as several ranges at once (a host that is not capped)?
     segmentable: bool = False
+    # The entry's own first source: only its other bytes can mean that upstream changed; any
+    # other source is a copy (a mirror, --from, the Internet Archive). None: not known.
+    primary: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,13 +132,15 @@ class SilentEvents:
 
 # Why a file could not be fetched, grouped the way the help differs: unreachable hosts (network,
 # proxy, --from), gone (404/410, not shared: the manifest needs a new source), quota (wait),
-# html (a page instead of data), checksum (bytes kept aside), manual, offline (--offline), other.
+# html (a page instead of data), checksum (the file's own source served other bytes: kept aside),
+# copy (only copies served other bytes), manual, offline (--offline), other.
 FailureCause = Literal[
     "unreachable",
     "gone",
     "quota",
     "html",
     "checksum",
+    "copy",
     "manual",
     "offline",
     "storage",

@@ -34,12 +34,12 @@ Cause = Literal["resolve", "connect", "timeout", "tls", "read", "status", "range
 # The causes that count against the host (see lhymirror.fetch.health).
 CONNECTION_CAUSES: frozenset[Cause] = frozenset({"resolve", "connect", "timeout", "tls"})
 # Why a source failed, as a person would group it (the summary's causes; see SourceFailed).
-Category = Literal["unreachable", "gone", "quota", "html", "checksum", "manual", "other"]
+Category = Literal["unreachable", "gone", "quota", "html", "checksum", "copy", "manual", "other"]
 # Most hopeful first. A file whose sources all failed is told by the most hopeful of their
 # categories: it is "gone" only when every source is; one that failed anywhere for a passing
 # reason (network, quota, server trouble: "other") may still come with a rerun.
 _MOST_HOPEFUL_FIRST: tuple[Category, ...] = (
-    "quota", "unreachable", "other", "html", "checksum", "manual", "gone",
+    "quota", "unreachable", "other", "html", "checksum", "manual", "gone", "copy",
 )  # fmt: skip
 
 
@@ -102,6 +102,20 @@ class SourceFailed(Exception):
         if self.cause in CONNECTION_CAUSES:
             return "unreachable"
         return "other"
+
+
+def as_copy(failure: SourceFailed, target: Target, source: str, alternative: bool) -> SourceFailed:
+    """Other bytes from a copy (not the entry's first source) say nothing about upstream."""
+    if failure.kind != "changed" or target.primary is None or source == target.primary:
+        return failure
+    then = "; the next source is tried" if alternative else ""
+    return SourceFailed(
+        f"this copy differs from the pinned file ({failure.reason}){then}",
+        "changed",
+        actual_sha256=failure.actual_sha256,
+        rejected=failure.rejected,
+        category="copy",
+    )
 
 
 @dataclass(frozen=True)
