@@ -52,14 +52,19 @@ def hash_file(path: Path) -> tuple[int, str]:
         return hash_stream(stream)
 
 
+def open_no_follow(path: Path) -> int:
+    """A read-only descriptor of *path*; never follows a link, never blocks on a fifo."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    return os.open(path, flags | getattr(os, "O_BINARY", 0))
+
+
 def open_regular(path: Path) -> BinaryIO:
     """*path* opened for unbuffered reading when it is a regular file (``OSError`` otherwise).
 
     Never through a symbolic link (its last component), and never blocking on a fifo that
     stands there instead: what a mirror or an extracted bag holds is not trusted to be a file.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    fd = open_no_follow(path)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest, open_regular
+from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest, open_no_follow, open_regular
 from lhymirror.manifest.model import FileEntry
 from lhymirror.mirror.store import FileRecord, MirrorStore
 
@@ -173,7 +173,7 @@ def _regular_file(path: Path, info: os.stat_result) -> OnDisk:
     if not stat.S_ISREG(info.st_mode):
         return OnDisk("not_a_file", detail=f"a {_special_kind(info.st_mode)}")
     try:
-        open_regular(path).close()
+        os.close(open_no_follow(path))  # readable? (the type is known from the stat)
     except OSError as exc:
         return OnDisk("unreadable", detail=_reason(exc))
     return OnDisk("file", info.st_size, info.st_mtime_ns)
