@@ -308,3 +308,21 @@ def test_command_is_found_after_global_options() -> None:
     assert _command_in(["--debug", "sync", "2022"]) == "sync"
     assert _command_in(["--version"]) is None
     assert _command_in(["nonsense"]) is None
+
+
+def test_an_error_document_to_a_reader_that_went_away_is_no_traceback(tmp_path: Path) -> None:
+    # `lhymirror status --json | head -1`: the reader is gone when the error document is written
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        command = [sys.executable, "-m", "lhymirror", "status", "2022", "--json"]
+        command += ["--root", str(tmp_path / "nowhere")]
+        done = subprocess.run(
+            command, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, check=False
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.splitlines()) == 1  # the one-line error only
+    assert "no mirror here" in done.stderr

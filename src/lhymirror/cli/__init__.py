@@ -12,8 +12,9 @@ import argparse
 import contextlib
 import importlib
 import io
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from lhymirror import __version__
 from lhymirror.cli.commands import COMMANDS
@@ -86,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             traceback.print_exc()
         if wants_json(args):
-            print_document(args, error=error)
+            with _reader_may_leave():
+                print_document(args, error=error)
         report_error(error)
         return exit_status_for(error)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (see cli.signals)
@@ -95,13 +97,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if wants_json(args):
             interrupted = LhymirrorError("interrupted", hint=RESUME)
-            print_document(args, error=interrupted, status=status)
+            with _reader_may_leave():
+                print_document(args, error=interrupted, status=status)
         print("lhymirror: interrupted; run the same command again to resume.", file=sys.stderr)
         return status
     except BrokenPipeError:
         # The reader went away (e.g. `lhymirror list 2022 | head`): not an error of ours.
         sys.stderr.close()
         return ExitStatus.OK
+
+
+@contextlib.contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """The error's JSON document to a reader that went away (`--json | head`) is dropped.
+
+    The one-line error on stderr and the exit status still tell what happened.
+    """
+    try:
+        yield
+    except BrokenPipeError:
+        # Python's recipe: point stdout at devnull so the flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _parse(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namespace:
