@@ -166,3 +166,12 @@ def test_a_hint_names_the_manifest_and_root_of_this_run(
     err = capsys.readouterr().err
     assert f"Run `lhymirror list --manifest {manifest}` to see the ids." in err
     assert "2030`" not in err
+
+
+def test_the_seed_summary_counts_peers_in_words() -> None:
+    from lhymirror.cli.seed_cmd import _summary
+    from lhymirror.swarm.seed import SeedStatus
+
+    one = SeedStatus("seeding", 0, 0, 3_900_000, 24.0, 1)
+    assert _summary(one) == "seeded 3.9 MB to 1 peer in 0.4 min"
+    assert "to 2 peers" in _summary(SeedStatus("seeding", 0, 0, 0, 6.0, 2))

@@ -426,3 +426,17 @@ def test_the_only_source_is_waited_for_with_the_read_timeout(
             target(store, "a.pdf", b"x"), [f"http://127.0.0.1:{silent_port}/a.pdf"], new_session()
         )
     assert "no answer in 0.4 s" in (caught.value.detail or "")
+
+
+def test_an_unsupported_base_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_manifest(tmp_path, [slide("a", b"%PDF-1", "https://h.example/a.pdf")])
+    args = ["sync", "--manifest", str(manifest), "--root", str(tmp_path / "r")]
+    status, _, err = run([*args, "--from", "ftp://files.example/m"], capsys)
+    assert status == 2
+    assert err.splitlines() == [
+        "lhymirror: error: --from: unsupported base (ftp://files.example/m): ftp: is not one of "
+        "http, https or a local folder. Serve the copy over HTTP (`python -m http.server -d "
+        "mirror`) or mount it."
+    ]

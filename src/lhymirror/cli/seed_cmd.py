@@ -18,6 +18,7 @@ from lhymirror.cli.common import (
 )
 from lhymirror.cli.swarm_options import add_session_arguments, rate, session_options
 from lhymirror.core.errors import UsageError
+from lhymirror.core.units import count_of
 from lhymirror.swarm.engine import DEFAULT_PORT
 
 if TYPE_CHECKING:
@@ -117,5 +118,6 @@ def _show(status: SeedStatus, live: bool) -> None:
 def _summary(status: SeedStatus) -> str:
     minutes = status.seconds / 60
     return (
-        f"seeded {format_size(status.uploaded)} to {status.peers_seen} peers in {minutes:.1f} min"
+        f"seeded {format_size(status.uploaded)} to {count_of(status.peers_seen, 'peer')} "
+        f"in {minutes:.1f} min"
     )

@@ -36,7 +36,10 @@ def check_base(base: str, option: str) -> None:
         return
     if scheme and scheme != "file":
         raise UsageError(
-            f"{option}: unsupported base (only http, https and local folders)", where=base
+            f"{option}: unsupported base",
+            where=base,
+            detail=f"{scheme}: is not one of http, https or a local folder",
+            hint="Serve the copy over HTTP (`python -m http.server -d mirror`) or mount it.",
         )
     try:
         folder = local_source_path(base) if is_local_source(base) else Path(base).expanduser()
