@@ -9,7 +9,13 @@ import pytest
 
 from factories import blob, sha
 from lhymirror.core import fsutil
-from lhymirror.core.fsutil import BackgroundWriteback, atomic_write_bytes, hash_file, hash_stream
+from lhymirror.core.fsutil import (
+    BackgroundWriteback,
+    atomic_write_bytes,
+    hash_file,
+    hash_stream,
+    open_regular,
+)
 
 
 def test_hash_file_streams_in_chunks(tmp_path: Path) -> None:
@@ -95,3 +101,42 @@ def test_background_writeback_can_count_the_writes_of_a_stream(
         watched.seek(0)  # everything but write passes through
         assert watched.tell() == 0
     assert len(synced) == 1
+
+
+# -- open_regular: the one no-follow open of files a mirror or an extracted bag holds ----------
+
+
+def test_open_regular_reads_a_regular_file(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"bytes")
+    with open_regular(path) as stream:
+        assert stream.read() == b"bytes"
+
+
+def test_open_regular_never_follows_a_link_nor_opens_a_folder(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_bytes(b"secret")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with pytest.raises(OSError):
+        open_regular(link)
+    with pytest.raises(OSError):
+        open_regular(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no fifos here")
+def test_open_regular_refuses_a_fifo_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        open_regular(fifo)  # a blocking open would wait here forever
+
+
+def test_only_fsutil_opens_files_for_reading_without_following_links() -> None:
+    src = Path(fsutil.__file__).resolve().parents[1]
+    opens = [
+        path.relative_to(src).as_posix()
+        for path in sorted(src.rglob("*.py"))
+        if 'O_RDONLY | getattr(os, "O_NOFOLLOW"' in path.read_text(encoding="utf-8")
+    ]
+    assert opens == ["core/fsutil.py"]

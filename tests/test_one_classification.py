@@ -79,14 +79,14 @@ def odd_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     unreadable.write_bytes(GOOD)
     unreadable.chmod(0)
     if os.geteuid() == 0:  # root reads anything: make the open fail as it would for a user
-        real_open = state_module._open_no_follow
+        real_open = state_module.open_no_follow
 
         def refuse(path: Path) -> int:
             if Path(path) == unreadable:
                 raise PermissionError(errno.EACCES, "Permission denied", str(path))
             return real_open(path)
 
-        monkeypatch.setattr(state_module, "_open_no_follow", refuse)
+        monkeypatch.setattr(state_module, "open_no_follow", refuse)
     return ["--manifest", str(manifest), "--root", str(tmp_path / "mirror")]
 
 

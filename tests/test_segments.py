@@ -358,3 +358,36 @@ def test_pieces_survive_kill_9_and_resume(tmp_path: Path, http_server: CourseSer
     asked = {r.range_header for r in http_server.requests[before:] if r.range_header}
     assert wanted <= asked  # every piece continued where its file ended
     assert not any(partial.iterdir())
+
+
+def test_the_split_size_is_the_runs_share_per_connection_within_bounds() -> None:
+    policy = RetryPolicy()
+    assert policy.split_size(24_000_000, 8) == 4 * MiB  # a small run: the floor
+    assert policy.split_size(80 * MiB, 8) == 10 * MiB  # its share per connection
+    assert policy.split_size(1200 * MiB, 8) == 32 * MiB  # a whole course: the usual size
+    asked = RetryPolicy(segment_min_size=64 * MiB, segment_share=False)  # --split-size 64M
+    assert asked.split_size(24_000_000, 8) == 64 * MiB
+
+
+@responses.activate
+def test_the_runs_split_size_in_the_budget_decides_what_is_cut(store: MirrorStore) -> None:
+    data = blob(2 * MiB, 5)
+    server = RangeServer(data)
+    large = RetryPolicy(segment_min_size=32 * MiB, backoff_base=0)  # would never cut 2 MiB
+    budget = ConnectionBudget(4, split_size=1 * MiB)  # what this run chose
+    Downloader(store, policy=large, sleep=lambda _: None, budget=budget).fetch(
+        big_target(store, data), [URL], new_session()
+    )
+    assert len([r for r in server.ranges if r]) == 3
+    assert (store.year_dir / "big.bin").read_bytes() == data
+
+
+def test_split_size_given_on_the_command_line_is_used_as_it_is() -> None:
+    from argparse import Namespace
+
+    from lhymirror.cli.sync_cmd import retry_policy
+
+    policy = retry_policy(Namespace(timeout=None, retries=None, split_size=8 * MiB))
+    assert policy is not None
+    assert policy.split_size(1200 * MiB, 8) == 8 * MiB
+    assert retry_policy(Namespace(timeout=None, retries=None, split_size=None)) is None

@@ -237,7 +237,8 @@ def sync(
     health = HostHealth(on_down=events.host_down)
     limiter = RateLimiter(limit_rate) if limit_rate else None
     split = policy or RetryPolicy()  # large files from a base use the spare connections:
-    budget = ConnectionBudget(jobs, split_size=split.segment_min_size, pieces=split.segments)
+    split_size = split.split_size(sync_plan.bytes_to_fetch(), jobs)
+    budget = ConnectionBudget(jobs, split_size=split_size, pieces=split.segments)
     report = run_sync(
         sync_plan,
         store,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -26,6 +25,7 @@ from lhymirror.archive.bagcheck import (
 )
 from lhymirror.archive.read import ArchiveMember, ArchiveReader, ArchiveReadError
 from lhymirror.core.errors import LhymirrorError
+from lhymirror.core.fsutil import open_regular
 
 MAX_SIDECAR_SIZE = 64 * 1024
 
@@ -203,19 +203,10 @@ def _read_disk_file(
         scan.record(relative, Found(path.lstat().st_size, None), None)
         return
     try:
-        with _open_no_follow(path) as stream:
+        with open_regular(path) as stream:
             size, sha, text = digest(stream, keep=keep_limit(relative), progress=progress)
     except OSError as exc:
         scan.add("malformed", relative, f"unreadable: {exc.strerror or exc}")
         scan.unreadable.add(relative)
         return
     scan.record(relative, Found(size, sha), text)
-
-
-def _open_no_follow(path: Path) -> BinaryIO:
-    """Open a regular file for reading, never through a symlink (``OSError`` otherwise)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(0, "not a regular file")
-    return os.fdopen(fd, "rb", buffering=0)

@@ -114,7 +114,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--split-size", type=_split_size, default=None, metavar="SIZE",
         help="fetch a file with at least SIZE still to come from a --from or --mirror base as "
-        "up to 4 ranges at once, on connections --jobs has to spare (default 32M; 0: never)",
+        "up to 4 ranges at once, on connections --jobs has to spare (default: 32M, or the "
+        "run's bytes / --jobs when smaller, at least 4M; 0: never)",
     )  # fmt: skip
     parser.add_argument(
         "--dry-run", action="store_true", help="show what would be done; touch nothing"
@@ -214,7 +215,8 @@ def retry_policy(args: argparse.Namespace) -> RetryPolicy | None:
     if args.retries is not None:
         changes.update(attempts=args.retries + 1)
     if args.split_size is not None:
-        changes.update(segment_min_size=args.split_size or 2**63)  # 0: never split
+        # 0: never split; a size given is used as it is
+        changes.update(segment_min_size=args.split_size or 2**63, segment_share=False)
     return replace(RetryPolicy(), **changes) if changes else None
 
 

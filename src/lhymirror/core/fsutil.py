@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -48,6 +50,29 @@ def hash_file(path: Path) -> tuple[int, str]:
     """``(size, sha256 hex)`` of a file, read in constant memory."""
     with path.open("rb", buffering=0) as stream:
         return hash_stream(stream)
+
+
+def open_no_follow(path: Path) -> int:
+    """A read-only descriptor of *path*; never follows a link, never blocks on a fifo."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    return os.open(path, flags | getattr(os, "O_BINARY", 0))
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """*path* opened for unbuffered reading when it is a regular file (``OSError`` otherwise).
+
+    Never through a symbolic link (its last component), and never blocking on a fifo that
+    stands there instead: what a mirror or an extracted bag holds is not trusted to be a file.
+    """
+    fd = open_no_follow(path)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def fsync_file(path: Path) -> None:

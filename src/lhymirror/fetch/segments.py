@@ -71,6 +71,13 @@ class Cut:
         self.meta.unlink(missing_ok=True)
 
 
+def _split_size(policy: RetryPolicy, budget: ConnectionBudget | None) -> int:
+    """The run's split size (the budget's, chosen for the run), else the policy's."""
+    if budget is not None and budget.split_size is not None:
+        return budget.split_size
+    return policy.segment_min_size
+
+
 def plan_cut(
     partial: PartialDownload,
     url: str,
@@ -93,7 +100,7 @@ def plan_cut(
         and size is not None
         and etag is not None
         and ranges_proven
-        and size - start >= policy.segment_min_size
+        and size - start >= _split_size(policy, budget)
     )
     if not usable or budget is None or size is None or etag is None:
         _drop_saved(meta)

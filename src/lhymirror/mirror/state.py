@@ -14,7 +14,6 @@ device in place of a file is ``not_a_file``; a file that cannot be opened is ``u
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
+from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest, open_no_follow, open_regular
 from lhymirror.manifest.model import FileEntry
 from lhymirror.mirror.store import FileRecord, MirrorStore
 
@@ -174,7 +173,7 @@ def _regular_file(path: Path, info: os.stat_result) -> OnDisk:
     if not stat.S_ISREG(info.st_mode):
         return OnDisk("not_a_file", detail=f"a {_special_kind(info.st_mode)}")
     try:
-        os.close(_open_no_follow(path))
+        os.close(open_no_follow(path))  # readable? (the type is known from the stat)
     except OSError as exc:
         return OnDisk("unreadable", detail=_reason(exc))
     return OnDisk("file", info.st_size, info.st_mtime_ns)
@@ -194,25 +193,6 @@ def _special_kind(mode: int) -> str:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
-
-
-def _open_no_follow(path: Path) -> int:
-    """A read-only descriptor of *path*; never follows a link, never blocks on a fifo."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    return os.open(path, flags | getattr(os, "O_BINARY", 0))
-
-
-def open_regular(path: Path) -> Any:
-    """*path* opened for reading when it is a regular file (``OSError`` otherwise)."""
-    fd = _open_no_follow(path)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb", buffering=0)
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def hash_regular(path: Path, progress: ProgressCallback | None = None) -> tuple[int, str]:
