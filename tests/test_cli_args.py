@@ -175,3 +175,23 @@ def test_the_seed_summary_counts_peers_in_words() -> None:
     one = SeedStatus("seeding", 0, 0, 3_900_000, 24.0, 1)
     assert _summary(one) == "seeded 3.9 MB to 1 peer in 0.4 min"
     assert "to 2 peers" in _summary(SeedStatus("seeding", 0, 0, 0, 6.0, 2))
+
+
+@pytest.mark.parametrize(
+    ("words", "command"),
+    [
+        (["unpack", "a.zip", "--out", "x"], "lhymirror unpack"),
+        (["manifest", "check", "--manifest", "m.toml"], "lhymirror manifest check"),
+        (["list", "2022", "extra"], "lhymirror list"),
+        (["--bogus"], "lhymirror"),
+    ],
+)
+def test_an_unknown_word_points_at_the_help_of_the_command_named(
+    words: list[str], command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(words)
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"{command}: error: unrecognized arguments: ")
+    assert line.endswith(f"See `{command} --help`.")

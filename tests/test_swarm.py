@@ -438,6 +438,7 @@ def test_fetch_an_archive_from_its_web_seed(
     assert capsys.readouterr().out.strip() == str(out / archive.name)
     assert (out / archive.name).read_bytes() == archive.read_bytes()
     assert (out / (archive.name + ".torrent")).read_bytes() == torrent.read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == [archive.name, archive.name + ".torrent"]
     assert main(["verify", str(out / archive.name)]) == 0
     course.server.reset_log()  # fetching again: the archive is there, nothing is downloaded
     assert main(["fetch", str(torrent), "--out", str(out), *LOOPBACK, "--wait", "10"]) == 0

@@ -121,14 +121,38 @@ def _reader_may_leave() -> Iterator[None]:
         os.dup2(devnull, sys.stdout.fileno())
 
 
+def _parse_all(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namespace:
+    """``parse_args``, but a word no option takes is reported by the command that was named.
+
+    (argparse reports it from the top, pointing at `lhymirror --help` instead.)
+    """
+    args, extras = parser.parse_known_args(words)
+    if extras:
+        named = parser
+        while (chosen := _chosen_command(named, args)) is not None:
+            named = chosen
+        named.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def _chosen_command(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser | None:
+    for action in parser._actions:  # argparse has no public way to the sub-parsers
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            return chosen if isinstance(chosen, argparse.ArgumentParser) else None
+    return None
+
+
 def _parse(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namespace:
     """Parse the arguments; with ``--json``, an argument error is a JSON document too."""
     if "--json" not in words:
-        return parser.parse_args(words)
+        return _parse_all(parser, words)
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            return parser.parse_args(words)
+            return _parse_all(parser, words)
     except SystemExit as exit_:
         message = captured.getvalue()
         sys.stderr.write(message)
@@ -136,7 +160,8 @@ def _parse(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namesp
             line = message.strip().splitlines()[-1]
             what = line.partition(": error: ")[2] or line  # after `lhymirror sync: error: `
             where = argparse.Namespace(command=_command_in(words) or "lhymirror")
-            print_document(where, error=UsageError(what), status=ExitStatus.USAGE)
+            with _reader_may_leave():
+                print_document(where, error=UsageError(what), status=ExitStatus.USAGE)
         raise
 
 

@@ -154,4 +154,14 @@ def _place(run: TorrentRun, name: str, out_dir: Path, source: str) -> Path:
             if Path(source).resolve() != torrent_copy.resolve():
                 shutil.copyfile(source, torrent_copy)
     run.forget()
+    _remove_if_empty(out_dir / PARTIAL_DIR)
     return target
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Leave no empty work folders behind in OUT (``.lhymirror/swarm``, then ``.lhymirror``)."""
+    for empty in (folder, folder.parent):
+        try:
+            empty.rmdir()
+        except OSError:  # not empty (another download's resume data, a rejected archive)
+            return
