@@ -31,8 +31,8 @@ def register(subparsers: Any) -> None:
             Validate manifest files and print every problem found, each with the file, the
             entry and the field. Without FILE, checks the manifests shipped with lhymirror.
             Warnings (no sha256, a dataset with one source, a source on a moving branch or
-            'latest' release, a link with no section) do not fail
-            the check unless --strict is given.
+            'latest' release, a link with no section) do not fail the check unless --strict
+            is given (then exit status 3, as for an invalid manifest).
         """,
         example="""
             lhymirror manifest check

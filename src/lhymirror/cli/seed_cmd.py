@@ -38,8 +38,8 @@ def register(subparsers: Any) -> None:
             their recorded checksums; damaged bytes are never served, and seeding never
             writes to your files. Peers find you through the DHT (--no-dht to stay off it)
             and local service discovery on your network; a live line shows peers and upload
-            rate, a summary follows on exit. Needs the swarm extra:
-            pip install 'lhymirror[swarm]'.
+            rate, a summary follows on exit (status 0: Ctrl-C or SIGTERM is how seeding
+            ends). Needs the swarm extra: pip install 'lhymirror[swarm]'.
         """,
         example="""
             lhymirror seed dist/lhy-ml-2022-v1.zip --upload-limit 2M
