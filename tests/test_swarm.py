@@ -667,3 +667,20 @@ def test_bad_rates_and_peers_are_usage_errors(capsys: pytest.CaptureFixture[str]
             main(argv)
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
+
+
+@needs_libtorrent
+def test_a_seed_that_cannot_listen_is_one_line_not_a_silent_wait(
+    course: Class, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lhymirror.cli import seed_cmd
+
+    archive = pack(course)
+    capsys.readouterr()
+    monkeypatch.setattr(seed_cmd, "LISTEN_WAIT", 0.2)
+    words = ["seed", str(archive), "--bind", "999.1.1.1", "--port", "6999", "--no-dht", "--no-lsd"]
+    assert main(words) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "lhymirror: error: cannot listen for peers (999.1.1.1:6999). "
+        "Give --bind an address of this machine and --port a free port (0: any)."
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     api.require_swarm()
     seeder = _seeder(args)
     target = seeder.target
-    print(f"seeding {target.name} on {args.bind}:{seeder.port}", file=sys.stderr)
+    print(f"seeding {target.name} on {args.bind}:{_listening_port(seeder, args)}", file=sys.stderr)
     print(target.magnet)
     sys.stdout.flush()
     seeder.connect(args.peers)
@@ -87,6 +88,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+LISTEN_WAIT = 2.0  # seconds for libtorrent to open its listen socket
+
+
+def _listening_port(seeder: Seeder, args: argparse.Namespace) -> int:
+    """The port peers reach the seed on; a seed nobody can reach is a usage error, not a wait."""
+    deadline = time.monotonic() + LISTEN_WAIT
+    while (port := seeder.port) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if port == 0:
+        seeder.stop()
+        raise UsageError(
+            "cannot listen for peers",
+            where=f"{args.bind}:{args.port}",
+            hint="Give --bind an address of this machine and --port a free port (0: any).",
+        )
+    return port
 
 
 def _seeder(args: argparse.Namespace) -> Seeder:
