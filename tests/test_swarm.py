@@ -29,6 +29,7 @@ from lhymirror.cli import main
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.http import RetryPolicy
 from lhymirror.mirror.store import MirrorStore
+from lhymirror.swarm.make import TorrentFile, make_torrent
 
 HAVE_LIBTORRENT = importlib.util.find_spec("libtorrent") is not None
 if not HAVE_LIBTORRENT and os.environ.get("CI") == "true":
@@ -546,11 +547,7 @@ def test_fetch_refuses_a_damaged_archive(course: Class, capsys: pytest.CaptureFi
     (archive.parent / (archive.name + ".sha256")).unlink()
     url = course.server.url_for("/dl/ml-2022-v3.zip")
     course.server.add_file("/dl/ml-2022-v3.zip", archive)
-    torrent = course.tmp / "damaged.torrent"
-    args = ["torrent", "--manifest", str(course.manifest), "--root", str(course.ta)]
-    del args  # an archive torrent of the damaged bytes:
-    from lhymirror.swarm.make import TorrentFile, make_torrent
-
+    torrent = course.tmp / "damaged.torrent"  # an archive torrent of the damaged bytes
     made = make_torrent([TorrentFile(archive.name, archive, len(data))], comment="x",
                         web_seeds=[url])  # fmt: skip
     torrent.write_bytes(made.data)
