@@ -148,7 +148,8 @@ def test_a_mixed_run_is_summarised_by_cause_with_the_right_counts(
     assert status == 5  # the checksum mismatch is the most serious finding
     headings = [line for line in err.splitlines() if not line.startswith(" ")]
     assert headings[:-1] == [
-        "127.0.0.1:1: not reachable (Connection refused); 1 file used its other sources",
+        "127.0.0.1:1: not reachable (Connection refused); skipped for the rest of the run "
+        "(1 file had a source there)",
         "host not reachable (1 file):",
         "gone: the link died (HTTP 404/410 or no longer shared) (2 files):",
         "an HTML page came instead of the file (1 file):",

@@ -96,8 +96,8 @@ def summary_counts(report: SyncReport) -> str:
 def host_lines(report: SyncReport) -> list[str]:
     """One line per host that was down: skipped for the rest of the run."""
     return [
-        f"{down.host}: not reachable ({down.reason}); {count_of(down.files, 'file')} used "
-        f"{'its' if down.files == 1 else 'their'} other sources"
+        f"{down.host}: not reachable ({down.reason}); skipped for the rest of the run "
+        f"({count_of(down.files, 'file')} had a source there)"
         for down in report.hosts_down
     ]
 
