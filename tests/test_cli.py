@@ -326,3 +326,22 @@ def test_an_error_document_to_a_reader_that_went_away_is_no_traceback(tmp_path: 
     assert "Traceback" not in done.stderr
     assert len(done.stderr.splitlines()) == 1  # the one-line error only
     assert "no mirror here" in done.stderr
+
+
+def test_a_report_document_to_a_reader_that_went_away_keeps_the_reports_exit_code(
+    tmp_path: Path,
+) -> None:
+    # `lhymirror status 2022 --json | head -1` over an empty mirror: the files are still missing
+    (tmp_path / "mirror").mkdir()
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        command = [sys.executable, "-m", "lhymirror", "status", "2022", "--json"]
+        command += ["--root", str(tmp_path / "mirror")]
+        done = subprocess.run(
+            command, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, check=False
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 8  # files still to fetch, as with a reader that stays
+    assert "Traceback" not in done.stderr

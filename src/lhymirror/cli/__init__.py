@@ -12,9 +12,8 @@ import argparse
 import contextlib
 import importlib
 import io
-import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from lhymirror import __version__
 from lhymirror.cli.commands import COMMANDS
@@ -87,8 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             traceback.print_exc()
         if wants_json(args):
-            with _reader_may_leave():
-                print_document(args, error=error)
+            print_document(args, error=error)
         report_error(error)
         return exit_status_for(error)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (see cli.signals)
@@ -97,28 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if wants_json(args):
             interrupted = LhymirrorError("interrupted", hint=RESUME)
-            with _reader_may_leave():
-                print_document(args, error=interrupted, status=status)
+            print_document(args, error=interrupted, status=status)
         print("lhymirror: interrupted; run the same command again to resume.", file=sys.stderr)
         return status
     except BrokenPipeError:
         # The reader went away (e.g. `lhymirror list 2022 | head`): not an error of ours.
         sys.stderr.close()
         return ExitStatus.OK
-
-
-@contextlib.contextmanager
-def _reader_may_leave() -> Iterator[None]:
-    """The error's JSON document to a reader that went away (`--json | head`) is dropped.
-
-    The one-line error on stderr and the exit status still tell what happened.
-    """
-    try:
-        yield
-    except BrokenPipeError:
-        # Python's recipe: point stdout at devnull so the flush at exit does not fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _parse_all(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namespace:
@@ -160,8 +143,7 @@ def _parse(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namesp
             line = message.strip().splitlines()[-1]
             what = line.partition(": error: ")[2] or line  # after `lhymirror sync: error: `
             where = argparse.Namespace(command=_command_in(words) or "lhymirror")
-            with _reader_may_leave():
-                print_document(where, error=UsageError(what), status=ExitStatus.USAGE)
+            print_document(where, error=UsageError(what), status=ExitStatus.USAGE)
         raise
 
 

@@ -8,11 +8,13 @@ report. An error before there is a report gives the common fields alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from lhymirror.cli.common import hint_for_this_run
@@ -69,9 +71,27 @@ def print_document(
         **(body or {}),
     }
     lines = bool(getattr(args, "json_lines", False))  # then the document is the last line
-    json.dump(document, sys.stdout, indent=None if lines else 2, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
+    with _reader_may_leave():
+        json.dump(
+            document, sys.stdout, indent=None if lines else 2, ensure_ascii=False, default=str
+        )
+        sys.stdout.write("\n")
+        sys.stdout.flush()
     return int(status)
+
+
+@contextlib.contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """A document for a reader that went away (`--json | head`) is dropped, nothing more.
+
+    The exit status (and, for an error, the one-line message on stderr) still tell what happened.
+    """
+    try:
+        yield
+    except BrokenPipeError:
+        # Python's recipe: point stdout at devnull so the flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def finish(args: argparse.Namespace, body: dict[str, Any], error: LhymirrorError | None) -> int:
