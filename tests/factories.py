@@ -17,7 +17,8 @@ from typing import Any
 
 import tomli_w
 
-from lhymirror.manifest.model import Manifest
+from lhymirror.manifest.model import FileEntry, Manifest
+from lhymirror.mirror.store import FileRecord, MirrorStore
 
 
 def blob(n: int, seed: int) -> bytes:
@@ -54,6 +55,25 @@ def file_entry(
         fields.update(size=len(data), sha256=sha(data))
     fields.update(extra)
     return fields
+
+
+def place(store: MirrorStore, entry: FileEntry, data: bytes, *, record: bytes | None) -> Path:
+    """Put *data* at the entry's path; record *record*'s checksum as verified (if given)."""
+    target = store.file_path(entry.path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    if record is not None:
+        store.save_record(
+            FileRecord(
+                id=entry.id,
+                path=entry.path,
+                size=len(record),
+                sha256=sha(record),
+                mtime_ns=target.stat().st_mtime_ns,
+                verified_at="2024-01-01T00:00:00Z",
+            )
+        )
+    return target
 
 
 def manifest_data(*files: dict[str, Any], year: int = 2022) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,16 +19,6 @@ MiB = 1024 * 1024
 @pytest.fixture
 def course(http_server: CourseServer, tmp_path: os.PathLike[str]) -> Course:
     return Course(http_server, tmp_path)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=10)
 
 
 @pytest.mark.slow

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from factories import blob, make_manifest, sha
+from factories import blob, make_manifest, place, sha
 from lhymirror.core.errors import StorageError
 from lhymirror.manifest.model import FileEntry
 from lhymirror.mirror.store import (
-    FileRecord,
     LockedError,
     MirrorStore,
     PartialState,
@@ -38,25 +37,6 @@ def make_entry(**fields: Any) -> FileEntry:
 @pytest.fixture
 def store(tmp_path: Path) -> MirrorStore:
     return MirrorStore(tmp_path / "mirror", 2022)
-
-
-def place(store: MirrorStore, entry: FileEntry, data: bytes, *, record: bytes | None) -> Path:
-    """Put *data* at the entry's path; record *record*'s checksum as verified (if given)."""
-    target = store.file_path(entry.path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    if record is not None:
-        store.save_record(
-            FileRecord(
-                id=entry.id,
-                path=entry.path,
-                size=len(record),
-                sha256=sha(record),
-                mtime_ns=target.stat().st_mtime_ns,
-                verified_at="2024-01-01T00:00:00Z",
-            )
-        )
-    return target
 
 
 # -- paths ------------------------------------------------------------------------------------

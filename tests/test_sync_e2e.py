@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -357,16 +356,6 @@ def test_a_quiet_sync_with_nothing_to_transfer_loads_no_network_or_progress_libr
     )
     assert done.stdout.splitlines()[-1] == "[]"
     assert course.server.count() == 0
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=10)
 
 
 @pytest.mark.slow
