@@ -31,6 +31,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -x "$BIN" ] || { echo "perf.sh: no lhymirror (pass --bin PATH)" >&2; exit 2; }
+# Compiled modules, as an installed wheel has them: with PYTHONDONTWRITEBYTECODE set (some
+# sandboxes set it) an editable install compiles ~100 modules on every run, 25-60 ms each time.
+unset PYTHONDONTWRITEBYTECODE
+"$(dirname "$BIN")/python" -m compileall -q "$("$(dirname "$BIN")/python" -c \
+    'import lhymirror, os; print(os.path.dirname(lhymirror.__file__))')" >/dev/null || true
 PY=$(command -v python3)
 has() { case ",$STEPS," in *",$1,"*) return 0;; *) return 1;; esac; }
 AB="$PY $HERE/ab.py --pairs $PAIRS --json $WORK/results.jsonl"

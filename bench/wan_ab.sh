@@ -21,6 +21,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -x "$BIN" ] || { echo "wan_ab.sh: --bin LHYMIRROR is required" >&2; exit 2; }
+# Compiled modules, as an installed wheel has them: with PYTHONDONTWRITEBYTECODE set (some
+# sandboxes set it) an editable install compiles ~100 modules on every run, 25-60 ms each time.
+unset PYTHONDONTWRITEBYTECODE
+"$(dirname "$BIN")/python" -m compileall -q "$("$(dirname "$BIN")/python" -c \
+    'import lhymirror, os; print(os.path.dirname(lhymirror.__file__))')" >/dev/null || true
 PY=$(command -v python3)
 W=${TMPDIR:-/tmp}/lhymirror-wan-ab; mkdir -p "$W"
 CORPUS=$("$PY" "$SHARED/corpus.py" "$W/corpus" --scale "$SCALE" | tail -n 1)

@@ -11,6 +11,7 @@ import hashlib
 import io
 import struct
 import tarfile
+import threading
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -94,6 +95,47 @@ def test_archive_sha256_is_computed_on_the_way(tmp_path: Path, fmt: str, read_da
                     stream.read()
         reader.drain()
         assert reader.archive_sha256() == sha(path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [*((fmt, {}) for fmt in FORMATS), ("zip", {"compression": zipfile.ZIP_STORED})],
+)
+@pytest.mark.parametrize("check_crc", [True, False])
+def test_readinto_gives_the_same_bytes_as_read(
+    tmp_path: Path, fmt: str, options: dict[str, int], check_crc: bool
+) -> None:
+    # Without the CRC check, a stored zip member is read in place by positional reads.
+    data = {f"top/data/f{i}": blob(200_000 + i, i) for i in range(3)}
+    path = write_archive(tmp_path / f"a.{fmt}", fmt, list(data.items()), **options)
+    found = {}
+    with ArchiveReader(path, check_crc=check_crc) as reader:
+        for member in reader:
+            with member.open() as stream:
+                buffer = bytearray(65_537)  # not a divisor of anything
+                parts = []
+                while n := stream.readinto(buffer):
+                    parts.append(bytes(buffer[:n]))
+                found[member.name] = b"".join(parts)
+    assert found == data
+
+
+def test_stored_member_with_a_local_extra_field_is_read_from_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "a.zip"
+    data = blob(100_000, 3)
+    with zipfile.ZipFile(path, "w") as archive:
+        info = zipfile.ZipInfo("top/data/a")
+        info.extra = struct.pack("<HH", 0xCAFE, 4) + b"abcd"  # an unknown extra block
+        archive.writestr(info, data)
+    assert read_all(path, check_crc=False) == {"top/data/a": sha(data)}
+
+
+def test_closing_a_reader_stops_the_archive_hashing(tmp_path: Path) -> None:
+    path = write_archive(tmp_path / "a.zip", "zip", [("top/data/a", blob(3 * MiB, 0))])
+    with ArchiveReader(path, hash_archive=True) as reader:
+        next(iter(reader))
+    # Leaving the block before asking for the digest returns at once and leaves no thread.
+    assert not any(t.name == "archive-sha256" for t in threading.enumerate())
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

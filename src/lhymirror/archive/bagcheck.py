@@ -10,7 +10,7 @@ mismatch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
@@ -167,13 +167,15 @@ def digest(
     """Read *stream* to its end in chunks: size, sha256 and, up to *keep* bytes, the content.
 
     The content is None when *keep* is 0 or the stream is longer than *keep*. With *threaded*,
-    hashing overlaps with reading the next chunk.
+    hashing overlaps with reading the next chunk; without, a stream that can ``readinto`` is
+    read into one reused buffer (the helper thread needs bytes that stay as they are).
     """
     digest: Any = ThreadedDigest() if threaded else hashlib.sha256()
+    readinto = None if threaded else getattr(stream, "readinto", None)
     try:
         size = 0
         kept: bytearray | None = bytearray() if keep else None
-        while chunk := stream.read(CHUNK_SIZE):
+        for chunk in _chunks(stream, readinto):
             n = len(chunk)
             digest.update(chunk)
             size += n
@@ -191,6 +193,19 @@ def digest(
             digest.close()
         raise
     return size, digest.hexdigest(), bytes(kept) if kept is not None else None
+
+
+def _chunks(
+    stream: Reads, readinto: Callable[[memoryview], int | None] | None
+) -> Iterator[bytes | memoryview]:
+    """The stream's bytes in chunks; with *readinto*, views of one buffer each reused next."""
+    if readinto is None:
+        while chunk := stream.read(CHUNK_SIZE):
+            yield chunk
+        return
+    view = memoryview(bytearray(CHUNK_SIZE))
+    while n := readinto(view):
+        yield view[:n]
 
 
 def keep_limit(relative: str) -> int:

@@ -140,10 +140,20 @@ class MemberStream(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
+        """Fill the start of *buffer*; straight from the archive when the member allows it."""
         view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+        into = getattr(self._inner, "readinto", None)
+        if into is None:
+            data = self.read(len(view))
+            view[: len(data)] = data
+            return len(data)
+        want = min(len(view), self._left + 1)  # one byte more than declared reveals a liar
+        if want == 0:
+            return 0
+        with self._errors_named():
+            n = into(view[:want]) or 0
+            self._account(n)
+        return n
 
     def read(self, size: int | None = -1) -> bytes:
         """Up to *size* bytes (``bytes``, no extra copy); b"" at the member's end."""
@@ -153,19 +163,20 @@ class MemberStream(io.RawIOBase):
             return b""
         with self._errors_named():
             data = self._inner.read(want)
-            if len(data) > self._left:
-                raise ArchiveReadError(
-                    self._name, f"holds more than its declared {self._size} bytes"
-                )
-            if not data and self._left:
-                raise ArchiveReadError(
-                    self._name,
-                    f"the archive ends inside this member ({self._size - self._left} of "
-                    f"{self._size} bytes)",
-                    kind="truncated",
-                )
-        self._left -= len(data)
+            self._account(len(data))
         return data
+
+    def _account(self, n: int) -> None:
+        if n > self._left:
+            raise ArchiveReadError(self._name, f"holds more than its declared {self._size} bytes")
+        if n == 0 and self._left:
+            raise ArchiveReadError(
+                self._name,
+                f"the archive ends inside this member ({self._size - self._left} of "
+                f"{self._size} bytes)",
+                kind="truncated",
+            )
+        self._left -= n
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ naming the member. Memory stays bounded: data is read in chunks, tar headers are
 number of members is capped, and oversized claims are refused before anything is read.
 
 A tar or compressed tar may come from a pipe (read front to back); a zip needs a file (see
-:mod:`lhymirror.archive.source`). While the members pass, a file's own bytes can be hashed
-(for its ``.sha256`` sidecar) without a second sequential read in the usual case.
+:mod:`lhymirror.archive.source`). While the members pass, a helper thread can hash the file's
+own bytes (for its ``.sha256`` sidecar) on the other core.
 
 The zip and tar specifics live in :mod:`~lhymirror.archive.read_zip` and
 :mod:`~lhymirror.archive.read_tar`; members, limits and errors in
@@ -48,7 +48,7 @@ from lhymirror.archive.members import (
 )
 from lhymirror.archive.read_tar import CorruptHeader, OversizedHeader, TarWalker
 from lhymirror.archive.read_zip import zip_members
-from lhymirror.archive.source import ArchiveInput, SequentialHasher, open_input
+from lhymirror.archive.source import ArchiveInput, FileHasher, open_input
 from lhymirror.core.errors import UsageError
 from lhymirror.core.safepath import collision_key, path_problems
 
@@ -110,8 +110,8 @@ def _valid_tar_checksum(block: bytes) -> bool:
 class ArchiveReader:
     """Iterate over an archive's members (see the module docstring); use as a context manager.
 
-    With ``hash_archive`` the archive file's own sha256 is computed on the way, from the same
-    reads, by a helper thread (:meth:`archive_sha256`; never for a pipe, which cannot be read
+    With ``hash_archive`` the archive file's own sha256 is computed meanwhile by a helper
+    thread (:meth:`archive_sha256`; never for a pipe, which cannot be read
     twice: check ``seekable``). ``check_crc=False`` skips zip's CRC-32 check, for callers that
     compare every member's sha256 anyway. :meth:`drain` reads what follows the last member (a
     gzip stream's CRC, a tar's padding) so that damage there is found too.
@@ -144,8 +144,8 @@ class ArchiveReader:
             raise
         self.seekable = opened.seekable
         self.archive_size = opened.size  # None for a pipe
-        self._hasher = SequentialHasher(self._raw) if hash_archive and self.seekable else None
-        self.source: Any = self._hasher or self._raw
+        self._hasher = FileHasher(self._raw, self.path) if hash_archive and self.seekable else None
+        self.source: Any = self._raw
         self.last: str | None = None  # the last member seen, for naming damage after it
         self._names: dict[str, str] = {}  # collision key -> first name seen
         self._members = 0  # every member counts, duplicates included

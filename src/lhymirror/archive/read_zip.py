@@ -8,7 +8,9 @@ read.
 
 from __future__ import annotations
 
+import os
 import stat
+import struct
 import zipfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -97,12 +99,55 @@ def _zip_member(
 
 
 def _open_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, *, check_crc: bool) -> Reads:
-    stream = archive.open(info)
-    if not check_crc and hasattr(stream, "_expected_crc"):
-        # The caller compares every member's sha256, which subsumes the CRC-32; skipping
-        # zipfile's own CRC pass saves a third of the CPU of a verify.
-        stream._expected_crc = None
+    stream = archive.open(info)  # checks the member's own header against the directory
+    if check_crc or not hasattr(stream, "_expected_crc"):
+        return stream
+    # The caller compares every member's sha256, which subsumes the CRC-32.
+    if _preadv is not None and info.compress_type == zipfile.ZIP_STORED:
+        stream.close()
+        return _StoredSpan(archive, info)
+    # Skipping zipfile's own CRC pass saves a third of the CPU of a verify.
+    stream._expected_crc = None
     return stream
+
+
+_preadv = getattr(os, "preadv", None)  # POSIX; elsewhere stored members go through zipfile
+
+
+class _StoredSpan:
+    """A stored member's bytes, read straight into the caller's buffer by positional reads.
+
+    No copy, no allocation per chunk and no shared file offset to seek: zipfile's layers took a
+    fifth of a verify's main-thread CPU. Opened only after ``ZipFile.open`` has checked the
+    member's local header; reads stop at the declared size, and an archive that ends early
+    gives 0 (the caller reports it as truncated).
+    """
+
+    def __init__(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+        assert archive.fp is not None
+        self._fd = archive.fp.fileno()
+        header = os.pread(self._fd, 4, info.header_offset + 26)
+        if len(header) < 4:
+            raise EOFError("the archive ends inside a member's header")
+        name_length, extra_length = struct.unpack("<HH", header)
+        self._pos = info.header_offset + 30 + name_length + extra_length
+        self._left = min(info.compress_size, info.file_size)
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill the start of *buffer* (up to the member's end); 0 at the end."""
+        view = memoryview(buffer).cast("B")[: self._left]
+        if not view:
+            return 0
+        assert _preadv is not None
+        n: int = _preadv(self._fd, [view], self._pos)
+        self._pos += n
+        self._left -= n
+        return n
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to *size* bytes (all that is left for a negative *size*)."""
+        buffer = bytearray(self._left if size < 0 else min(size, self._left))
+        return bytes(buffer[: self.readinto(memoryview(buffer))])
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> MemberKind:

@@ -9,15 +9,19 @@ is opened without waiting for a writer, so nothing can hang or grow without limi
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import os
 import stat
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from lhymirror.core.errors import UsageError, storage_errors
-from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
+from lhymirror.core.fsutil import CHUNK_SIZE
 
 HEAD_SIZE = 512  # one tar block: enough to tell every supported format apart
 
@@ -113,65 +117,61 @@ class _Replay(io.RawIOBase):
         super().close()
 
 
-class SequentialHasher:
-    """File wrapper that hashes the file's bytes in order as the reader's reads pass over them.
+class FileHasher:
+    """sha256 of a whole regular file, computed by a helper thread while the caller reads it.
 
-    The archive is thus read once for both its members and its own checksum; the hashing itself
-    runs in a helper thread (:class:`~lhymirror.core.fsutil.ThreadedDigest`). Reads that continue
-    where hashing stopped are hashed as they pass; small gaps are read once more; anything else
-    (a zip's central directory, read first) waits for :meth:`hexdigest`.
+    The helper reads with positional reads (``os.preadv``) into one reused buffer, so it shares
+    no file offset with the caller's reads of the members and allocates nothing per chunk: the
+    two reads run side by side on two cores, and whichever comes second finds the bytes in the
+    page cache (they advance through the file at about the same pace).
     """
 
-    _MAX_GAP = CHUNK_SIZE
+    def __init__(self, stream: BinaryIO, path: Path) -> None:
+        self._fd = stream.fileno()
+        self._path = path
+        self._digest = hashlib.sha256()
+        self._error: OSError | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="archive-sha256", daemon=True)
+        self._thread.start()
 
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self._pos = 0
-        self._hashed = 0
-        self._digest = ThreadedDigest()
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_CUR:
-            offset, whence = self._pos + offset, io.SEEK_SET
-        self._pos = self._raw.seek(offset, whence)
-        return self._pos
-
-    def read(self, size: int = -1) -> bytes:
-        if 0 < self._pos - self._hashed <= self._MAX_GAP:
-            self._catch_up(self._pos)
-        self._raw.seek(self._pos)
-        data = self._raw.read(size)
-        start, self._pos = self._pos, self._pos + len(data)
-        if start <= self._hashed < self._pos:
-            self._digest.update(memoryview(data)[self._hashed - start :])
-            self._hashed = self._pos
-        return data
-
-    def _catch_up(self, target: int | None) -> None:
-        self._raw.seek(self._hashed)
-        while target is None or self._hashed < target:
-            want = CHUNK_SIZE if target is None else min(CHUNK_SIZE, target - self._hashed)
-            chunk = self._raw.read(want)
-            if not chunk:
-                break
-            self._digest.update(chunk)
-            self._hashed += len(chunk)
-        self._raw.seek(self._pos)
+    def _run(self) -> None:
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        try:
+            with contextlib.ExitStack() as stack:
+                read_at = _positional_reader(self._fd, self._path, stack)
+                offset = 0
+                while not self._stopping.is_set() and (n := read_at(buffer, offset)):
+                    self._digest.update(view[:n])
+                    offset += n
+        except OSError as exc:
+            self._error = exc
 
     def hexdigest(self) -> str:
-        """sha256 of the whole file (reads whatever the reader skipped)."""
-        self._catch_up(None)
+        """sha256 of the whole file (waits for the helper); raises the OSError it met."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
         return self._digest.hexdigest()
 
     def stop(self) -> None:
-        """Drop the hashing (the reader was closed before the result was asked for)."""
-        self._digest.close()
+        """Stop hashing (the reader is being closed, with or without asking for the result)."""
+        self._stopping.set()
+        self._thread.join()
+
+
+def _positional_reader(
+    fd: int, path: Path, stack: contextlib.ExitStack
+) -> Callable[[bytearray, int], int]:
+    """``read_at(buffer, offset)``: fills *buffer* from *offset* without moving a shared offset."""
+    preadv = getattr(os, "preadv", None)
+    if preadv is not None:
+        return lambda buffer, offset: int(preadv(fd, [buffer], offset))
+    own = stack.enter_context(path.open("rb", buffering=0))  # no preadv (Windows): own handle
+
+    def read_at(buffer: bytearray, offset: int) -> int:
+        own.seek(offset)
+        return own.readinto(buffer) or 0
+
+    return read_at
