@@ -288,3 +288,37 @@ def test_hashing_sink_copies_mutable_buffers_before_hashing(tmp_path: Path) -> N
         == hashlib.sha256(b"first").hexdigest()
         == hashlib.sha256(target.read_bytes()).hexdigest()
     )
+
+
+def test_lent_buffers_are_written_before_they_are_lent_again(tmp_path: Path) -> None:
+    target = tmp_path / "c.bin"
+    pieces = [blob(CHUNK_SIZE // 2 + index, index) for index in range(20)]  # 5x the pool
+    with target.open("wb") as stream:
+        sink = HashingSink(stream)
+        for piece in pieces:
+            view = sink.borrow()
+            view[: len(piece)] = piece
+            sink.write(view[: len(piece)])  # no copy: the writer thread gives it back
+        digest = sink.hexdigest()
+        sink.close()
+    assert target.read_bytes() == b"".join(pieces)
+    assert digest == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
+def test_a_write_error_is_raised_by_the_next_call() -> None:
+    class FullDisk(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: object) -> int:
+            raise OSError(28, "No space left on device")
+
+    sink = HashingSink(FullDisk())  # type: ignore[arg-type]
+    try:
+        sink.write(b"x" * 100)  # queued: the helper thread meets the error
+        with pytest.raises(OSError, match="No space left"):
+            sink.flush()
+        with pytest.raises(OSError, match="No space left"):
+            sink.write(b"y")
+    finally:
+        sink.close()

@@ -9,6 +9,7 @@ in one pass; the unfinished archive is then discarded by the caller.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -104,15 +105,15 @@ def write_temp_archive(
     try:
         with storage_errors(temp), os.fdopen(fd, "w+b") as stream:
             try_lock(stream)  # held while writing: tells a later pack this file is not litter
-            sink = HashingSink(stream)
-            try:
-                with BackgroundWriteback(stream) as writeback:
-                    damaged = _write_archive(writeback.watching(sink), plan, fmt, progress)  # type: ignore[arg-type]
-                stream.flush()
-                os.fsync(stream.fileno())
-                sha256 = "" if damaged else sink.hexdigest()
-            finally:
-                sink.close()
+            with BackgroundWriteback(stream) as writeback:
+                sink = HashingSink(writeback.watching(stream))
+                try:
+                    damaged = _write_archive(sink, plan, fmt, progress)  # type: ignore[arg-type]
+                    sha256 = "" if damaged else sink.hexdigest()  # after the last write
+                finally:
+                    sink.close()
+            stream.flush()
+            os.fsync(stream.fileno())
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -209,12 +210,18 @@ class _SourceUnreadable(Exception):
 class _ReadGuard:
     """A mirror file whose read errors are told apart from the archive writer's errors."""
 
-    def __init__(self, stream: Reads) -> None:
+    def __init__(self, stream: io.BufferedIOBase) -> None:
         self._stream = stream
 
     def read(self, size: int = -1) -> bytes:
         try:
             return self._stream.read(size)
+        except OSError as error:
+            raise _SourceUnreadable(error.strerror or str(error)) from error
+
+    def readinto(self, buffer: memoryview) -> int:
+        try:
+            return self._stream.readinto(buffer) or 0
         except OSError as error:
             raise _SourceUnreadable(error.strerror or str(error)) from error
 

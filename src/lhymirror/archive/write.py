@@ -24,8 +24,11 @@ from __future__ import annotations
 import calendar
 import contextlib
 import gzip
+import hashlib
 import io
+import queue
 import tarfile
+import threading
 import time
 import zipfile
 from abc import ABC, abstractmethod
@@ -33,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from lhymirror.core.fsutil import CHUNK_SIZE, DIR_MODE, FILE_MODE, ThreadedDigest
+from lhymirror.core.fsutil import CHUNK_SIZE, DIR_MODE, FILE_MODE
 from lhymirror.core.streams import Reads
 
 FORMATS = ("zip", "tar", "tar.gz")
@@ -157,43 +160,61 @@ class ArchiveWriter(ABC):
 
 
 class HashingReader:
-    """Reads at most *limit* bytes from *stream*, hashing them; pads with zeros if it ends early."""
+    """Reads at most *limit* bytes from *stream*, hashing them; pads with zeros if it ends early.
+
+    The member's sha256 is computed on the calling thread, before the bytes are handed on: a
+    buffer filled by :meth:`readinto` goes to the archive's writer thread next and is reused.
+    """
 
     def __init__(
         self, stream: Reads, limit: int, *, progress: ProgressCallback | None = None
     ) -> None:
         self._stream = stream
         self._remaining = limit
-        self._digest = ThreadedDigest()  # hashing overlaps with CRC, deflate and write
+        # On the calling thread: a third thread (tried) loses more to GIL hand-offs on two
+        # cores than it gains, as the archive's writer thread already hashes the other pass.
+        self._digest = hashlib.sha256()
         self._read = 0
         self._short = False
         self._progress = progress
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill the start of *buffer* from a stream that can ``readinto``; 0 at the end."""
+        want = min(len(buffer), self._remaining)
+        got = 0
+        while got < want and not self._short:
+            n = self._stream.readinto(buffer[got:want]) or 0  # type: ignore[attr-defined]
+            self._short = not n
+            got += n
+        self._digest.update(buffer[:got])
+        self._account(got, want)
+        buffer[got:want] = bytes(want - got)  # zeros after an early end (see _account)
+        return want
 
     def read(self, size: int = -1) -> bytes:
         """Up to *size* bytes (never more than one chunk, whatever is asked)."""
         want = CHUNK_SIZE if size is None or size < 0 else min(size, CHUNK_SIZE)
         want = min(want, self._remaining)
-        if want <= 0:
-            return b""
         pieces = []
         got = 0
         while got < want and not self._short:
             piece = self._stream.read(want - got)
-            if not piece:
-                self._short = True
-                break
+            self._short = not piece
             self._digest.update(piece)
             pieces.append(piece)
             got += len(piece)
+        self._account(got, want)
+        if got < want:
+            pieces.append(bytes(want - got))  # zeros after an early end (see _account)
+        return b"".join(pieces) if len(pieces) != 1 else pieces[0]
+
+    def _account(self, got: int, want: int) -> None:
+        # A source that ends early is padded with zeros to the member's announced size, so the
+        # archive stays well-formed; the caller sees the short size in result() and discards it.
         self._read += got
         if self._progress is not None and got:
             self._progress(got)
-        if got < want:
-            # The source ended early: keep the member's announced size so the archive stays
-            # well-formed; the caller sees the short size in result() and discards the archive.
-            pieces.append(bytes(want - got))
         self._remaining -= want
-        return b"".join(pieces) if len(pieces) != 1 else pieces[0]
 
     def result(self) -> Copied:
         """Size and sha256 of the bytes really read, and whether the source had more."""
@@ -207,6 +228,7 @@ class ZipArchiveWriter(ArchiveWriter):
     def __init__(self, target: BinaryIO, mtime: int) -> None:
         super().__init__(mtime)
         self._zip = zipfile.ZipFile(target, mode="w", allowZip64=True)
+        self._lender = target if isinstance(target, HashingSink) else None
         self._date_time = zip_date_time(self.mtime)
 
     def _info(self, name: str, mode: int, *, compress: bool) -> zipfile.ZipInfo:
@@ -226,9 +248,17 @@ class ZipArchiveWriter(ArchiveWriter):
     def _write_stream(self, name: str, stream: Reads, size: int) -> None:
         info = self._info(name, 0o100000 | FILE_MODE, compress=not is_stored_in_zip(name))
         info.file_size = size  # lets zipfile choose zip64 headers from the size, deterministically
+        lender = self._lender if info.compress_type == zipfile.ZIP_STORED else None
         with self._zip.open(info, mode="w") as member:
-            while chunk := stream.read(CHUNK_SIZE):
-                member.write(chunk)
+            if lender is None or not hasattr(stream, "readinto"):
+                while chunk := stream.read(CHUNK_SIZE):
+                    member.write(chunk)
+                return
+            # Stored data goes from the file into a lent buffer and on to the writer thread
+            # without a copy (a fresh 1 MiB object per chunk costs more than the copy itself).
+            while n := stream.readinto(view := lender.borrow()):
+                member.write(view[:n])
+            lender.give_back(view)
 
     def close(self) -> None:
         """Write the central directory."""
@@ -311,27 +341,81 @@ def archive_writer(target: BinaryIO, fmt: str, *, mtime: int) -> Iterator[Archiv
 
 
 class HashingSink:
-    """A write-only, sequential view of *target* that hashes every byte written through it.
+    """A write-only, sequential view of *target* that writes and hashes on a helper thread.
 
-    The archive's own sha256 is computed as the archive is written, by a helper thread
-    (:class:`~lhymirror.core.fsutil.ThreadedDigest`), so it costs no read-back. The sink does
-    not seek: a zip written through it gives each member a data descriptor (general purpose
-    flag bit 3) after its data instead of patching the local header afterwards, which every zip
-    reader that uses the central directory (unzip, 7-Zip, Python, Windows, macOS) reads.
+    Writes are queued in order and carried out by one helper thread, which also hashes them:
+    the archive's own sha256 costs no read-back, and writing and hashing the archive overlap
+    with reading, hashing and CRC-ing the next member on the calling thread. A buffer lent by
+    :meth:`borrow` is handed over without a copy and comes back once written; other ``bytes``
+    are kept as they are and any other buffer is copied (it might be reused). Write errors
+    are raised by the next call after them. Memory is bounded: *depth* writes wait at most.
+
+    The sink does not seek: a zip written through it gives each member a data descriptor
+    (general purpose flag bit 3) after its data instead of patching the local header
+    afterwards, which every zip reader that uses the central directory (unzip, 7-Zip, Python,
+    Windows, macOS) reads.
     """
 
-    def __init__(self, target: BinaryIO) -> None:
+    def __init__(self, target: BinaryIO, *, buffers: int = 4, depth: int = 8) -> None:
         self._target = target
-        self._digest = ThreadedDigest()
+        self._digest = hashlib.sha256()
         self._written = 0
+        self._error: BaseException | None = None
+        self._lent: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._own: set[int] = set()
+        for _ in range(buffers):
+            buffer = bytearray(CHUNK_SIZE)
+            self._own.add(id(buffer))
+            self._lent.put(buffer)
+        self._slots = threading.BoundedSemaphore(depth)
+        self._queue: queue.SimpleQueue[_Write | threading.Event | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="archive-writer", daemon=True)
+        self._thread.start()
+
+    def borrow(self) -> memoryview:
+        """A :data:`CHUNK_SIZE` buffer to fill and pass to :meth:`write` (or :meth:`give_back`)."""
+        return memoryview(self._lent.get())
+
+    def give_back(self, view: memoryview | bytearray) -> None:
+        """Return a borrowed buffer (the writer thread does so once it is written)."""
+        self._lent.put(view.obj if isinstance(view, memoryview) else view)  # type: ignore[arg-type]
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Write *data* to the target and hash it."""
-        block = data if isinstance(data, bytes) else bytes(data)  # never hash a reused buffer
-        self._target.write(block)
-        self._digest.update(block)
-        self._written += len(block)
-        return len(block)
+        """Queue *data* to be written to the target and hashed."""
+        self._raise_error()
+        view = memoryview(data)
+        owner = view.obj if id(view.obj) in self._own else None
+        block = data if owner is not None or isinstance(data, bytes) else bytes(data)
+        self._slots.acquire()
+        self._queue.put(_Write(block, owner))  # type: ignore[arg-type]
+        self._written += view.nbytes
+        return view.nbytes
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            try:
+                if self._error is None:
+                    self._target.write(item.data)
+                    self._digest.update(item.data)
+            except BaseException as exc:  # raised on the caller's thread by its next call
+                self._error = exc
+            finally:
+                if item.owner is not None:
+                    self.give_back(item.owner)
+                self._slots.release()
+
+    def _drain(self) -> None:
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait()
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def tell(self) -> int:
         """Bytes written so far."""
@@ -346,13 +430,22 @@ class HashingSink:
         raise io.UnsupportedOperation("the archive is written sequentially")
 
     def flush(self) -> None:
-        """Flush the target."""
+        """Write everything queued, then flush the target."""
+        self._drain()
         self._target.flush()
 
     def hexdigest(self) -> str:
-        """The sha256 of everything written (waits for the helper thread)."""
+        """The sha256 of everything written (waits for the queued writes)."""
+        self._drain()
         return self._digest.hexdigest()
 
     def close(self) -> None:
-        """Stop the helper thread (the target stays open)."""
-        self._digest.close()
+        """Finish the queued writes and stop the helper thread (the target stays open)."""
+        self._queue.put(None)
+        self._thread.join()
+
+
+@dataclass(frozen=True)
+class _Write:
+    data: bytes | memoryview
+    owner: bytearray | None  # a lent buffer, to give back once written
