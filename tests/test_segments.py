@@ -22,7 +22,9 @@ from lhymirror.mirror.store import MirrorStore
 
 MiB = 1024 * 1024
 URL = "https://files.example.org/big.bin"
-POLICY = RetryPolicy(segment_min_size=1 * MiB, segments=4, backoff_base=0, attempts=3)
+POLICY = RetryPolicy(
+    segment_min_size=1 * MiB, segments=4, backoff_base=0, attempts=3, segment_min_seconds=0
+)
 
 
 class RangeServer:
@@ -146,7 +148,7 @@ def test_pieces_resume_where_their_files_end_in_a_later_run(store: MirrorStore) 
     size = len(data)
     short = size // 4 * 3
     server = RangeServer(data, short_at=short)
-    once = RetryPolicy(segment_min_size=MiB, segments=4, attempts=1)
+    once = RetryPolicy(segment_min_size=MiB, segments=4, attempts=1, segment_min_seconds=0)
     with pytest.raises(DownloadError):
         Downloader(store, policy=once, budget=ConnectionBudget(4)).fetch(
             big_target(store, data), [URL], new_session()
@@ -373,7 +375,9 @@ def test_the_split_size_is_the_runs_share_per_connection_within_bounds() -> None
 def test_the_runs_split_size_in_the_budget_decides_what_is_cut(store: MirrorStore) -> None:
     data = blob(2 * MiB, 5)
     server = RangeServer(data)
-    large = RetryPolicy(segment_min_size=32 * MiB, backoff_base=0)  # would never cut 2 MiB
+    large = RetryPolicy(  # would never cut 2 MiB
+        segment_min_size=32 * MiB, backoff_base=0, segment_min_seconds=0
+    )
     budget = ConnectionBudget(4, split_size=1 * MiB)  # what this run chose
     Downloader(store, policy=large, sleep=lambda _: None, budget=budget).fetch(
         big_target(store, data), [URL], new_session()
@@ -391,3 +395,32 @@ def test_split_size_given_on_the_command_line_is_used_as_it_is() -> None:
     assert policy is not None
     assert policy.split_size(1200 * MiB, 8) == 8 * MiB
     assert retry_policy(Namespace(timeout=None, retries=None, split_size=None)) is None
+
+
+class SteppingClock:
+    """A clock that moves *step* seconds each time it is read: the link's speed, as time."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 1000.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+@responses.activate
+@pytest.mark.parametrize(("step", "cut"), [(2.0, True), (0.05, False)])
+def test_a_file_is_cut_only_when_one_connection_is_slow(
+    store: MirrorStore, step: float, cut: bool
+) -> None:
+    data = blob(8 * MiB, 5)
+    server = RangeServer(data)
+    rated = RetryPolicy(segment_min_size=MiB, segments=4, backoff_base=0, segment_min_seconds=1)
+    fetcher = Downloader(
+        store, policy=rated, sleep=lambda _: None, budget=ConnectionBudget(4),
+        clock=SteppingClock(step),
+    )  # fmt: skip
+    result = fetcher.fetch(big_target(store, data), [URL], new_session())
+    assert result.sha256 == sha(data)
+    assert any(r is not None for r in server.ranges) is cut

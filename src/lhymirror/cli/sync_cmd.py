@@ -115,7 +115,8 @@ def register(subparsers: Any) -> None:
         "--split-size", type=_split_size, default=None, metavar="SIZE",
         help="fetch a file with at least SIZE still to come from a --from or --mirror base as "
         "up to 4 ranges at once, on connections --jobs has to spare (default: 32M, or the "
-        "run's bytes / --jobs when smaller, at least 4M; 0: never)",
+        "run's bytes / --jobs when smaller, at least 4M, and only when one connection would "
+        "need over a second for the rest; given: always from SIZE; 0: never)",
     )  # fmt: skip
     parser.add_argument(
         "--dry-run", action="store_true", help="show what would be done; touch nothing"
@@ -216,7 +217,9 @@ def retry_policy(args: argparse.Namespace) -> RetryPolicy | None:
         changes.update(attempts=args.retries + 1)
     if args.split_size is not None:
         # 0: never split; a size given is used as it is
-        changes.update(segment_min_size=args.split_size or 2**63, segment_share=False)
+        changes.update(
+            segment_min_size=args.split_size or 2**63, segment_share=False, segment_min_seconds=0
+        )
     return replace(RetryPolicy(), **changes) if changes else None
 
 

@@ -28,6 +28,9 @@ class RetryPolicy:
     # on servers that prove ranges, when the run has connections to spare (fetch/segments.py).
     segment_min_size: int = 32 * 1024 * 1024
     segments: int = 4
+    # ... and only when, at the rate its one connection has reached, the rest would take longer
+    # than this (seconds): on a fast link pieces cost requests and a join, and win nothing.
+    segment_min_seconds: float = 1.0
     # Lower that size to the run's share per connection (see split_size); False once a size
     # was asked for (--split-size).
     segment_share: bool = True

@@ -37,6 +37,8 @@ from lhymirror.fetch.policy import RetryPolicy
 from lhymirror.fetch.scheduler import ConnectionBudget
 from lhymirror.fetch.sources.base import TryAgain
 
+# How long a file's one connection runs before its rate decides whether to cut the rest.
+RATE_WINDOW = 0.1  # seconds
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
 
 
@@ -296,6 +298,7 @@ class PiecedStream:
         self._on_bytes = on_bytes
         self._session_factory = session_factory
         self._next_look = clock()
+        self._since: tuple[float, int] | None = None  # (time, bytes held) of the first look
         self._stop = threading.Event()
         self.cut: Cut | None = None
         self._extra = 0
@@ -306,7 +309,14 @@ class PiecedStream:
         now = self._clock()
         if self.cut is not None or now < self._next_look:
             return None
+        if self._since is None and self._policy.segment_min_seconds > 0:
+            self._since = (now, held)  # the connection's rate is measured from its first bytes
+            self._next_look = now + RATE_WINDOW
+            return None
         self._next_look = now + 0.5  # free connections are looked for twice a second
+        if not self._slow(now, held):
+            self._budget.drop_reservation()  # one connection will do: let other files have them
+            return None
         planned = plan_cut(
             self._partial,
             self._url,
@@ -331,6 +341,14 @@ class PiecedStream:
         )
         self._futures = fetcher.start(self.cut.pieces, self._extra)
         return self.cut.first_end
+
+    def _slow(self, now: float, held: int) -> bool:
+        """Would the rest take longer than ``segment_min_seconds`` at the rate so far?"""
+        if self._since is None:
+            return True
+        began, held_then = self._since
+        rest = (self._partial.target.expected_size or 0) - held
+        return rest > (held - held_then) / max(now - began, 1e-6) * self._policy.segment_min_seconds
 
     def join(self, keep: Callable[[BinaryIO, bytes], None]) -> None:
         """Append every piece, in order, after the first (``TryAgain`` when one failed)."""
