@@ -109,7 +109,8 @@ def write_temp_archive(
                 sink = HashingSink(writeback.watching(stream))
                 try:
                     damaged = _write_archive(sink, plan, fmt, progress)  # type: ignore[arg-type]
-                    sha256 = "" if damaged else sink.hexdigest()  # after the last write
+                    sink.flush()  # a write error (a full disk) is raised here, damage or not
+                    sha256 = "" if damaged else sink.hexdigest()
                 finally:
                     sink.close()
             stream.flush()
