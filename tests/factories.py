@@ -57,6 +57,11 @@ def file_entry(
     return fields
 
 
+def one_entry(**fields: Any) -> FileEntry:
+    """One validated slide entry, ``l01`` at ``https://example.org/l01.pdf``; *fields* override."""
+    return make_manifest(file_entry("l01", base_url="https://example.org", **fields)).files[0]
+
+
 def place(store: MirrorStore, entry: FileEntry, data: bytes, *, record: bytes | None) -> Path:
     """Put *data* at the entry's path; record *record*'s checksum as verified (if given)."""
     target = store.file_path(entry.path)

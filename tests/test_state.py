@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from factories import blob, manifest_data, place, sha
+from factories import blob, manifest_data, one_entry, place, sha
 from lhymirror.manifest.model import FileEntry, Manifest
 from lhymirror.mirror.state import (
     EntryState,
@@ -22,17 +21,6 @@ from lhymirror.mirror.store import FileRecord, MirrorStore
 
 DATA = blob(5000, seed=7)
 OTHER = blob(5000, seed=8)
-
-
-def make_entry(**fields: Any) -> FileEntry:
-    data = {
-        "id": "l01",
-        "kind": "slide",
-        "path": "slides/l01.pdf",
-        "urls": ["https://example.org/l01.pdf"],
-        **fields,
-    }
-    return Manifest.model_validate(manifest_data(data)).files[0]
 
 
 @pytest.fixture
@@ -52,14 +40,14 @@ def unchanged(store: MirrorStore, entry: FileEntry) -> bool:
 
 
 def test_expected_prefers_the_manifest_pin(store: MirrorStore) -> None:
-    entry = make_entry(size=len(DATA), sha256=sha(DATA))
+    entry = one_entry(size=len(DATA), sha256=sha(DATA))
     place(store, entry, OTHER, record=OTHER)
     expected = held_to(store, entry)
     assert (expected.sha256, expected.origin) == (sha(DATA), "manifest")
 
 
 def test_expected_uses_the_record_when_nothing_is_pinned(store: MirrorStore) -> None:
-    entry = make_entry()
+    entry = one_entry()
     assert held_to(store, entry).origin == "none"
     place(store, entry, DATA, record=DATA)
     expected = held_to(store, entry)
@@ -67,7 +55,7 @@ def test_expected_uses_the_record_when_nothing_is_pinned(store: MirrorStore) -> 
 
 
 def test_accepted_upstream_content_overrides_the_pin(store: MirrorStore) -> None:
-    entry = make_entry(sha256=sha(DATA))
+    entry = one_entry(sha256=sha(DATA))
     target = place(store, entry, OTHER, record=None)
     store.save_record(
         FileRecord(
@@ -84,8 +72,8 @@ def test_accepted_upstream_content_overrides_the_pin(store: MirrorStore) -> None
 
 
 def test_a_record_for_another_path_is_ignored(store: MirrorStore) -> None:
-    place(store, make_entry(), DATA, record=DATA)
-    moved = make_entry(path="slides/renamed.pdf")
+    place(store, one_entry(), DATA, record=DATA)
+    moved = one_entry(path="slides/renamed.pdf")
     assert held_to(store, moved).origin == "none"
     assert not unchanged(store, moved)
 
@@ -94,14 +82,14 @@ def test_a_record_for_another_path_is_ignored(store: MirrorStore) -> None:
 
 
 def test_state_ok_when_verified_and_unchanged(store: MirrorStore) -> None:
-    entry = make_entry()
+    entry = one_entry()
     place(store, entry, DATA, record=DATA)
     assert unchanged(store, entry)
     assert local_state(store, entry).status == "ok"
 
 
 def test_state_changed_when_the_bytes_on_disk_differ(store: MirrorStore) -> None:
-    entry = make_entry()
+    entry = one_entry()
     target = place(store, entry, DATA, record=DATA)
     target.write_bytes(OTHER)  # same size, new mtime: re-hashed, and it differs
     os.utime(target, ns=(1, 1))
@@ -112,14 +100,14 @@ def test_state_changed_when_the_bytes_on_disk_differ(store: MirrorStore) -> None
 
 
 def test_state_ok_after_a_touch_that_kept_the_bytes(store: MirrorStore) -> None:
-    entry = make_entry()
+    entry = one_entry()
     target = place(store, entry, DATA, record=DATA)
     os.utime(target, ns=(1, 1))
     assert local_state(store, entry).status == "ok"
 
 
 def test_rehash_finds_damage_that_kept_size_and_mtime(store: MirrorStore) -> None:
-    entry = make_entry()
+    entry = one_entry()
     target = place(store, entry, DATA, record=DATA)
     stat = target.stat()
     target.write_bytes(OTHER)
@@ -129,18 +117,18 @@ def test_rehash_finds_damage_that_kept_size_and_mtime(store: MirrorStore) -> Non
 
 
 def test_state_of_absent_files(store: MirrorStore) -> None:
-    entry = make_entry(size=1000)
+    entry = one_entry(size=1000)
     assert local_state(store, entry).status == "missing"
     store.partial_path("l01").parent.mkdir(parents=True)
     store.partial_path("l01").write_bytes(b"x" * 250)
     state = local_state(store, entry)
     assert (state.status, state.detail) == ("partial", "250 bytes held 25%")
-    manual = make_entry(id="hw", urls=None, manual="Baidu pan, code sv1i")
+    manual = one_entry(id="hw", urls=None, manual="Baidu pan, code sv1i")
     assert local_state(store, manual).status == "manual"
 
 
 def test_state_unverified_when_no_checksum_is_known(store: MirrorStore) -> None:
-    entry = make_entry()
+    entry = one_entry()
     place(store, entry, DATA, record=None)
     assert local_state(store, entry).status == "unverified"
 
@@ -181,7 +169,7 @@ def test_each_kind_has_one_wording() -> None:
 def test_a_present_file_of_the_right_size_without_checksum_is_unverified(
     store: MirrorStore,
 ) -> None:
-    entry = make_entry(size=len(DATA))
+    entry = one_entry(size=len(DATA))
     place(store, entry, DATA, record=None)
     state = EntryState.read(store, entry)
     assert state.check() == FileProblem("unverified")
@@ -194,7 +182,7 @@ def test_the_record_is_read_once_per_entry_by_status_and_the_plan(
 ) -> None:
     from lhymirror.fetch.plan import plan_sync
 
-    entries = [make_entry(), make_entry(id="l02", path="slides/l02.pdf")]
+    entries = [one_entry(), one_entry(id="l02", path="slides/l02.pdf")]
     place(store, entries[0], DATA, record=DATA)
     place(store, entries[1], OTHER, record=DATA)  # changed since verified
     reads: list[str] = []

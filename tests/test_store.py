@@ -5,13 +5,11 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from factories import blob, make_manifest, place, sha
+from factories import blob, one_entry, place, sha
 from lhymirror.core.errors import StorageError
-from lhymirror.manifest.model import FileEntry
 from lhymirror.mirror.store import (
     LockedError,
     MirrorStore,
@@ -21,17 +19,6 @@ from lhymirror.mirror.store import (
 
 DATA = blob(5000, seed=7)
 OTHER = blob(5000, seed=8)
-
-
-def make_entry(**fields: Any) -> FileEntry:
-    data = {
-        "id": "l01",
-        "kind": "slide",
-        "path": "slides/l01.pdf",
-        "urls": ["https://example.org/l01.pdf"],
-        **fields,
-    }
-    return make_manifest(data).files[0]
 
 
 @pytest.fixture
@@ -79,7 +66,7 @@ def test_a_symlinked_year_folder_is_refused(store: MirrorStore, tmp_path: Path) 
 
 
 def test_records_round_trip_and_list(store: MirrorStore) -> None:
-    entry = make_entry()
+    entry = one_entry()
     place(store, entry, DATA, record=DATA)
     record = store.record("l01")
     assert record is not None
