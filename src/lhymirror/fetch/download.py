@@ -31,7 +31,7 @@ from lhymirror.fetch.partial import PartialDownload
 from lhymirror.fetch.plan import RESUME_HINT
 from lhymirror.fetch.race import Gate, gated, may_race, race_sources
 from lhymirror.fetch.ratelimit import RateLimiter
-from lhymirror.fetch.response import _HTML_SUFFIXES, HTML_REASON, Exchange
+from lhymirror.fetch.response import HTML_REASON, SNIFF_BYTES, Exchange, check_head
 from lhymirror.fetch.retry import Attempts, run_attempts
 from lhymirror.fetch.scheduler import ConnectionBudget
 from lhymirror.fetch.segments import PiecedStream, adopt_held_piece
@@ -65,8 +65,6 @@ from lhymirror.mirror.state import Expected, FileProblem, check_bytes
 from lhymirror.mirror.store import MirrorStore
 
 __all__ = ["HTML_REASON", "RESUME_HINT", "Downloader"]
-
-SNIFF_BYTES = 1024  # looked at before the first byte is kept (HTML pages, PDF magic)
 
 
 class Downloader:
@@ -239,7 +237,7 @@ class Downloader:
         if start == 0 and body.sniff:
             while len(head) < SNIFF_BYTES and (chunk := body.read()):
                 head += chunk
-            _check_head(target, head)
+            check_head(target, head)
         if start < partial.held:
             self._events.restarted(target.key, start)
         partial.begin(url, body.etag, body.last_modified, start)
@@ -442,20 +440,6 @@ def _check_offered_size(target: Target, size: int | None) -> None:
     problem = check_bytes(Expected(target.expected_size, None, "none"), size, None)
     if problem is not None:
         raise SourceFailed(f"{problem} (the size on offer)", _mismatch_kind(target))
-
-
-def _check_head(target: Target, head: bytes) -> None:
-    """Refuse an HTML page posing as the file, and (unpinned) a PDF that is not one."""
-    name = target.name.lower()
-    if not name.endswith(_HTML_SUFFIXES) and _looks_like_html(head):
-        raise SourceFailed(HTML_REASON, category="html")
-    if name.endswith(".pdf") and target.expected_sha256 is None and b"%PDF-" not in head:
-        raise SourceFailed("received something that is not a PDF (no %PDF- header)")
-
-
-def _looks_like_html(head: bytes) -> bool:
-    start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return start.startswith((b"<!doctype html", b"<html"))
 
 
 def _all_failed(target: Target, failures: list[tuple[str, SourceFailed]]) -> Exception:

@@ -35,6 +35,10 @@ from lhymirror.fetch.sources.base import Cause, SourceFailed, TryAgain, is_html_
 from lhymirror.fetch.transfer import Target
 
 HTML_REASON = "received an HTML page instead of the file (a quota, login or error page)"
+SNIFF_BYTES = 1024  # looked at before the first byte is kept (HTML pages, PDF magic)
+# An HTML page however it starts (a byte order mark, blank lines); matched, not copied: the
+# first read of a fast body is a whole chunk.
+_HTML_START = re.compile(rb"[\xef\xbb\xbf \t\r\n]*<(?:!doctype html|html)", re.IGNORECASE)
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
@@ -218,8 +222,22 @@ class HttpBody:
         self._response.close()
 
 
+# A body arriving at least this fast is read in whole chunks (each then takes at most 0.1 s),
+# once this many bytes prove the rate; slower bodies are read as their bytes arrive.
+BULK_RATE = 10 * CHUNK_SIZE  # bytes per second
+BULK_EVIDENCE = CHUNK_SIZE
+
+
 class BodyReader:
-    """Reads a response body as it arrives, and notices a stalled transfer."""
+    """Reads a response body as it arrives, and notices a stalled transfer.
+
+    A slow body is read as it arrives (``read1``: whatever one receive gives), so progress, the
+    rate limit, the stall check and the decision to cut a file come every few KiB. A fast body
+    is read in whole chunks: ``read1`` asks for a fresh buffer of a chunk's size for every
+    receive and keeps a fraction of it, which costs more than the bytes themselves at loopback
+    speed (page faults). The stall check holds either way: a body that slows down is read as it
+    arrives again from the next stall window on.
+    """
 
     def __init__(
         self,
@@ -234,11 +252,15 @@ class BodyReader:
         self._on_received = on_received
         self._window_start = clock()
         self._window_bytes = 0
+        self._bulk = False  # read whole chunks (the body comes fast)
 
     def read(self) -> bytes:
         """The next bytes of the body (b"" at its end); ``TryAgain`` on a lost or stalled link."""
         try:
-            chunk: bytes = self._raw.read1(CHUNK_SIZE, decode_content=False)
+            if self._bulk:
+                chunk: bytes = self._raw.read(CHUNK_SIZE, decode_content=False)
+            else:
+                chunk = self._raw.read1(CHUNK_SIZE, decode_content=False)
         except _LINK_ERRORS as exc:
             raise TryAgain(f"connection lost ({brief(exc)})", cause="read") from exc
         self._on_received(len(chunk))
@@ -249,7 +271,10 @@ class BodyReader:
         self._window_bytes += nbytes
         now = self._clock()
         if now - self._window_start < self._policy.stall_window:
+            if not self._bulk and self._window_bytes >= BULK_EVIDENCE:
+                self._bulk = self._window_bytes >= BULK_RATE * (now - self._window_start)
             return
+        self._bulk = False
         if self._window_bytes < self._policy.stall_min_bytes:
             raise TryAgain(
                 f"transfer stalled (under {self._policy.stall_min_bytes} bytes "
@@ -279,6 +304,18 @@ def _cause_of(exc: requests.ConnectionError) -> Cause:
     if "Temporary failure in name resolution" in text:
         return "resolve"
     return "connect"
+
+
+def check_head(target: Target, head: bytes) -> None:
+    """Refuse an HTML page posing as the file, and (unpinned) a PDF that is not one.
+
+    *head*: the body's first bytes (at least :data:`SNIFF_BYTES` of them, unless it is shorter).
+    """
+    name = target.name.lower()
+    if not name.endswith(_HTML_SUFFIXES) and _HTML_START.match(head) is not None:
+        raise SourceFailed(HTML_REASON, category="html")
+    if name.endswith(".pdf") and target.expected_sha256 is None and b"%PDF-" not in head:
+        raise SourceFailed("received something that is not a PDF (no %PDF- header)")
 
 
 def _refuse_html_type(target: Target, response: requests.Response) -> None:
