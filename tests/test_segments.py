@@ -252,11 +252,18 @@ class Spy:
         return self.inner.fetch(target, sources, session)
 
 
-@pytest.mark.parametrize("jobs", [1, 4])
-def test_the_later_parts_of_a_split_file_come_meanwhile_on_spare_connections(
-    tmp_path: Path, http_server: CourseServer, jobs: int
+RATED = RetryPolicy(segment_min_size=MiB, segments=4, backoff_base=0, segment_min_seconds=60)
+
+
+@pytest.mark.parametrize(
+    ("jobs", "policy", "prefetched"), [(1, POLICY, False), (4, POLICY, True), (4, RATED, False)]
+)
+def test_the_later_parts_of_a_split_file_come_meanwhile_on_spare_connections_when_slow(
+    tmp_path: Path, http_server: CourseServer, jobs: int, policy: RetryPolicy, prefetched: bool
 ) -> None:
+    """POLICY finds every connection slow; with RATED no connection of this test is."""
     from factories import manifest_data
+    from httpserver import Fault
     from lhymirror.fetch.plan import plan_sync
     from lhymirror.fetch.sync import run_sync
     from lhymirror.manifest.model import Manifest
@@ -266,6 +273,10 @@ def test_the_later_parts_of_a_split_file_come_meanwhile_on_spare_connections(
     upstream = "https://course.lhymirror.invalid/d"
     for i, piece in enumerate(pieces):
         http_server.add(f"/mirror/course.lhymirror.invalid/d/part{i}", piece)
+    # the first part takes a while, so the spare connections start the others first
+    http_server.set_faults(
+        "/mirror/course.lhymirror.invalid/d/part0", Fault(trickle=(32_768, 0.02))
+    )
     entry = {
         "id": "d", "kind": "dataset", "path": "data/d.tar", "size": len(whole),
         "sha256": sha(whole), "parts": [f"{upstream}/part{i}" for i in range(4)],
@@ -279,7 +290,7 @@ def test_the_later_parts_of_a_split_file_come_meanwhile_on_spare_connections(
     spies: list[Spy] = []
 
     def factory(events: Any) -> Spy:
-        spies.append(Spy(Downloader(store, policy=POLICY, events=events, budget=budget)))
+        spies.append(Spy(Downloader(store, policy=policy, events=events, budget=budget)))
         return spies[-1]
 
     report = run_sync(plan, store, factory, jobs=jobs, budget=budget)
@@ -287,11 +298,11 @@ def test_the_later_parts_of_a_split_file_come_meanwhile_on_spare_connections(
     assert store.file_path("data/d.tar").read_bytes() == whole
     keys = [key for spy in spies for key, _ in spy.keys]
     staged = sorted(key for key in keys if key.endswith(".part.staging"))
-    if jobs == 1:
-        assert staged == []  # no spare connection: one part after the other
-    else:
+    if prefetched:
         assert staged == [f"d.part0{i}.part.staging" for i in (1, 2, 3)]
         assert sorted(k for k in keys if not k.endswith(".staging")) == ["d.part00"]
+    else:  # no spare connection, or no need of one: one part after the other
+        assert staged == []
     assert not any((store.meta_dir / "partial").iterdir())
     assert len([r for r in http_server.requests if "/part" in r.path]) == 4  # each part once
     assert budget.try_acquire(jobs) == jobs
@@ -424,3 +435,83 @@ def test_a_file_is_cut_only_when_one_connection_is_slow(
     result = fetcher.fetch(big_target(store, data), [URL], new_session())
     assert result.sha256 == sha(data)
     assert any(r is not None for r in server.ranges) is cut
+
+
+class WatchedBudget(ConnectionBudget):
+    """A budget that notes the time of each reservation given back."""
+
+    def __init__(self, clock: SteppingClock, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+        self.dropped: list[float] = []
+
+    def drop_reservation(self) -> None:
+        self.dropped.append(self.clock.now)
+        super().drop_reservation()
+
+
+@responses.activate
+def test_a_fast_connection_gives_its_reserved_connections_back_before_the_rate_window_ends(
+    store: MirrorStore,
+) -> None:
+    from lhymirror.fetch.segments import FAST_EVIDENCE, RATE_WINDOW
+
+    data = blob(4 * FAST_EVIDENCE, 6)
+    RangeServer(data)
+    clock = SteppingClock(0.002)  # ~3 readings a chunk: ~150 MiB/s, fast for 32 MiB
+    budget = WatchedBudget(clock, 4, split_size=MiB, pieces=4)
+    budget.hold(len(data), may_split=True)
+    started = clock.now
+    rated = RetryPolicy(segment_min_size=MiB, segments=4, backoff_base=0, segment_min_seconds=1)
+    fetcher = Downloader(store, policy=rated, sleep=lambda _: None, budget=budget, clock=clock)
+    fetcher.fetch(big_target(store, data), [URL], new_session())
+    assert budget.dropped[0] - started < RATE_WINDOW
+    budget.unhold()
+    assert budget.try_acquire(4) == 4
+
+
+def test_a_part_no_spare_connection_has_started_is_fetched_in_place(tmp_path: Path) -> None:
+    """And a spare connection comes back as soon as no part is left for it."""
+    import time
+    from types import SimpleNamespace
+
+    from lhymirror.fetch.plan import PartPlan
+    from lhymirror.fetch.prefetch import PartPrefetch
+    from lhymirror.fetch.transfer import FetchResult
+
+    store = MirrorStore(tmp_path / "mirror", 2022)
+    store.ensure_dirs()
+    parts = tuple(
+        PartPlan(i, f"d.part{i}", (f"https://x.example/{i}",), None, None) for i in range(4)
+    )
+    item: Any = SimpleNamespace(parts=parts, entry=SimpleNamespace(path="d.tar"), capped_host=None)
+    go = {i: threading.Event() for i in range(4)}
+    asked: list[int] = []
+
+    class Fetcher:
+        def fetch(self, target: Target, sources: Any, session: Any) -> FetchResult:
+            index = int(sources[0].rsplit("/", 1)[1])
+            asked.append(index)
+            assert go[index].wait(10)
+            target.final_path.write_bytes(bytes([index]) * 10)
+            return FetchResult(target.key, 10, None, sources[0], None, None, 0, 10)
+
+    budget = ConnectionBudget(2)
+    budget.acquire()  # the file's own connection
+    prefetch = PartPrefetch(store, item, Fetcher(), budget, lambda: SimpleNamespace(close=dict))
+    prefetch.start(after=parts[0])  # one spare connection: it takes part 1
+    deadline = time.monotonic() + 10
+    while asked != [1] and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assembly = store.assembly_path("d")
+    assembly.parent.mkdir(parents=True, exist_ok=True)
+    target = Target(parts[2].key, assembly, None, None, "d.tar (part 3 of 4)", offset=0)
+    assert prefetch.place(parts[2], target) is None  # not started: the caller fetches it
+    go[1].set()
+    go[3].set()
+    placed = prefetch.place(parts[1], Target(parts[1].key, assembly, None, None, "p2", offset=0))
+    assert placed is not None and assembly.read_bytes() == bytes([1]) * 10
+    while budget.try_acquire(1) == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)  # the worker fetched part 3, found nothing left and gave it back
+    assert asked == [1, 3]
+    prefetch.close()

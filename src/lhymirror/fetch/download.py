@@ -313,11 +313,14 @@ def _stream_in_pieces(
 ) -> bool:
     """Stream *body*, cutting the rest into pieces on other connections once some are free.
 
-    False when pieces are out of the question for this body (nothing was streamed then).
+    A part of a split file is not cut: once its connection proves slow, the later parts are
+    fetched meanwhile instead (``Target.when_slow``). False when neither is in question for
+    this body (nothing was streamed then).
     """
     budget = downloader.budget
     ranges_proven = body.start not in (None, 0) or body.accepts_ranges
-    if budget is None or url in downloader._whole_only or not ranges_proven:
+    cuttable = ranges_proven and url not in downloader._whole_only
+    if budget is None or not (cuttable or partial.target.when_slow is not None):
         if budget is not None:
             budget.drop_reservation()
         return False

@@ -197,8 +197,9 @@ class FileJob:
                 if held is None:
                     if not results:
                         self._forget_parts_after(item, part)
-                        prefetch.start(after=part)  # later parts meanwhile, if connections allow
-                    part_target = _part_target(item, part, assembly, offset, whole)
+                    part_target = _part_target(
+                        item, part, assembly, offset, whole, prefetch=prefetch
+                    )
                     result = prefetch.place(part, part_target) or self._fetcher.fetch(
                         part_target, part.sources, self._session
                     )
@@ -296,7 +297,13 @@ def _expected_for_target(item: PlanItem) -> tuple[int | None, str | None]:
 
 
 def _part_target(
-    item: PlanItem, part: PartPlan, assembly: Path, offset: int, whole: AssemblyDigest
+    item: PlanItem,
+    part: PartPlan,
+    assembly: Path,
+    offset: int,
+    whole: AssemblyDigest,
+    *,
+    prefetch: PartPrefetch,
 ) -> Target:
     name = f"{item.entry.path} (part {part.index + 1} of {len(item.parts)})"
     primary = item.entry.parts[part.index].urls[0] if item.entry.parts else None
@@ -309,6 +316,8 @@ def _part_target(
         offset=offset,
         assembly_digest=whole,
         primary=primary,
+        when_slow=lambda: prefetch.start(after=part),  # later parts meanwhile, if connections allow
+        file_rest=item.size - offset if item.size is not None else None,
     )
 
 

@@ -1,19 +1,24 @@
 """The later parts of a split file, fetched on spare connections while the current one streams.
 
-A split file's parts are appended to its assembly in order, so they used to come one after the
-other on one connection. When the file comes from a base the user named (no per-host cap) and the
-run has connections to spare (:class:`~lhymirror.fetch.scheduler.ConnectionBudget`), the parts
-after the first missing one are fetched meanwhile, each verified on its own as a whole download
-into a staged file next to the partials (``<key>.part.staged``). When the in-order sequence
-reaches such a part, its staged bytes are appended to the assembly (feeding the whole file's
-digest) instead of being fetched; a part whose prefetch failed is simply fetched in place.
+A split file's parts are appended to its assembly in order, so they come one after the other on
+one connection. When the file comes from a base the user named (no per-host cap), that connection
+proves slow for the rest of the file (the rule that cuts a large file into pieces:
+:class:`~lhymirror.fetch.segments.PiecedStream`) and the run has connections to spare
+(:class:`~lhymirror.fetch.scheduler.ConnectionBudget`), the later parts are fetched meanwhile,
+each verified on its own as a whole download into a staged file next to the partials
+(``<key>.part.staged``). When the in-order sequence reaches such a part, its staged bytes are
+appended to the assembly (feeding the whole file's digest) instead of being fetched; a part no
+prefetch has started yet, or whose prefetch failed, is simply fetched in place. On a fast link
+nothing is staged: copying staged bytes costs more than the connection saves.
 The joined whole is verified as before.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -43,21 +48,48 @@ class PartPrefetch:
         self._budget = budget if item.capped_host is None else None  # course servers: no
         self._session_factory = session_factory
         self._futures: dict[int, Future[FetchResult]] = {}
-        self._executor: ThreadPoolExecutor | None = None
-        self._extra = 0
+        self._waiting: deque[tuple[PartPlan, Future[FetchResult]]] = deque()
+        self._workers: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._extra = 0  # connections held by workers still running
 
     def start(self, after: PartPlan) -> None:
-        """Start fetching the parts after *after* on the connections free now."""
+        """Start fetching the parts after *after* on the connections free now (once a file)."""
         later = self._item.parts[after.index + 1 :]
-        if self._budget is None or not later:
+        if self._budget is None or not later or self._futures:
             return
         self._extra = self._budget.try_acquire(len(later))
         self._budget.drop_reservation()  # what this file may use is taken now
         if self._extra == 0:
             return
-        self._executor = ThreadPoolExecutor(self._extra, thread_name_prefix="lhymirror-part")
-        for part in later:
-            self._futures[part.index] = self._executor.submit(self._fetch, part)
+        self._futures = {part.index: Future() for part in later}
+        self._waiting = deque((part, self._futures[part.index]) for part in later)
+        self._workers = [
+            threading.Thread(target=self._work, name=f"lhymirror-part-{n}", daemon=True)
+            for n in range(self._extra)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def _work(self) -> None:
+        """Fetch waiting parts one after another; give the connection back when none is left."""
+        try:
+            while True:
+                with self._lock:
+                    if not self._waiting:
+                        return
+                    part, future = self._waiting.popleft()
+                if not future.set_running_or_notify_cancel():
+                    continue  # the in-order sequence reached it first and fetches it in place
+                try:
+                    future.set_result(self._fetch(part))
+                except BaseException as exc:  # handed to place() through the future
+                    future.set_exception(exc)
+        finally:
+            assert self._budget is not None
+            with self._lock:
+                self._extra -= 1
+            self._budget.release()
 
     def _staged_path(self, part: PartPlan) -> Path:
         return self._store.partial_path(part.key).with_name(f"{part.key}.part.staged")
@@ -82,7 +114,7 @@ class PartPrefetch:
     def place(self, part: PartPlan, target: Target) -> FetchResult | None:
         """Append the staged bytes of *part* at its place (*target*); None: fetch it in place."""
         future = self._futures.pop(part.index, None)
-        if future is None:
+        if future is None or future.cancel():  # not started yet: this thread fetches it now
             return None
         try:
             staged = future.result()
@@ -108,12 +140,8 @@ class PartPrefetch:
         )
 
     def close(self) -> None:
-        """Drop prefetches not started, wait for running ones, give the connections back."""
-        if self._executor is not None:
-            for future in self._futures.values():
-                future.cancel()
-            wait(list(self._futures.values()))
-            self._executor.shutdown(wait=True)
-        if self._budget is not None and self._extra:
-            self._budget.release(self._extra)
-            self._extra = 0
+        """Drop prefetches not started, wait for running ones (each gives its connection back)."""
+        for future in self._futures.values():
+            future.cancel()
+        for worker in self._workers:
+            worker.join()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import threading
 from collections.abc import Callable
@@ -39,6 +40,9 @@ from lhymirror.fetch.sources.base import TryAgain
 
 # How long a file's one connection runs before its rate decides whether to cut the rest.
 RATE_WINDOW = 0.1  # seconds
+# Bytes that prove a connection fast before the window ends: a link limiting each connection
+# to a few MiB/s cannot deliver this much in RATE_WINDOW, even from a filled socket buffer.
+FAST_EVIDENCE = 8 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
 
 
@@ -307,7 +311,12 @@ class PiecedStream:
     def cutter(self, held: int) -> int | None:
         """Where the open response should stop, once the rest is cut into pieces; else None."""
         now = self._clock()
-        if self.cut is not None or now < self._next_look:
+        if self.cut is not None:
+            return None
+        if now < self._next_look:
+            if self._evidently_fast(now, held):  # give the reserved connections back early
+                self._next_look = now + 0.5
+                self._budget.drop_reservation()
             return None
         if self._since is None and self._policy.segment_min_seconds > 0:
             self._since = (now, held)  # the connection's rate is measured from its first bytes
@@ -316,6 +325,15 @@ class PiecedStream:
         self._next_look = now + 0.5  # free connections are looked for twice a second
         if not self._slow(now, held):
             self._budget.drop_reservation()  # one connection will do: let other files have them
+            return None
+        return self._use_spare_connections(held)
+
+    def _use_spare_connections(self, held: int) -> int | None:
+        """The rest is slow on one connection: cut it into pieces (a part: start the later ones)."""
+        when_slow = self._partial.target.when_slow
+        if when_slow is not None:
+            self._next_look = math.inf  # decided once for the part
+            when_slow()
             return None
         planned = plan_cut(
             self._partial,
@@ -342,12 +360,19 @@ class PiecedStream:
         self._futures = fetcher.start(self.cut.pieces, self._extra)
         return self.cut.first_end
 
+    def _evidently_fast(self, now: float, held: int) -> bool:
+        """Within the rate window: have enough bytes come to show the rest will not be slow?"""
+        if self._since is None or held - self._since[1] < FAST_EVIDENCE:
+            return False
+        return not self._slow(now, held)
+
     def _slow(self, now: float, held: int) -> bool:
         """Would the rest take longer than ``segment_min_seconds`` at the rate so far?"""
         if self._since is None:
             return True
         began, held_then = self._since
-        rest = (self._partial.target.expected_size or 0) - held
+        target = self._partial.target
+        rest = (target.file_rest or target.expected_size or 0) - held
         return rest > (held - held_then) / max(now - began, 1e-6) * self._policy.segment_min_seconds
 
     def join(self, keep: Callable[[BinaryIO, bytes], None]) -> None:

@@ -8,6 +8,7 @@ nothing to transfer never imports one.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -82,6 +83,10 @@ class Target:
     # The entry's own first source: only its other bytes can mean that upstream changed; any
     # other source is a copy (a mirror, --from, the Internet Archive). None: not known.
     primary: str | None = None
+    # A part of a split file: called once its one connection proves slow for the rest of the
+    # file (*file_rest* bytes from the part's start), to fetch the later parts meanwhile.
+    when_slow: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    file_rest: int | None = None
 
 
 @dataclass(frozen=True)
