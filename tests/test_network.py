@@ -354,6 +354,8 @@ def test_an_unreachable_base_stops_at_the_start(
     assert line.startswith(f"lhymirror: error: {option} base cannot be reached ({base})")
     assert "--fallback-upstream" in line
     assert http_server.requests == []  # nothing was downloaded from upstream
+    folders = [path for path in (tmp_path / "r").rglob("*") if path.is_dir()]
+    assert not [path for path in folders if not any(path.iterdir())]  # no empty folder
     status, out, err = run([*args, "--fallback-upstream"], capsys)
     assert status == 0, err
     assert "1 downloaded" in out
@@ -441,3 +443,38 @@ def test_an_unsupported_base_says_what_to_do(
         "http, https or a local folder. Serve the copy over HTTP (`python -m http.server -d "
         "mirror`) or mount it."
     ]
+
+
+def test_the_base_check_holds_only_the_sources_that_are_not_on_a_base() -> None:
+    import threading
+
+    from lhymirror.core.errors import DownloadError
+    from lhymirror.fetch.bases import BaseCheck
+
+    answer = threading.Event()
+    verdicts: list[bool] = []
+
+    def probe(bases: object, **_: object) -> None:
+        assert answer.wait(10)
+        raise DownloadError("--mirror base cannot be reached", where="http://m.example/x")
+
+    check = BaseCheck([("--mirror", "http://m.example/x")], timeout=(1, 1), probe=probe)
+    assert check.allows("http://m.example/x/h.example/a.pdf")  # at once, while the probe runs
+    assert check.allows("file:///media/usb/mirror/2022/a.pdf")
+    waiting = threading.Thread(target=lambda: verdicts.append(check.allows("https://h.example/a")))
+    waiting.start()
+    waiting.join(0.05)
+    assert waiting.is_alive() and verdicts == []  # the upstream source waits for the verdict
+    answer.set()
+    waiting.join(10)
+    assert verdicts == [False]
+    with pytest.raises(DownloadError, match="cannot be reached"):
+        check.result()
+
+
+def test_a_base_that_answers_lets_every_source_through() -> None:
+    from lhymirror.fetch.bases import BaseCheck
+
+    check = BaseCheck([("--from", "http://m.example")], timeout=(1, 1), probe=lambda *a, **k: None)
+    assert check.allows("https://h.example/a")
+    check.result()

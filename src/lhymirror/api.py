@@ -178,10 +178,10 @@ def sync(
     second for the whole run.
     """
     from lhymirror.fetch.bases import (  # noqa: PLC0415
+        BaseCheck,
         check_base,
         check_proxy_support,
         network_bases,
-        probe_bases,
     )
     from lhymirror.fetch.health import HostHealth  # noqa: PLC0415
     from lhymirror.fetch.policy import RetryPolicy  # noqa: PLC0415
@@ -213,13 +213,17 @@ def sync(
         )
 
     sync_plan = sync_plan if sync_plan is not None else make_plan()
-    if not offline and not fallback_upstream and sync_plan.with_action("fetch"):
-        network = [(option, base) for option, base in bases if network_bases([base])]
-        probe_bases(network, timeout=(policy or RetryPolicy()).timeout)
+    network = [(option, base) for option, base in bases if network_bases([base])]
+    base_check = None
+    if network and not offline and not fallback_upstream and sync_plan.with_action("fetch"):
+        base_check = BaseCheck(network, timeout=(policy or RetryPolicy()).timeout)
     events = events if events is not None else Silent()
     from_swarm: dict[str, FileOutcome] = {}
     if swarm is not None and not offline and sync_plan.with_action("fetch"):
         from lhymirror.swarm.leech import sync_from_swarm  # noqa: PLC0415
+
+        if base_check is not None:
+            base_check.result()  # peers and web seeds are other sources too
 
         delivered = sync_from_swarm(
             sync_plan,
@@ -249,6 +253,7 @@ def sync(
             health=health,
             limiter=limiter,
             budget=budget,
+            base_check=base_check,
             **({"policy": policy} if policy else {}),
         ),
         health=health,
@@ -258,6 +263,8 @@ def sync(
         events=events,
         lock_wait=lock_wait,
     )
+    if base_check is not None:
+        base_check.result()  # an unreachable base fails the run, whatever came meanwhile
     if not from_swarm:
         return report
     from lhymirror.swarm.leech import merge_reports  # noqa: PLC0415

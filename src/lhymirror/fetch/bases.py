@@ -1,16 +1,19 @@
-"""The bases a user names (``sync --from``, ``--mirror``): checked before anything is fetched.
+"""The bases a user names (``sync --from``, ``--mirror``): checked before anything else is fetched.
 
 A base is an ``http(s)://`` URL with a host, or a local folder (a path or a ``file://`` URL)
 that exists. Anything else is a usage error. An http(s) base that cannot be reached at all (its
-name does not resolve, the connection is refused or times out) stops the sync at the start, so
-that a typo in a classmate's address does not silently download gigabytes from the original
-sources instead; ``--fallback-upstream`` allows that. A base that answers, even with an error
-status, is reachable: a file it lacks still falls back to the next source, per file.
+name does not resolve, the connection is refused or times out) stops the sync, so that a typo in
+a classmate's address does not silently download gigabytes from the original sources instead;
+``--fallback-upstream`` allows that. A base that answers, even with an error status, is
+reachable: a file it lacks still falls back to the next source, per file. The check runs beside
+the first transfers from the bases themselves (:class:`BaseCheck`); only the other sources wait
+for it, so on a far link it costs no round trips.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,8 @@ from urllib.parse import urlsplit
 
 from lhymirror.core.errors import DownloadError, UsageError
 from lhymirror.manifest.sources import is_local_source, local_source_path
+
+Probe = Callable[..., None]
 
 
 def check_base(base: str, option: str) -> None:
@@ -120,3 +125,55 @@ def probe_bases(
                 continue  # it answered something: reachable
     finally:
         session.close()
+
+
+class BaseCheck:
+    """:func:`probe_bases` on a helper thread, while the first files come from the bases.
+
+    A source on a named base, or a local one, is used at once; any other source (the original
+    sources, the Internet Archive) waits in :meth:`allows` until every base has proved reachable.
+    :meth:`result` raises the check's error once the run is over.
+    """
+
+    def __init__(
+        self,
+        bases: Iterable[tuple[str, str]],
+        *,
+        timeout: tuple[float, float],
+        session_factory: Callable[[], Any] | None = None,
+        probe: Probe = probe_bases,
+    ) -> None:
+        self._bases = list(bases)
+        self._prefixes = tuple(base.rstrip("/") + "/" for _, base in self._bases)
+        self._failure: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._check,
+            args=(probe, timeout, session_factory),
+            name="lhymirror-base-check",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _check(
+        self, probe: Probe, timeout: tuple[float, float], session_factory: Callable[[], Any] | None
+    ) -> None:
+        try:
+            probe(self._bases, timeout=timeout, session_factory=session_factory)
+        except BaseException as exc:  # raised by result(), on the run's thread
+            self._failure = exc
+        finally:
+            self._done.set()
+
+    def allows(self, source: str) -> bool:
+        """May *source* be fetched? Waits for the check unless it is on a base or local."""
+        if source.startswith(self._prefixes) or is_local_source(source):
+            return True
+        self._done.wait()
+        return self._failure is None
+
+    def result(self) -> None:
+        """Wait for the check; raise its ``DownloadError`` when a base cannot be reached."""
+        self._done.wait()
+        if self._failure is not None:
+            raise self._failure

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from lhymirror.fetch.bases import BaseCheck
     from lhymirror.fetch.health import HostHealth
     from lhymirror.fetch.job import Fetcher
     from lhymirror.fetch.policy import RetryPolicy
@@ -28,8 +29,9 @@ def build_downloader(
     limiter: RateLimiter | None = None,
     budget: ConnectionBudget | None = None,
     policy: RetryPolicy | None = None,
+    base_check: BaseCheck | None = None,
 ) -> Fetcher:
-    """The downloader of one worker thread; *health*, *limiter* and *budget* are the run's."""
+    """The downloader of one worker thread; its shared pieces (*health* and after) are the run's."""
     from lhymirror.fetch.download import Downloader  # noqa: PLC0415 - loads requests
     from lhymirror.fetch.policy import RetryPolicy  # noqa: PLC0415
 
@@ -41,4 +43,5 @@ def build_downloader(
         limiter=limiter,
         budget=budget,
         policy=policy or RetryPolicy(),
+        base_check=base_check,
     )

@@ -25,6 +25,7 @@ from typing import BinaryIO
 import requests
 
 from lhymirror.core.errors import DownloadError
+from lhymirror.fetch.bases import BaseCheck
 from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.http import RetryPolicy, new_session
 from lhymirror.fetch.partial import PartialDownload
@@ -88,8 +89,10 @@ class Downloader:
         health: HostHealth | None = None,
         limiter: RateLimiter | None = None,
         budget: ConnectionBudget | None = None,
+        base_check: BaseCheck | None = None,
     ) -> None:
         self.store = store
+        self.base_check = base_check  # the named bases' check: other sources wait for it
         self.health = health  # shared by the run's downloaders; None: every host is tried
         self.limiter = limiter  # the run's total bandwidth cap (None: none)
         self.budget = budget  # the run's connections; None: never fetch pieces at once
@@ -150,19 +153,12 @@ class Downloader:
         *alternative*: another source follows, so a silent server is not waited for long.
         *gate*: the source runs in a race (:mod:`lhymirror.fetch.race`).
         """
-        if adapter is None:
-            parse_or_fail(source)  # says what is wrong with the source string
-            raise SourceFailed(f"not a usable source ({source!r})")
+        adapter = _usable(adapter, source, self.base_check)
         resolved = adapter.resolve(source, self._settings)
         if gate is not None:
             gate.resolved(resolved)
         key = partial.target.key
-        host = resolved.host
-        if host is not None and self.health is not None and not self.health.usable(host, key):
-            reason = self.health.reason(host)
-            raise SourceFailed(
-                f"{host} not reachable ({reason}); skipped", "transient", cause="connect"
-            )
+        _skip_if_down(self.health, resolved, key)
         budgets: dict[Cause, int] = {"resolve": self.policy.resolve_attempts}
         return run_attempts(
             gated(
@@ -357,6 +353,18 @@ def _stream_in_pieces(
         pieces.close(failure)
         budget.drop_reservation()
     return True
+
+
+def _usable(
+    adapter: SourceAdapter | None, source: str, base_check: BaseCheck | None
+) -> SourceAdapter:
+    """*source*'s adapter; ``SourceFailed`` when there is none or the source must not be asked."""
+    if adapter is None:
+        parse_or_fail(source)  # says what is wrong with the source string
+        raise SourceFailed(f"not a usable source ({source!r})")
+    if base_check is not None and not base_check.allows(source):
+        raise SourceFailed("not tried: a named base cannot be reached", cause="connect")
+    return adapter
 
 
 def _restart(events: TransferEvents, partial: PartialDownload) -> None:
