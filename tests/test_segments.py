@@ -185,6 +185,7 @@ def test_a_sync_from_a_base_fetches_its_large_file_in_pieces(
     tmp_path: Path, http_server: CourseServer
 ) -> None:
     from factories import manifest_data
+    from httpserver import Fault
     from lhymirror.fetch.plan import plan_sync
     from lhymirror.fetch.sync import run_sync
     from lhymirror.manifest.model import Manifest
@@ -192,6 +193,8 @@ def test_a_sync_from_a_base_fetches_its_large_file_in_pieces(
     big, small = blob(3 * MiB, 8), blob(1000, 9)
     http_server.add("/base/2022/data/big.zip", big, content_type="application/zip")
     http_server.add("/base/2022/data/small.zip", small, content_type="application/zip")
+    # slow enough for the small file to end and give its connection to the pieces meanwhile
+    http_server.set_faults("/base/2022/data/big.zip", Fault(trickle=(256 * 1024, 0.02)))
     files = [
         {"id": name, "kind": "dataset", "path": f"data/{name}.zip", "size": len(data),
          "sha256": sha(data), "urls": [f"https://course.lhymirror.invalid/{name}.zip"]}
@@ -211,33 +214,40 @@ def test_a_sync_from_a_base_fetches_its_large_file_in_pieces(
     assert report.complete
     assert store.file_path("data/big.zip").read_bytes() == big
     pieces = [r for r in http_server.requests if r.range_header and "big" in r.path]
-    assert 1 <= len(pieces) <= 3  # spare connections only: the small file held one meanwhile
+    assert len(pieces) == 3  # the spare connections, and the small file's once it ended
     assert budget.try_acquire(4) == 4
 
 
-def test_a_large_file_reserves_spare_connections_when_it_starts() -> None:
-    budget = ConnectionBudget(4, split_size=10 * MiB, pieces=4)
-    budget.hold(50 * MiB, may_split=True)
-    assert budget.try_acquire(3) == 3  # this thread's reservation
-    budget.release(3)
-    other = threading.Thread(target=lambda: budget.hold(1000, may_split=True))
-    other.start()
-    other.join()
-    assert budget.try_acquire(4) == 2  # 4 - this one - the other's one (small: no reservation)
-    budget.release(2)
-    budget.drop_reservation()
-    budget.unhold()
-    assert budget.try_acquire(4) == 3  # the other thread still holds its one
+def test_a_slow_transfer_gets_the_next_connection_given_back_before_a_new_file() -> None:
+    budget = ConnectionBudget(3)
+    budget.acquire()  # this thread's file, found slow
+    other_file = threading.Thread(target=budget.acquire)
+    other_file.start()
+    other_file.join()  # a second file holds one; one is free
+    assert budget.want(2) == 1  # the free one is set aside at once
+    new_file = threading.Thread(target=budget.acquire)
+    new_file.start()
+    budget.release()  # the second file ends: its connection comes here, not to the new file
+    new_file.join(0.05)
+    assert new_file.is_alive()
+    assert budget.reserved() == 2
+    assert budget.try_acquire(3) == 2  # the pieces take them
+    budget.release(2)  # the pieces end: now the new file starts
+    new_file.join(10)
+    assert not new_file.is_alive()
 
 
 def test_a_reservation_not_used_is_given_back() -> None:
-    budget = ConnectionBudget(4, split_size=10 * MiB, pieces=4)
-    budget.hold(50 * MiB, may_split=True)
-    budget.drop_reservation()
-    assert budget.try_acquire(4) == 3
-    budget.release(3)
+    budget = ConnectionBudget(4)
+    budget.acquire()
+    assert budget.want(5) == 3
+    waiting = threading.Thread(target=budget.acquire)
+    waiting.start()
+    budget.drop_reservation()  # no cut after all: the connections and the claim go back
+    waiting.join(10)
+    assert not waiting.is_alive()
     budget.unhold()
-    assert budget.try_acquire(4) == 4
+    assert budget.try_acquire(4) == 3  # the other thread holds its one
 
 
 class Spy:
@@ -435,39 +445,6 @@ def test_a_file_is_cut_only_when_one_connection_is_slow(
     result = fetcher.fetch(big_target(store, data), [URL], new_session())
     assert result.sha256 == sha(data)
     assert any(r is not None for r in server.ranges) is cut
-
-
-class WatchedBudget(ConnectionBudget):
-    """A budget that notes the time of each reservation given back."""
-
-    def __init__(self, clock: SteppingClock, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.clock = clock
-        self.dropped: list[float] = []
-
-    def drop_reservation(self) -> None:
-        self.dropped.append(self.clock.now)
-        super().drop_reservation()
-
-
-@responses.activate
-def test_a_fast_connection_gives_its_reserved_connections_back_before_the_rate_window_ends(
-    store: MirrorStore,
-) -> None:
-    from lhymirror.fetch.segments import FAST_EVIDENCE, RATE_WINDOW
-
-    data = blob(4 * FAST_EVIDENCE, 6)
-    RangeServer(data)
-    clock = SteppingClock(0.002)  # ~3 readings a chunk: ~150 MiB/s, fast for 32 MiB
-    budget = WatchedBudget(clock, 4, split_size=MiB, pieces=4)
-    budget.hold(len(data), may_split=True)
-    started = clock.now
-    rated = RetryPolicy(segment_min_size=MiB, segments=4, backoff_base=0, segment_min_seconds=1)
-    fetcher = Downloader(store, policy=rated, sleep=lambda _: None, budget=budget, clock=clock)
-    fetcher.fetch(big_target(store, data), [URL], new_session())
-    assert budget.dropped[0] - started < RATE_WINDOW
-    budget.unhold()
-    assert budget.try_acquire(4) == 4
 
 
 def test_a_part_no_spare_connection_has_started_is_fetched_in_place(tmp_path: Path) -> None:

@@ -52,30 +52,47 @@ class PartPrefetch:
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._extra = 0  # connections held by workers still running
+        self._unclaimed = 0  # workers started that have not taken a part yet
 
-    def start(self, after: PartPlan) -> None:
-        """Start fetching the parts after *after* on the connections free now (once a file)."""
-        later = self._item.parts[after.index + 1 :]
-        if self._budget is None or not later or self._futures:
-            return
-        self._extra = self._budget.try_acquire(len(later))
-        self._budget.drop_reservation()  # what this file may use is taken now
-        if self._extra == 0:
-            return
-        self._futures = {part.index: Future() for part in later}
-        self._waiting = deque((part, self._futures[part.index]) for part in later)
-        self._workers = [
-            threading.Thread(target=self._work, name=f"lhymirror-part-{n}", daemon=True)
-            for n in range(self._extra)
-        ]
-        for worker in self._workers:
+    def start(self, after: PartPlan) -> bool:
+        """Fetch the parts after *after* on spare connections; True while it waits for more.
+
+        Called when the part before them proves slow, and again whenever the budget has set
+        connections aside for this file: each one starts a worker for a part still waiting.
+        """
+        if self._budget is None:
+            return False
+        if not self._futures:
+            later = self._item.parts[after.index + 1 :]
+            self._futures = {part.index: Future() for part in later}
+            self._waiting = deque((part, self._futures[part.index]) for part in later)
+        with self._lock:
+            waiting = len(self._waiting) - self._unclaimed  # parts no worker will take
+        if waiting <= 0:
+            return False
+        taken = self._budget.try_acquire(waiting)
+        for _ in range(taken):
+            with self._lock:
+                self._extra += 1
+                self._unclaimed += 1
+            worker = threading.Thread(
+                target=self._work, name=f"lhymirror-part-{len(self._workers)}", daemon=True
+            )
+            self._workers.append(worker)
             worker.start()
+        if taken < waiting:
+            self._budget.want(waiting - taken)
+            return True
+        return False
 
     def _work(self) -> None:
         """Fetch waiting parts one after another; give the connection back when none is left."""
+        claimed = False
         try:
             while True:
                 with self._lock:
+                    if not claimed:
+                        self._unclaimed, claimed = self._unclaimed - 1, True
                     if not self._waiting:
                         return
                     part, future = self._waiting.popleft()

@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from lhymirror.fetch.plan import PlanItem
 
@@ -36,10 +36,10 @@ S = TypeVar("S", bound=Schedulable)
 class ConnectionBudget:
     """The connections a run may hold at once (``--jobs``): one per transfer, extras for pieces.
 
-    A transfer of a large file (*split_size* or more) takes, when it starts, up to ``pieces - 1``
-    free connections besides its own, reserved for the thread running it: its pieces then start
-    with its first bytes instead of waiting for other files to finish. A reservation the
-    transfer does not use is given back as soon as that is known (:meth:`drop_reservation`).
+    Every transfer holds one. A transfer found slow on its one connection asks for more
+    (:meth:`want`): it gets the free ones at once, and the next ones given back go to it before
+    any new file starts, so its pieces (or later parts) wait for the first transfer to end
+    instead of for the whole queue. Until then no connection sits idle for it.
     """
 
     def __init__(self, total: int, *, split_size: int | None = None, pieces: int = 4) -> None:
@@ -47,27 +47,39 @@ class ConnectionBudget:
         self.split_size = split_size
         self.pieces = pieces
         self._free = self.total
-        self._reserved: dict[int, int] = {}  # thread id -> connections reserved for its pieces
+        self._reserved: dict[int, int] = {}  # thread id -> connections set aside for its pieces
+        self._wanted: dict[int, int] = {}  # thread id -> connections it still waits for
         self._cond = threading.Condition()
-
-    def hold(self, size: int | None, may_split: bool) -> None:
-        """Take this thread's connection, and reserve more for the pieces of a large file."""
-        self.acquire()
-        if may_split and self.split_size is not None and (size or 0) >= self.split_size:
-            with self._cond:
-                extra = max(0, min(self.pieces - 1, self._free))
-                self._free -= extra
-                self._reserved[threading.get_ident()] = extra
 
     def unhold(self) -> None:
         """Give back this thread's connection and what is left of its reservation."""
         self.drop_reservation()
         self.release()
 
-    def drop_reservation(self) -> None:
-        """Give back what is left of this thread's reservation."""
+    def want(self, count: int) -> int:
+        """Ask for *count* connections for this thread's pieces; how many are set aside now.
+
+        Free connections are set aside at once, and connections given back later go to this
+        thread (before any new file starts) until it has *count* or drops its reservation.
+        """
+        ident = threading.get_ident()
         with self._cond:
-            extra = self._reserved.pop(threading.get_ident(), 0)
+            mine = self._reserved.get(ident, 0)
+            self._wanted[ident] = max(0, count - mine)
+            self._grant()
+            return self._reserved.get(ident, 0)
+
+    def reserved(self) -> int:
+        """Connections set aside for this thread (see :meth:`want`)."""
+        with self._cond:
+            return self._reserved.get(threading.get_ident(), 0)
+
+    def drop_reservation(self) -> None:
+        """Give back what is set aside for this thread, and stop waiting for more."""
+        ident = threading.get_ident()
+        with self._cond:
+            self._wanted.pop(ident, None)
+            extra = self._reserved.pop(ident, 0)
         if extra:
             self.release(extra)
 
@@ -90,10 +102,23 @@ class ConnectionBudget:
             return reserved + taken
 
     def release(self, count: int = 1) -> None:
-        """Give *count* connections back."""
+        """Give *count* connections back (to a slow transfer waiting for them, if any)."""
         with self._cond:
             self._free = min(self.total, self._free + count)
+            self._grant()
             self._cond.notify_all()
+
+    def _grant(self) -> None:
+        """Set free connections aside for the threads waiting for them (lock held)."""
+        for ident, count in list(self._wanted.items()):
+            given = min(count, self._free)
+            if given:
+                self._free -= given
+                self._reserved[ident] = self._reserved.get(ident, 0) + given
+            if count - given:
+                self._wanted[ident] = count - given
+            else:
+                del self._wanted[ident]
 
 
 class Scheduler:
@@ -109,13 +134,11 @@ class Scheduler:
         per_host: int,
         cancelled: threading.Event,
         budget: ConnectionBudget | None = None,
-        may_split: Callable[[Any], bool] = lambda item: False,
     ) -> None:
         self.jobs = max(1, jobs)
         self.per_host = max(1, per_host)
         self.cancelled = cancelled  # set when the run is interrupted
         self.budget = budget
-        self.may_split = may_split  # may this item's file come in pieces (see ConnectionBudget)
 
     def run(self, items: Sequence[S], work: Callable[[S], R], done: Callable[[S, R], None]) -> None:
         """Call ``work(item)`` for every item on the pool, and ``done(item, result)`` in order.
@@ -152,7 +175,7 @@ class Scheduler:
         """``work(item)``, holding its connections of the budget meanwhile."""
         if self.budget is None:
             return work(item)
-        self.budget.hold(getattr(item, "size", None), self.may_split(item))
+        self.budget.acquire()
         try:
             return work(item)
         finally:

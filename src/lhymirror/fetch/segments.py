@@ -40,9 +40,6 @@ from lhymirror.fetch.sources.base import TryAgain
 
 # How long a file's one connection runs before its rate decides whether to cut the rest.
 RATE_WINDOW = 0.1  # seconds
-# Bytes that prove a connection fast before the window ends: a link limiting each connection
-# to a few MiB/s cannot deliver this much in RATE_WINDOW, even from a filled socket buffer.
-FAST_EVIDENCE = 8 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
 
 
@@ -95,18 +92,11 @@ def plan_cut(
     budget: ConnectionBudget | None,
 ) -> tuple[Cut, int] | None:
     """The cut of ``[start, size)`` and the extra connections taken for it; None: no cut."""
-    target = partial.target
-    size = target.expected_size
+    size = partial.target.expected_size
     meta = _meta_path(partial)
     etag = strong_etag(etag)
-    usable = (
-        budget is not None
-        and target.segmentable
-        and target.offset is None
-        and size is not None
-        and etag is not None
-        and ranges_proven
-        and size - start >= _split_size(policy, budget)
+    usable = cut_possible(
+        partial, etag, start, ranges_proven=ranges_proven, policy=policy, budget=budget
     )
     if not usable or budget is None or size is None or etag is None:
         _drop_saved(meta)
@@ -129,6 +119,29 @@ def plan_cut(
         for i in range(len(bounds))
     )
     return Cut(bounds[0], pieces, meta), extra
+
+
+def cut_possible(
+    partial: PartialDownload,
+    etag: str | None,
+    start: int,
+    *,
+    ranges_proven: bool,
+    policy: RetryPolicy,
+    budget: ConnectionBudget | None,
+) -> bool:
+    """May the rest of *partial* from *start* be cut into pieces (connections aside)?"""
+    target = partial.target
+    size = target.expected_size
+    return (
+        budget is not None
+        and target.segmentable
+        and target.offset is None
+        and size is not None
+        and strong_etag(etag) is not None
+        and ranges_proven
+        and size - start >= _split_size(policy, budget)
+    )
 
 
 def _meta_path(partial: PartialDownload) -> Path:
@@ -303,6 +316,7 @@ class PiecedStream:
         self._session_factory = session_factory
         self._next_look = clock()
         self._since: tuple[float, int] | None = None  # (time, bytes held) of the first look
+        self._wanting = False  # found slow: waiting for connections for its pieces
         self._stop = threading.Event()
         self.cut: Cut | None = None
         self._extra = 0
@@ -313,28 +327,46 @@ class PiecedStream:
         now = self._clock()
         if self.cut is not None:
             return None
+        if self._wanting:  # slow: connections given back come to this file first
+            return self._use_spare_connections(now, held)
         if now < self._next_look:
-            if self._evidently_fast(now, held):  # give the reserved connections back early
-                self._next_look = now + 0.5
-                self._budget.drop_reservation()
             return None
         if self._since is None and self._policy.segment_min_seconds > 0:
             self._since = (now, held)  # the connection's rate is measured from its first bytes
             self._next_look = now + RATE_WINDOW
             return None
-        self._next_look = now + 0.5  # free connections are looked for twice a second
+        self._next_look = now + 0.5  # looked at again twice a second
         if not self._slow(now, held):
-            self._budget.drop_reservation()  # one connection will do: let other files have them
             return None
-        return self._use_spare_connections(held)
+        self._wanting = True
+        return self._use_spare_connections(now, held, first=True)
 
-    def _use_spare_connections(self, held: int) -> int | None:
-        """The rest is slow on one connection: cut it into pieces (a part: start the later ones)."""
+    def _use_spare_connections(self, now: float, held: int, *, first: bool = False) -> int | None:
+        """The rest is slow on one connection: cut it into pieces (a part: start the later ones).
+
+        The pieces wait for connections (:meth:`ConnectionBudget.want`): all of them, or any
+        at all once half a second has passed since the file was found slow.
+        """
         when_slow = self._partial.target.when_slow
         if when_slow is not None:
-            self._next_look = math.inf  # decided once for the part
-            when_slow()
+            if first or self._budget.reserved():
+                self._wanting = when_slow()  # True: it waits for more connections
             return None
+        if first and not cut_possible(
+            self._partial,
+            self._etag,
+            held,
+            ranges_proven=True,
+            policy=self._policy,
+            budget=self._budget,
+        ):
+            self._wanting, self._next_look = False, math.inf
+            return None
+        wanted = min(self._policy.segments, self._budget.total) - 1
+        reserved = self._budget.want(wanted)
+        if reserved < wanted and (reserved == 0 or now < self._next_look):
+            return None
+        self._wanting = False
         planned = plan_cut(
             self._partial,
             self._url,
@@ -345,7 +377,8 @@ class PiecedStream:
             budget=self._budget,
         )
         if planned is None:
-            self._budget.drop_reservation()  # not now: let other files have those connections
+            self._budget.drop_reservation()
+            self._next_look = math.inf  # the rest is too short to cut now
             return None
         self.cut, self._extra = planned
         fetcher = PieceFetcher(
@@ -359,12 +392,6 @@ class PiecedStream:
         )
         self._futures = fetcher.start(self.cut.pieces, self._extra)
         return self.cut.first_end
-
-    def _evidently_fast(self, now: float, held: int) -> bool:
-        """Within the rate window: have enough bytes come to show the rest will not be slow?"""
-        if self._since is None or held - self._since[1] < FAST_EVIDENCE:
-            return False
-        return not self._slow(now, held)
 
     def _slow(self, now: float, held: int) -> bool:
         """Would the rest take longer than ``segment_min_seconds`` at the rate so far?"""

@@ -78,7 +78,7 @@ def run_sync(
             downloader_factory=downloader_factory,
             session_factory=session_factory or _new_session,
             display=events,
-            scheduler=Scheduler(jobs, per_host, threading.Event(), budget, _may_split),
+            scheduler=Scheduler(jobs, per_host, threading.Event(), budget),
         )
     if health is None:
         return SyncReport(plan.year, plan.root, outcomes, offline=plan.offline)
@@ -90,11 +90,6 @@ def run_sync(
     return SyncReport(
         plan.year, plan.root, outcomes, health.down_hosts(), no_network, offline=plan.offline
     )
-
-
-def _may_split(item: PlanItem) -> bool:
-    """A file from a base the user named may come in pieces (course servers keep their caps)."""
-    return item.capped_host is None
 
 
 def _remove_empty_folders(store: MirrorStore) -> None:

@@ -84,8 +84,9 @@ class Target:
     # other source is a copy (a mirror, --from, the Internet Archive). None: not known.
     primary: str | None = None
     # A part of a split file: called once its one connection proves slow for the rest of the
-    # file (*file_rest* bytes from the part's start), to fetch the later parts meanwhile.
-    when_slow: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    # file (*file_rest* bytes from the part's start), to fetch the later parts meanwhile, and
+    # again as connections are set aside for it; True while it waits for more of them.
+    when_slow: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
     file_rest: int | None = None
 
 
