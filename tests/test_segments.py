@@ -215,6 +215,9 @@ def test_a_sync_from_a_base_fetches_its_large_file_in_pieces(
     assert store.file_path("data/big.zip").read_bytes() == big
     pieces = [r for r in http_server.requests if r.range_header and "big" in r.path]
     assert len(pieces) == 3  # the spare connections, and the small file's once it ended
+    (small_request,) = [r for r in http_server.requests if "small" in r.path]
+    # that piece asked on the small file's open connection (no new one: a round trip saved)
+    assert small_request.connection_id in {r.connection_id for r in pieces}
     assert budget.try_acquire(4) == 4
 
 
@@ -473,9 +476,9 @@ def test_a_part_no_spare_connection_has_started_is_fetched_in_place(tmp_path: Pa
             target.final_path.write_bytes(bytes([index]) * 10)
             return FetchResult(target.key, 10, None, sources[0], None, None, 0, 10)
 
-    budget = ConnectionBudget(2)
+    budget = ConnectionBudget(2, session_factory=lambda: SimpleNamespace(close=dict))
     budget.acquire()  # the file's own connection
-    prefetch = PartPrefetch(store, item, Fetcher(), budget, lambda: SimpleNamespace(close=dict))
+    prefetch = PartPrefetch(store, item, Fetcher(), budget)
     prefetch.start(after=parts[0])  # one spare connection: it takes part 1
     deadline = time.monotonic() + 10
     while asked != [1] and time.monotonic() < deadline:

@@ -27,7 +27,7 @@ import requests
 from lhymirror.core.errors import DownloadError
 from lhymirror.fetch.bases import BaseCheck
 from lhymirror.fetch.health import HostHealth
-from lhymirror.fetch.http import RetryPolicy, new_session
+from lhymirror.fetch.http import RetryPolicy
 from lhymirror.fetch.partial import PartialDownload
 from lhymirror.fetch.plan import RESUME_HINT
 from lhymirror.fetch.race import Gate, gated, may_race, race_sources
@@ -336,7 +336,6 @@ def _stream_in_pieces(
         budget=budget,
         clock=downloader._clock,
         on_bytes=on_bytes,
-        session_factory=new_session,
     )
     failure: BaseException | None = None
     try:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -40,13 +39,11 @@ class PartPrefetch:
         item: PlanItem,
         fetcher: Any,
         budget: ConnectionBudget | None,
-        session_factory: Callable[[], Any] | None = None,
     ) -> None:
         self._store = store
         self._item = item
         self._fetcher = fetcher
         self._budget = budget if item.capped_host is None else None  # course servers: no
-        self._session_factory = session_factory
         self._futures: dict[int, Future[FetchResult]] = {}
         self._waiting: deque[tuple[PartPlan, Future[FetchResult]]] = deque()
         self._workers: list[threading.Thread] = []
@@ -116,17 +113,13 @@ class PartPrefetch:
         staged = Target(
             f"{part.key}.part.staging", self._staged_path(part), part.size, part.sha256, name
         )
-        if self._session_factory is not None:
-            session = self._session_factory()
-        else:
-            from lhymirror.fetch.http import new_session  # noqa: PLC0415 - loads requests
-
-            session = new_session()
+        assert self._budget is not None  # parts are prefetched only on the budget's connections
+        session = self._budget.lend_session()
         try:
             result: FetchResult = self._fetcher.fetch(staged, part.sources, session)
             return result
         finally:
-            session.close()
+            self._budget.return_session(session)
 
     def place(self, part: PartPlan, target: Target) -> FetchResult | None:
         """Append the staged bytes of *part* at its place (*target*); None: fetch it in place."""

@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from lhymirror.fetch.plan import PlanItem
 
@@ -42,7 +42,14 @@ class ConnectionBudget:
     instead of for the whole queue. Until then no connection sits idle for it.
     """
 
-    def __init__(self, total: int, *, split_size: int | None = None, pieces: int = 4) -> None:
+    def __init__(
+        self,
+        total: int,
+        *,
+        split_size: int | None = None,
+        pieces: int = 4,
+        session_factory: Callable[[], Any] | None = None,
+    ) -> None:
         self.total = max(1, total)
         self.split_size = split_size
         self.pieces = pieces
@@ -50,6 +57,40 @@ class ConnectionBudget:
         self._reserved: dict[int, int] = {}  # thread id -> connections set aside for its pieces
         self._wanted: dict[int, int] = {}  # thread id -> connections it still waits for
         self._cond = threading.Condition()
+        self.session_factory = session_factory  # how new sessions are made (None: new_session)
+        self._idle_sessions: list[Any] = []
+        self._sessions: list[Any] = []
+
+    def lend_session(self) -> Any:
+        """A session for one transfer: the one given back last (its connection kept alive), or new.
+
+        A transfer that takes the connection a finished one gave back takes its session too, so
+        it asks on the open connection instead of opening one: a round trip on a far link.
+        """
+        with self._cond:
+            if self._idle_sessions:
+                return self._idle_sessions.pop()
+        if self.session_factory is None:
+            from lhymirror.fetch.http import new_session  # noqa: PLC0415 - loads requests
+
+            self.session_factory = new_session
+        session = self.session_factory()
+        with self._cond:
+            self._sessions.append(session)
+        return session
+
+    def return_session(self, session: Any) -> None:
+        """Take back a session lent by :meth:`lend_session` (its transfer is over)."""
+        with self._cond:
+            self._idle_sessions.append(session)
+
+    def close_sessions(self) -> None:
+        """Close every session lent (errors ignored: this runs on the way out)."""
+        with self._cond:
+            sessions, self._sessions, self._idle_sessions = self._sessions, [], []
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                session.close()
 
     def unhold(self) -> None:
         """Give back this thread's connection and what is left of its reservation."""

@@ -210,7 +210,7 @@ class PieceFetcher:
         etag: str,
         size: int,
         policy: RetryPolicy,
-        session_factory: Callable[[], Any],
+        sessions: ConnectionBudget,
         on_bytes: Callable[[int], None],
         cancelled: Callable[[], bool],
     ) -> None:
@@ -218,7 +218,7 @@ class PieceFetcher:
         self._etag = etag
         self._size = size
         self._policy = policy
-        self._session_factory = session_factory
+        self._sessions = sessions  # a piece takes the session a finished transfer gave back
         self._on_bytes = on_bytes  # received and kept (progress, rate cap, counts)
         self._cancelled = cancelled
 
@@ -235,7 +235,7 @@ class PieceFetcher:
         if held >= piece.end - piece.start:
             return
         first, last = piece.start + held, piece.end - 1
-        session = self._session_factory()
+        session = self._sessions.lend_session()
         try:
             headers = {
                 "Accept-Encoding": "identity",
@@ -252,7 +252,7 @@ class PieceFetcher:
                 self._check(response, first, last)
                 self._copy(response, piece)
         finally:
-            session.close()
+            self._sessions.return_session(session)
 
     def _check(self, response: requests.Response, first: int, last: int) -> None:
         """A piece must be exactly the range asked for, of the same version of the file."""
@@ -304,7 +304,6 @@ class PiecedStream:
         budget: ConnectionBudget,
         clock: Callable[[], float],
         on_bytes: Callable[[int], None],
-        session_factory: Callable[[], Any],
     ) -> None:
         self._partial = partial
         self._url = url
@@ -313,7 +312,6 @@ class PiecedStream:
         self._budget = budget
         self._clock = clock
         self._on_bytes = on_bytes
-        self._session_factory = session_factory
         self._next_look = clock()
         self._since: tuple[float, int] | None = None  # (time, bytes held) of the first look
         self._wanting = False  # found slow: waiting for connections for its pieces
@@ -386,7 +384,7 @@ class PiecedStream:
             etag=strong_etag(self._etag) or "",
             size=self._partial.target.expected_size or 0,
             policy=self._policy,
-            session_factory=self._session_factory,
+            sessions=self._budget,
             on_bytes=self._on_bytes,
             cancelled=self._stop.is_set,
         )

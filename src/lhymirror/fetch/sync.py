@@ -15,7 +15,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from lhymirror.core.errors import IntegrityError, StorageError, UsageError, storage_errors
 from lhymirror.core.fsutil import CHUNK_SIZE, BackgroundWriteback, ThreadedDigest, atomic_writer
@@ -65,21 +65,28 @@ def run_sync(
     """Run *plan* under the year's lock and report what happened to each file.
 
     ``downloader_factory(events)`` builds one downloader per worker thread; sleeps and clocks are
-    injected there; ``session_factory`` defaults to :func:`lhymirror.fetch.http.new_session`.
+    injected there; ``session_factory`` (default :func:`lhymirror.fetch.http.new_session`)
+    makes the sessions, which go from one transfer to the next with their open connections.
     *health* is the host health the downloaders share (the report names the hosts down);
     *budget* the connections they share (large files fetch pieces on spare ones). Raises
     ``StorageError`` when the lock is held elsewhere or space is short.
     """
+    sessions = budget if budget is not None else ConnectionBudget(jobs)
+    if session_factory is not None:
+        sessions.session_factory = session_factory
     with store.lock(wait=lock_wait):
         check_free_space(plan, store, disk_usage)
-        outcomes = _run_items(
-            plan.items,
-            store=store,
-            downloader_factory=downloader_factory,
-            session_factory=session_factory or _new_session,
-            display=events,
-            scheduler=Scheduler(jobs, per_host, threading.Event(), budget),
-        )
+        try:
+            outcomes = _run_items(
+                plan.items,
+                store=store,
+                downloader_factory=downloader_factory,
+                sessions=sessions,
+                display=events,
+                scheduler=Scheduler(jobs, per_host, threading.Event(), budget),
+            )
+        finally:
+            sessions.close_sessions()
     if health is None:
         return SyncReport(plan.year, plan.root, outcomes, offline=plan.offline)
     no_network = health.all_down() and not any(
@@ -99,55 +106,37 @@ def _remove_empty_folders(store: MirrorStore) -> None:
             (store.meta_dir / name).rmdir()  # only ever removes an empty folder
 
 
-class _Worker(NamedTuple):
-    downloader: Fetcher
-    session: Any
-
-
 def _run_items(
     items: tuple[PlanItem, ...],
     *,
     store: MirrorStore,
     downloader_factory: DownloaderFactory,
-    session_factory: Callable[[], Any],
+    sessions: ConnectionBudget,
     display: SyncEvents | None,
     scheduler: Scheduler,
 ) -> tuple[FileOutcome, ...]:
     """Settle the items that need no transfer, run the others, report in the plan's order."""
     events = _Events(display, scheduler.cancelled)
     outcomes: dict[str, FileOutcome] = {}
+    downloaders = PerThread(lambda: downloader_factory(events), lambda _: None)
 
     def finish(item: PlanItem, outcome: FileOutcome) -> None:
         events.file_finished(outcome)
         outcomes[item.id] = outcome
 
     def work(item: PlanItem) -> FileOutcome:
-        worker = workers.get()
-        job = FileJob(
-            store, worker.downloader, worker.session, scheduler.cancelled, scheduler.budget
-        )
-        return job.run(item)
-
-    def new_worker() -> _Worker:
-        session = session_factory()
-        return _Worker(downloader_factory(events), session)
+        session = sessions.lend_session()  # the one a finished transfer gave back, if any
+        try:
+            job = FileJob(store, downloaders.get(), session, scheduler.cancelled, scheduler.budget)
+            return job.run(item)
+        finally:
+            sessions.return_session(session)
 
     for item in items:
         if not item.needs_transfer:
             finish(item, settled_outcome(item))
-    workers = PerThread(new_worker, lambda worker: worker.session.close())
-    try:
-        scheduler.run(largest_first(i for i in items if i.needs_transfer), work, finish)
-    finally:
-        workers.close()
+    scheduler.run(largest_first(i for i in items if i.needs_transfer), work, finish)
     return tuple(outcomes[item.id] for item in items)
-
-
-def _new_session() -> Any:
-    # Imported here: a sync with nothing to transfer never needs requests, and starts faster.
-    from lhymirror.fetch.http import new_session  # noqa: PLC0415
-
-    return new_session()
 
 
 def check_free_space(
