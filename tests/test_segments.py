@@ -495,3 +495,78 @@ def test_a_part_no_spare_connection_has_started_is_fetched_in_place(tmp_path: Pa
         time.sleep(0.001)  # the worker fetched part 3, found nothing left and gave it back
     assert asked == [1, 3]
     prefetch.close()
+
+
+def test_a_part_staged_by_a_stopped_run_is_finished_not_fetched_again(
+    tmp_path: Path, http_server: CourseServer
+) -> None:
+    from factories import manifest_data
+    from lhymirror.fetch.partial import PartialDownload
+    from lhymirror.fetch.plan import plan_sync
+    from lhymirror.fetch.sync import run_sync
+    from lhymirror.manifest.model import Manifest
+
+    pieces = [blob(300_000, 30 + i) for i in range(4)]
+    whole = b"".join(pieces)
+    for i, piece in enumerate(pieces):
+        http_server.add(f"/mirror/course.lhymirror.invalid/d/part{i}", piece)
+    entry = {
+        "id": "d", "kind": "dataset", "path": "data/d.tar", "size": len(whole),
+        "sha256": sha(whole),
+        "parts": [f"https://course.lhymirror.invalid/d/part{i}" for i in range(4)],
+    }  # fmt: skip
+    store = MirrorStore(tmp_path / "mirror", 2022)
+    mirror = f"http://127.0.0.1:{http_server.port}/mirror"
+    plan = plan_sync(Manifest.model_validate(manifest_data(entry)), store, mirrors=[mirror])
+    # An earlier run, killed while a prefetch of the last part was on its way:
+    url = f"{mirror}/course.lhymirror.invalid/d/part3"
+    etag = requests.head(url, timeout=5).headers["ETag"]
+    staged_file = store.partial_path("d.part03").with_name("d.part03.part.staged")
+    store.ensure_dirs()
+    staged = PartialDownload(store, Target("d.part03.part.staging", staged_file, None, None, "p4"))
+    staged.begin(url, etag, None, 0)
+    with staged.appending() as handle:
+        staged.append(handle, pieces[3][:100_000])
+
+    budget = ConnectionBudget(1)  # no spare connection: nothing is prefetched in this run
+    report = run_sync(
+        plan,
+        store,
+        lambda events: Downloader(store, policy=POLICY, events=events, budget=budget),
+        jobs=1,
+        budget=budget,
+    )
+    assert report.complete
+    assert store.file_path("data/d.tar").read_bytes() == whole
+    last = [r for r in http_server.requests if r.path.endswith("/part3") and r.method == "GET"]
+    assert [r.range_header for r in last] == ["bytes=100000-"]  # only what it lacked
+    assert not any((store.meta_dir / "partial").iterdir())
+
+
+@responses.activate
+def test_the_cut_of_an_earlier_run_is_kept_even_with_no_connection_to_spare(
+    store: MirrorStore,
+) -> None:
+    """The first piece stops where the next one starts; the pieces then come on its connection."""
+    import json
+
+    from lhymirror.fetch.partial import PartialDownload
+
+    data = blob(4 * MiB, 9)
+    server = RangeServer(data)
+    target = big_target(store, data)
+    store.ensure_dirs()
+    partial = PartialDownload(store, target)  # a run killed with 1 MiB of the first piece ...
+    partial.begin(URL, '"v1"', None, 0)
+    with partial.appending() as handle:
+        partial.append(handle, data[:MiB])
+    record = {"url": URL, "etag": '"v1"', "size": len(data), "bounds": [2 * MiB]}
+    partial.path.with_name(partial.path.name + ".segments.json").write_text(json.dumps(record))
+    # ... and 1 MiB of the second
+    partial.path.with_name(f"{partial.path.name}.{2 * MiB}").write_bytes(data[2 * MiB : 3 * MiB])
+    budget = ConnectionBudget(1)
+    budget.acquire()  # this transfer's own: none to spare
+    result = downloader(store, budget).fetch(target, [URL], new_session())
+    assert result.sha256 == sha(data)
+    assert server.ranges == [f"bytes={MiB}-", f"bytes={3 * MiB}-{4 * MiB - 1}"]
+    assert result.bytes_received < 3 * MiB  # not the whole rest: the held piece is kept

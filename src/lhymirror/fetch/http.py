@@ -2,7 +2,8 @@
 
 A session from :func:`new_session` verifies TLS, asks for unencoded bodies (the bytes hashed must
 be the bytes stored), follows at most 10 redirects and refuses any redirect from ``https`` to
-``http``. Sessions are not thread-safe: create one per worker thread.
+``http``. Sessions are not thread-safe: one transfer uses a session at a time (a sync lends its
+sessions from transfer to transfer: ``ConnectionBudget.lend_session`` in ``fetch.scheduler``).
 
 A request of such a session that waits for an answer can be broken off from another thread
 (:func:`interrupt`): a race between sources ends its loser this way, without waiting for a timeout.
@@ -119,7 +120,7 @@ def interrupt(thread_id: int) -> None:
 
 
 def new_session(user_agent: str | None = None) -> requests.Session:
-    """A session for one worker thread: TLS verified, identity encoding, safe redirects."""
+    """A session for one transfer at a time: TLS verified, identity encoding, safe redirects."""
     session = SafeSession()
     for prefix in ("http://", "https://"):
         session.mount(prefix, _TrackingAdapter())

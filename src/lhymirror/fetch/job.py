@@ -243,9 +243,14 @@ class FileJob:
         )
 
     def _forget_parts_after(self, item: PlanItem, part: PartPlan) -> None:
-        """Drop the sidecars of the parts after *part*: their bytes are gone once it is fetched."""
+        """Drop the sidecars of the parts after *part*: their bytes are gone once it is fetched.
+
+        Only the sidecars of their bytes in the assembly: a part staged on its own by a
+        prefetch (:mod:`lhymirror.fetch.prefetch`) is still good, and is finished later.
+        """
         for later in item.parts[part.index + 1 :]:
-            self.store.discard_partial(later.key)
+            with storage_errors(self.store.partial_state_path(later.key)):
+                self.store.partial_state_path(later.key).unlink(missing_ok=True)
 
 
 def _place_assembly(

@@ -48,7 +48,6 @@ class PartPrefetch:
         self._waiting: deque[tuple[PartPlan, Future[FetchResult]]] = deque()
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._extra = 0  # connections held by workers still running
         self._unclaimed = 0  # workers started that have not taken a part yet
 
     def start(self, after: PartPlan) -> bool:
@@ -70,7 +69,6 @@ class PartPrefetch:
         taken = self._budget.try_acquire(waiting)
         for _ in range(taken):
             with self._lock:
-                self._extra += 1
                 self._unclaimed += 1
             worker = threading.Thread(
                 target=self._work, name=f"lhymirror-part-{len(self._workers)}", daemon=True
@@ -101,18 +99,24 @@ class PartPrefetch:
                     future.set_exception(exc)
         finally:
             assert self._budget is not None
-            with self._lock:
-                self._extra -= 1
             self._budget.release()
+
+    def _staged_begun(self, part: PartPlan) -> bool:
+        """Does an earlier prefetch of *part* hold bytes (a run stopped before it was placed)?"""
+        key = _staging_key(part)
+        held = self._store.partial_path(key)
+        return (
+            self._store.partial_state(key) is not None
+            and held.is_file()
+            and held.stat().st_size > 0
+        )
 
     def _staged_path(self, part: PartPlan) -> Path:
         return self._store.partial_path(part.key).with_name(f"{part.key}.part.staged")
 
     def _fetch(self, part: PartPlan) -> FetchResult:
         name = f"{self._item.entry.path} (part {part.index + 1} of {len(self._item.parts)})"
-        staged = Target(
-            f"{part.key}.part.staging", self._staged_path(part), part.size, part.sha256, name
-        )
+        staged = Target(_staging_key(part), self._staged_path(part), part.size, part.sha256, name)
         assert self._budget is not None  # parts are prefetched only on the budget's connections
         session = self._budget.lend_session()
         try:
@@ -122,12 +126,19 @@ class PartPrefetch:
             self._budget.return_session(session)
 
     def place(self, part: PartPlan, target: Target) -> FetchResult | None:
-        """Append the staged bytes of *part* at its place (*target*); None: fetch it in place."""
+        """Append the staged bytes of *part* at its place (*target*); None: fetch it in place.
+
+        A part staged by an earlier run that was stopped is finished staged (its bytes are
+        kept); one no prefetch has started is fetched in place by the caller.
+        """
         future = self._futures.pop(part.index, None)
-        if future is None or future.cancel():  # not started yet: this thread fetches it now
-            return None
         try:
-            staged = future.result()
+            if future is not None and not future.cancel():
+                staged = future.result()
+            elif self._budget is not None and self._staged_begun(part):
+                staged = self._fetch(part)
+            else:
+                return None
         except LhymirrorError:
             return None  # fetched again in place, where its failure is reported if it lasts
         path = self._staged_path(part)
@@ -155,3 +166,8 @@ class PartPrefetch:
             future.cancel()
         for worker in self._workers:
             worker.join()
+
+
+def _staging_key(part: PartPlan) -> str:
+    """The book-keeping key of *part*'s download into its staged file."""
+    return f"{part.key}.part.staging"

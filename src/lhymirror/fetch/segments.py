@@ -90,22 +90,38 @@ def plan_cut(
     ranges_proven: bool,
     policy: RetryPolicy,
     budget: ConnectionBudget | None,
+    earlier_only: bool = False,
 ) -> tuple[Cut, int] | None:
-    """The cut of ``[start, size)`` and the extra connections taken for it; None: no cut."""
+    """The cut of ``[start, size)`` and the extra connections taken for it; None: no cut.
+
+    *earlier_only*: only the cut an earlier run made, if its pieces are still ahead of *start*
+    (however short the rest now, and with no connection to spare: then the pieces come one
+    after the other on this transfer's own connection once its first piece is done).
+    """
     size = partial.target.expected_size
     meta = _meta_path(partial)
     etag = strong_etag(etag)
     usable = cut_possible(
-        partial, etag, start, ranges_proven=ranges_proven, policy=policy, budget=budget
+        partial,
+        etag,
+        start,
+        ranges_proven=ranges_proven,
+        policy=policy,
+        budget=budget,
+        whatever_the_rest=earlier_only,
     )
     if not usable or budget is None or size is None or etag is None:
-        _drop_saved(meta)
+        if not earlier_only:
+            _drop_saved(meta)
         return None
+    saved = [bound for bound in _saved_bounds(meta, url, etag, size) or () if bound > start]
+    if earlier_only:
+        return (_cut(partial, saved, size, meta), budget.try_acquire(len(saved))) if saved else None
     extra = budget.try_acquire(policy.segments - 1)
     if extra == 0:
         _drop_saved(meta)
         return None
-    bounds = [bound for bound in _saved_bounds(meta, url, etag, size) or () if bound > start]
+    bounds = saved
     if not bounds:
         step = (size - start) // (extra + 1)
         bounds = [start + step * (i + 1) for i in range(extra)]
@@ -113,12 +129,16 @@ def plan_cut(
         with storage_errors(meta):
             record = {"url": url, "etag": etag, "size": size, "bounds": bounds}
             atomic_write_bytes(meta, json.dumps(record).encode())
+    return _cut(partial, bounds, size, meta), extra
+
+
+def _cut(partial: PartialDownload, bounds: list[int], size: int, meta: Path) -> Cut:
     edges = [*bounds, size]
     pieces = tuple(
         Piece(edges[i], edges[i + 1], partial.path.with_name(f"{partial.path.name}.{edges[i]}"))
         for i in range(len(bounds))
     )
-    return Cut(bounds[0], pieces, meta), extra
+    return Cut(bounds[0], pieces, meta)
 
 
 def cut_possible(
@@ -129,6 +149,7 @@ def cut_possible(
     ranges_proven: bool,
     policy: RetryPolicy,
     budget: ConnectionBudget | None,
+    whatever_the_rest: bool = False,
 ) -> bool:
     """May the rest of *partial* from *start* be cut into pieces (connections aside)?"""
     target = partial.target
@@ -140,7 +161,7 @@ def cut_possible(
         and size is not None
         and strong_etag(etag) is not None
         and ranges_proven
-        and size - start >= _split_size(policy, budget)
+        and (whatever_the_rest or size - start >= _split_size(policy, budget))
     )
 
 
@@ -223,13 +244,18 @@ class PieceFetcher:
         self._cancelled = cancelled
 
     def start(self, pieces: tuple[Piece, ...], threads: int) -> list[Any]:
-        """Start fetching every piece on *threads* threads; the futures, in piece order."""
-        executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="piece")
-        futures = [executor.submit(self._fetch, piece) for piece in pieces]
+        """Start fetching every piece on *threads* threads; the futures, in piece order.
+
+        No thread: no future either (None each); the caller fetches them with :meth:`fetch`.
+        """
+        if threads < 1:
+            return [None] * len(pieces)
+        executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="piece")
+        futures = [executor.submit(self.fetch, piece) for piece in pieces]
         executor.shutdown(wait=False)
         return futures
 
-    def _fetch(self, piece: Piece) -> None:
+    def fetch(self, piece: Piece) -> None:
         """Fetch the rest of *piece*; ``TryAgain`` (cause ``range``) when the answer is wrong."""
         held = piece.held()
         if held >= piece.end - piece.start:
@@ -318,13 +344,32 @@ class PiecedStream:
         self._stop = threading.Event()
         self.cut: Cut | None = None
         self._extra = 0
-        self._futures: list[Any] = []
+        self._futures: list[Any] = []  # one a piece; None: fetched by join() itself
+        self._fetcher: PieceFetcher | None = None
+        self._earlier_checked = False  # has the cut of an earlier run been looked for?
 
     def cutter(self, held: int) -> int | None:
         """Where the open response should stop, once the rest is cut into pieces; else None."""
-        now = self._clock()
         if self.cut is not None:
             return None
+        if not self._earlier_checked:
+            self._earlier_checked = True
+            planned = plan_cut(
+                self._partial,
+                self._url,
+                self._etag,
+                held,
+                ranges_proven=True,
+                policy=self._policy,
+                budget=self._budget,
+                earlier_only=True,
+            )
+            if planned is not None:  # the pieces of an earlier run hold bytes: keep its cut
+                return self._start(planned)
+        return self._look(self._clock(), held)
+
+    def _look(self, now: float, held: int) -> int | None:
+        """The rate rule: cut once the rest proves slow on this one connection."""
         if self._wanting:  # slow: connections given back come to this file first
             return self._use_spare_connections(now, held)
         if now < self._next_look:
@@ -378,8 +423,12 @@ class PiecedStream:
             self._budget.drop_reservation()
             self._next_look = math.inf  # the rest is too short to cut now
             return None
+        return self._start(planned)
+
+    def _start(self, planned: tuple[Cut, int]) -> int:
+        """Start fetching the pieces of *planned* on its extra connections; the first's end."""
         self.cut, self._extra = planned
-        fetcher = PieceFetcher(
+        self._fetcher = PieceFetcher(
             self._url,
             etag=strong_etag(self._etag) or "",
             size=self._partial.target.expected_size or 0,
@@ -388,7 +437,7 @@ class PiecedStream:
             on_bytes=self._on_bytes,
             cancelled=self._stop.is_set,
         )
-        self._futures = fetcher.start(self.cut.pieces, self._extra)
+        self._futures = self._fetcher.start(self.cut.pieces, self._extra)
         return self.cut.first_end
 
     def _slow(self, now: float, held: int) -> bool:
@@ -406,7 +455,10 @@ class PiecedStream:
         partial = self._partial
         with partial.appending() as handle:
             for piece, future in zip(self.cut.pieces, self._futures, strict=True):
-                future.result()
+                if future is not None:
+                    future.result()
+                elif self._fetcher is not None:  # no connection was spare: on this one, now
+                    self._fetcher.fetch(piece)
                 if partial.held != piece.start:
                     raise TryAgain("connection lost before the first piece ended", cause="read")
                 with storage_errors(piece.path), piece.path.open("rb") as stream:
@@ -417,7 +469,7 @@ class PiecedStream:
     def close(self, failure: BaseException | None) -> None:
         """Stop and wait for the pieces; drop them when a server answered a range wrongly."""
         self._stop.set()
-        wait(self._futures)
+        wait([future for future in self._futures if future is not None])
         self._budget.release(self._extra)
         self._extra = 0
         if self.cut is not None and isinstance(failure, TryAgain) and failure.cause == "range":
