@@ -240,6 +240,33 @@ def test_a_slow_transfer_gets_the_next_connection_given_back_before_a_new_file()
     assert not new_file.is_alive()
 
 
+def test_a_connection_given_back_goes_to_the_slow_transfer_with_the_most_left() -> None:
+    budget = ConnectionBudget(2)
+    budget.acquire()
+    budget.acquire()  # the two slow transfers' own
+    waiting, read = threading.Barrier(3), threading.Event()
+    got: dict[str, int] = {}
+
+    def transfer(name: str, rest: int) -> None:
+        assert budget.want(1, rest=rest) == 0
+        waiting.wait(10)
+        assert read.wait(10)
+        got[name] = budget.reserved()
+
+    threads = [
+        threading.Thread(target=transfer, args=("parts", 5 * MiB)),
+        threading.Thread(target=transfer, args=("large", 50 * MiB)),
+    ]
+    for thread in threads:
+        thread.start()
+    waiting.wait(10)
+    budget.release()  # a third transfer ends
+    read.set()
+    for thread in threads:
+        thread.join(10)
+    assert got == {"parts": 0, "large": 1}
+
+
 def test_a_reservation_not_used_is_given_back() -> None:
     budget = ConnectionBudget(4)
     budget.acquire()
@@ -464,7 +491,9 @@ def test_a_part_no_spare_connection_has_started_is_fetched_in_place(tmp_path: Pa
     parts = tuple(
         PartPlan(i, f"d.part{i}", (f"https://x.example/{i}",), None, None) for i in range(4)
     )
-    item: Any = SimpleNamespace(parts=parts, entry=SimpleNamespace(path="d.tar"), capped_host=None)
+    item: Any = SimpleNamespace(
+        parts=parts, entry=SimpleNamespace(path="d.tar"), capped_host=None, size=40
+    )
     go = {i: threading.Event() for i in range(4)}
     asked: list[int] = []
 
@@ -568,5 +597,5 @@ def test_the_cut_of_an_earlier_run_is_kept_even_with_no_connection_to_spare(
     budget.acquire()  # this transfer's own: none to spare
     result = downloader(store, budget).fetch(target, [URL], new_session())
     assert result.sha256 == sha(data)
-    assert server.ranges == [f"bytes={MiB}-", f"bytes={3 * MiB}-{4 * MiB - 1}"]
-    assert result.bytes_received < 3 * MiB  # not the whole rest: the held piece is kept
+    assert server.ranges == [f"bytes={MiB}-{2 * MiB - 1}", f"bytes={3 * MiB}-{4 * MiB - 1}"]
+    assert result.bytes_received == 2 * MiB  # what it lacked, no more

@@ -35,7 +35,7 @@ from lhymirror.fetch.ratelimit import RateLimiter
 from lhymirror.fetch.response import HTML_REASON, SNIFF_BYTES, Exchange, check_head
 from lhymirror.fetch.retry import Attempts, run_attempts
 from lhymirror.fetch.scheduler import ConnectionBudget
-from lhymirror.fetch.segments import PiecedStream, adopt_held_piece
+from lhymirror.fetch.segments import PiecedStream, adopt_held_piece, next_piece_start
 from lhymirror.fetch.sources.base import (
     CONNECTION_CAUSES,
     Body,
@@ -193,6 +193,7 @@ class Downloader:
             now=self._now,
             on_received=_receiver(self.limiter, partial, gate),
             alternative=alternative,
+            end=next_piece_start(partial, offset) if self.budget is not None else None,
         )
         try:
             body = adapter.open(resolved, Request(partial.target, offset, exchange))

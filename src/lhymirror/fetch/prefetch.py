@@ -76,7 +76,9 @@ class PartPrefetch:
             self._workers.append(worker)
             worker.start()
         if taken < waiting:
-            self._budget.want(waiting - taken)
+            parts = self._item.parts
+            rest = (self._item.size or 0) * waiting // len(parts)  # sizes of parts: rarely known
+            self._budget.want(waiting - taken, rest=rest)
             return True
         return False
 

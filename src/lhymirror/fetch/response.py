@@ -61,7 +61,9 @@ class Exchange:
         now: Callable[[], dt.datetime],
         on_received: Callable[[int], None],
         alternative: bool = False,
+        end: int | None = None,
     ) -> None:
+        """*end*: where the bytes asked for stop (a resumed first piece of a large file)."""
         self._session = session
         self._alternative = alternative  # the file has another source to turn to
         self._target = target
@@ -72,7 +74,8 @@ class Exchange:
         self._on_received = on_received
         self._headers = {"Accept-Encoding": "identity"}
         if offset:
-            self._headers["Range"] = f"bytes={offset}-"
+            last = str(end - 1) if end is not None and end > offset else ""
+            self._headers["Range"] = f"bytes={offset}-{last}"
             self._headers["If-Range"] = validator or ""
 
     def get(self, url: str, auth: tuple[str, str] | None = None) -> requests.Response:

@@ -56,6 +56,7 @@ class ConnectionBudget:
         self._free = self.total
         self._reserved: dict[int, int] = {}  # thread id -> connections set aside for its pieces
         self._wanted: dict[int, int] = {}  # thread id -> connections it still waits for
+        self._rest: dict[int, int] = {}  # thread id -> bytes its transfer still has to fetch
         self._cond = threading.Condition()
         self.session_factory = session_factory  # how new sessions are made (None: new_session)
         self._idle_sessions: list[Any] = []
@@ -97,16 +98,19 @@ class ConnectionBudget:
         self.drop_reservation()
         self.release()
 
-    def want(self, count: int) -> int:
+    def want(self, count: int, *, rest: int = 0) -> int:
         """Ask for *count* connections for this thread's pieces; how many are set aside now.
 
         Free connections are set aside at once, and connections given back later go to this
         thread (before any new file starts) until it has *count* or drops its reservation.
+        Among the threads waiting, the one with the most bytes still to come (*rest*) is
+        served first: as with the order of the files, the longest transfer must not end last.
         """
         ident = threading.get_ident()
         with self._cond:
             mine = self._reserved.get(ident, 0)
             self._wanted[ident] = max(0, count - mine)
+            self._rest[ident] = rest
             self._grant()
             return self._reserved.get(ident, 0)
 
@@ -120,6 +124,7 @@ class ConnectionBudget:
         ident = threading.get_ident()
         with self._cond:
             self._wanted.pop(ident, None)
+            self._rest.pop(ident, None)
             extra = self._reserved.pop(ident, 0)
         if extra:
             self.release(extra)
@@ -151,7 +156,8 @@ class ConnectionBudget:
 
     def _grant(self) -> None:
         """Set free connections aside for the threads waiting for them (lock held)."""
-        for ident, count in list(self._wanted.items()):
+        waiting = sorted(self._wanted.items(), key=lambda item: -self._rest.get(item[0], 0))
+        for ident, count in waiting:
             given = min(count, self._free)
             if given:
                 self._free -= given

@@ -191,6 +191,23 @@ def adopt_held_piece(partial: PartialDownload) -> None:
     path.unlink()
 
 
+def next_piece_start(partial: PartialDownload, offset: int) -> int | None:
+    """Where the piece after *offset* of an earlier run's cut starts, if it holds bytes.
+
+    A resumed first piece asks only for the bytes up to there: the rest is that piece's.
+    """
+    size, etag, url = partial.target.expected_size, strong_etag(partial.etag), partial.url
+    if not offset or size is None or etag is None or url is None:
+        return None
+    if partial.in_place or not partial.target.segmentable:
+        return None
+    for bound in _saved_bounds(_meta_path(partial), url, etag, size) or ():
+        if bound > offset:
+            piece = partial.path.with_name(f"{partial.path.name}.{bound}")
+            return bound if piece.is_file() and piece.stat().st_size > 0 else None
+    return None
+
+
 def _saved_bounds(meta: Path, url: str, etag: str, size: int) -> list[int] | None:
     try:
         data = json.loads(meta.read_text(encoding="utf-8"))
@@ -406,7 +423,8 @@ class PiecedStream:
             self._wanting, self._next_look = False, math.inf
             return None
         wanted = min(self._policy.segments, self._budget.total) - 1
-        reserved = self._budget.want(wanted)
+        rest = (self._partial.target.expected_size or 0) - held
+        reserved = self._budget.want(wanted, rest=rest)
         if reserved < wanted and (reserved == 0 or now < self._next_look):
             return None
         self._wanting = False
