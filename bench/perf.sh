@@ -6,8 +6,10 @@
 #
 # Extra steps (limits, not run by default): sync-durable (the Python mirror with fsync, as
 # lhymirror does), pack-durable (tar then fsync of the archive), hash2 (the two sha256 passes
-# of a verify on two threads, nothing else), import (start-up: python with lhymirror's
-# imports for verify / sync vs python with bagit / requests).
+# of a verify on two threads, nothing else), pack-limit (the work of a pack in plain Python: each
+# file read once, its sha256 and CRC-32 taken, written out, the output hashed on a second
+# thread, fsync at the end), import (start-up: python with lhymirror's imports for verify /
+# sync vs python with bagit / requests).
 #
 # Uses ../shared/bench (corpus.py, serve.sh, lib/pybench.py, lib/mkinputs.py) when it sits
 # beside this repository, or SHARED_BENCH=DIR. The Python running this script must have
@@ -89,7 +91,7 @@ if has sync-durable; then
         --a "pybench mirror x2 --fsync" "$PY $SHARED/lib/pybench.py mirror $WORK/inputs/mirror.tsv $WORK/d --threads 2 --fsync" \
         --b "lhymirror sync -j4" "$BIN sync --manifest $MAN --root $WORK/d --mirror http://127.0.0.1:$PORT --jobs 4"
 fi
-if has pack || has pack-durable || has verify || has verify-fast || has hash2; then
+if has pack || has pack-durable || has pack-limit || has verify || has verify-fast || has hash2; then
     rm -rf "$REF"; "$BIN" sync --manifest "$MAN" --root "$REF" --mirror "http://127.0.0.1:$PORT" >/dev/null
     YEARDIR=$(find "$REF" -mindepth 1 -maxdepth 1 -type d | head -n 1)
 fi
@@ -122,6 +124,32 @@ if has verify-fast; then
     echo "== verify --fast vs bagit --validate --fast"
     $AB --a "bagit --validate --fast" "$PY -m bagit --validate --fast $BAG" \
         --b "lhymirror verify --fast" "$BIN verify --fast $ARCHIVE"
+fi
+if has pack-limit; then
+    echo "== pack vs its work alone in Python: read, sha256 + CRC-32 of each file, write, sha256 of the output on a second thread, fsync"
+    cat > "$WORK/packlimit.py" <<'PYEOF'
+import hashlib, os, queue, sys, threading, zlib
+root, out = sys.argv[1], sys.argv[2]
+chunks = queue.Queue(maxsize=8)
+def writer():
+    h = hashlib.sha256()
+    with open(out, "wb") as f:
+        while (b := chunks.get()) is not None:
+            f.write(b); h.update(b)
+        f.flush(); os.fsync(f.fileno())
+t = threading.Thread(target=writer); t.start()
+for dirpath, dirs, files in sorted(os.walk(root)):
+    dirs.sort()
+    for name in sorted(files):
+        h, crc = hashlib.sha256(), 0
+        with open(os.path.join(dirpath, name), "rb", buffering=0) as f:
+            while b := f.read(1 << 20):
+                h.update(b); crc = zlib.crc32(b, crc); chunks.put(b)
+chunks.put(None); t.join()
+PYEOF
+    $AB --prepare "rm -rf '$WORK/p' && mkdir -p '$WORK/p' && sync" \
+        --a "pack work in Python" "$PY $WORK/packlimit.py $YEARDIR $WORK/p/a.bin" \
+        --b "lhymirror pack" "$BIN pack --manifest $MAN --root $REF --out $WORK/p"
 fi
 if has hash2; then
     echo "== verify ARCHIVE vs its hashing alone: sha256 of the members and of the archive, two threads"
