@@ -181,13 +181,27 @@ def test_the_test_server_answers_pieces_with_proof(
     assert all(r.status == 206 for r in http_server.requests if r.range_header)
 
 
+def sync_on_budget(plan: Any, store: MirrorStore, *, jobs: int) -> tuple[Any, ConnectionBudget]:
+    """run_sync of *plan* with *jobs* connections shared by its downloaders, and that budget."""
+    from lhymirror.fetch.sync import run_sync
+
+    budget = ConnectionBudget(jobs)
+    report = run_sync(
+        plan,
+        store,
+        lambda events: Downloader(store, policy=POLICY, events=events, budget=budget),
+        jobs=jobs,
+        budget=budget,
+    )
+    return report, budget
+
+
 def test_a_sync_from_a_base_fetches_its_large_file_in_pieces(
     tmp_path: Path, http_server: CourseServer
 ) -> None:
     from factories import manifest_data
     from httpserver import Fault
     from lhymirror.fetch.plan import plan_sync
-    from lhymirror.fetch.sync import run_sync
     from lhymirror.manifest.model import Manifest
 
     big, small = blob(3 * MiB, 8), blob(1000, 9)
@@ -203,14 +217,7 @@ def test_a_sync_from_a_base_fetches_its_large_file_in_pieces(
     store = MirrorStore(tmp_path / "mirror", 2022)
     base = f"http://127.0.0.1:{http_server.port}/base"
     plan = plan_sync(Manifest.model_validate(manifest_data(*files)), store, from_bases=[base])
-    budget = ConnectionBudget(4)
-    report = run_sync(
-        plan,
-        store,
-        lambda events: Downloader(store, policy=POLICY, events=events, budget=budget),
-        jobs=4,
-        budget=budget,
-    )
+    report, budget = sync_on_budget(plan, store, jobs=4)
     assert report.complete
     assert store.file_path("data/big.zip").read_bytes() == big
     pieces = [r for r in http_server.requests if r.range_header and "big" in r.path]
@@ -532,7 +539,6 @@ def test_a_part_staged_by_a_stopped_run_is_finished_not_fetched_again(
     from factories import manifest_data
     from lhymirror.fetch.partial import PartialDownload
     from lhymirror.fetch.plan import plan_sync
-    from lhymirror.fetch.sync import run_sync
     from lhymirror.manifest.model import Manifest
 
     pieces = [blob(300_000, 30 + i) for i in range(4)]
@@ -557,14 +563,7 @@ def test_a_part_staged_by_a_stopped_run_is_finished_not_fetched_again(
     with staged.appending() as handle:
         staged.append(handle, pieces[3][:100_000])
 
-    budget = ConnectionBudget(1)  # no spare connection: nothing is prefetched in this run
-    report = run_sync(
-        plan,
-        store,
-        lambda events: Downloader(store, policy=POLICY, events=events, budget=budget),
-        jobs=1,
-        budget=budget,
-    )
+    report, _ = sync_on_budget(plan, store, jobs=1)  # no spare connection: no prefetch
     assert report.complete
     assert store.file_path("data/d.tar").read_bytes() == whole
     last = [r for r in http_server.requests if r.path.endswith("/part3") and r.method == "GET"]

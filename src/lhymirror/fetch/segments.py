@@ -371,16 +371,7 @@ class PiecedStream:
             return None
         if not self._earlier_checked:
             self._earlier_checked = True
-            planned = plan_cut(
-                self._partial,
-                self._url,
-                self._etag,
-                held,
-                ranges_proven=True,
-                policy=self._policy,
-                budget=self._budget,
-                earlier_only=True,
-            )
+            planned = self._plan(held, earlier_only=True)
             if planned is not None:  # the pieces of an earlier run hold bytes: keep its cut
                 return self._start(planned)
         return self._look(self._clock(), held)
@@ -428,7 +419,16 @@ class PiecedStream:
         if reserved < wanted and (reserved == 0 or now < self._next_look):
             return None
         self._wanting = False
-        planned = plan_cut(
+        planned = self._plan(held)
+        if planned is None:
+            self._budget.drop_reservation()
+            self._next_look = math.inf  # the rest is too short to cut now
+            return None
+        return self._start(planned)
+
+    def _plan(self, held: int, *, earlier_only: bool = False) -> tuple[Cut, int] | None:
+        """:func:`plan_cut` for this stream's rest from *held* (its ranges are proven)."""
+        return plan_cut(
             self._partial,
             self._url,
             self._etag,
@@ -436,12 +436,8 @@ class PiecedStream:
             ranges_proven=True,
             policy=self._policy,
             budget=self._budget,
+            earlier_only=earlier_only,
         )
-        if planned is None:
-            self._budget.drop_reservation()
-            self._next_look = math.inf  # the rest is too short to cut now
-            return None
-        return self._start(planned)
 
     def _start(self, planned: tuple[Cut, int]) -> int:
         """Start fetching the pieces of *planned* on its extra connections; the first's end."""
