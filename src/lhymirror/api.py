@@ -353,10 +353,9 @@ def pack(
     listing them all) when a file is missing or damaged unless *partial*, and when an archive of
     this name with other content exists unless *force*.
     """
-    from lhymirror.archive.pack import collect_payload, pack_year  # noqa: PLC0415
+    from lhymirror.archive.pack import pack_year  # noqa: PLC0415
 
     events = events if events is not None else Silent()
-    events.checking("packing", sum(item.size for item in collect_payload(manifest, store)[0]))
     return pack_year(
         manifest,
         store,
@@ -366,6 +365,7 @@ def pack(
         force=force,
         source_date_epoch=source_date_epoch,
         progress=events.progressed,
+        started=lambda total: events.checking("packing", total),
     )
 
 

@@ -27,7 +27,7 @@ import calendar
 import hashlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,13 +149,15 @@ def pack_year(
     force: bool = False,
     source_date_epoch: int | None = None,
     progress: ProgressCallback | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> PackResult:
     """Write ``out_dir/<slug>-<year>-v<version>[-partial].<ext>`` and its ``.sha256`` sidecar.
 
     Refuses (``IncompleteMirrorError``, listing every file) when a file is missing or damaged,
     unless *partial* (then named ``-partial``); refuses (``IntegrityError``) to replace a complete
-    archive of the same name whose bytes differ, unless *force*. *progress* receives the number
-    of payload bytes read, chunk by chunk.
+    archive of the same name whose bytes differ, unless *force*. *started* is told the payload's
+    bytes once the files are found; *progress* receives the number of payload bytes read, chunk
+    by chunk.
     """
     epoch = bagging_epoch(manifest, source_date_epoch)
     if manifest.files and not store.year_dir.is_dir():
@@ -165,6 +167,8 @@ def pack_year(
             hint=f"Run `lhymirror sync {manifest.year}` first, or point --root at your mirror.",
         )
     payload, missing = collect_payload(manifest, store)
+    if started is not None:
+        started(sum(item.size for item in payload))
     missing = _by_path(missing)
     if missing and not partial:
         damaged = verify_payload(payload, progress)
