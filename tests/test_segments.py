@@ -333,7 +333,7 @@ def test_the_later_parts_of_a_split_file_come_meanwhile_on_spare_connections_whe
     plan = plan_sync(Manifest.model_validate(manifest_data(entry)), store, mirrors=[mirror])
     (item,) = plan.items
     assert item.capped_host is None
-    budget = ConnectionBudget(jobs, split_size=MiB, pieces=4)
+    budget = ConnectionBudget(jobs, split_size=MiB)
     spies: list[Spy] = []
 
     def factory(events: Any) -> Spy:

@@ -242,7 +242,7 @@ def sync(
     limiter = RateLimiter(limit_rate) if limit_rate else None
     split = policy or RetryPolicy()  # large files from a base use the spare connections:
     split_size = split.split_size(sync_plan.bytes_to_fetch(), jobs)
-    budget = ConnectionBudget(jobs, split_size=split_size, pieces=split.segments)
+    budget = ConnectionBudget(jobs, split_size=split_size)
     report = run_sync(
         sync_plan,
         store,

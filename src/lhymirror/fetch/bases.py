@@ -22,8 +22,6 @@ from urllib.parse import urlsplit
 from lhymirror.core.errors import DownloadError, UsageError
 from lhymirror.manifest.sources import is_local_source, local_source_path
 
-Probe = Callable[..., None]
-
 
 def check_base(base: str, option: str) -> None:
     """``UsageError`` when *base* is neither an http(s) URL with a host nor an existing folder."""
@@ -140,8 +138,7 @@ class BaseCheck:
         bases: Iterable[tuple[str, str]],
         *,
         timeout: tuple[float, float],
-        session_factory: Callable[[], Any] | None = None,
-        probe: Probe = probe_bases,
+        probe: Callable[..., None] = probe_bases,
     ) -> None:
         self._bases = list(bases)
         self._prefixes = tuple(base.rstrip("/") + "/" for _, base in self._bases)
@@ -149,17 +146,15 @@ class BaseCheck:
         self._done = threading.Event()
         self._thread = threading.Thread(
             target=self._check,
-            args=(probe, timeout, session_factory),
+            args=(probe, timeout),
             name="lhymirror-base-check",
             daemon=True,
         )
         self._thread.start()
 
-    def _check(
-        self, probe: Probe, timeout: tuple[float, float], session_factory: Callable[[], Any] | None
-    ) -> None:
+    def _check(self, probe: Callable[..., None], timeout: tuple[float, float]) -> None:
         try:
-            probe(self._bases, timeout=timeout, session_factory=session_factory)
+            probe(self._bases, timeout=timeout)
         except BaseException as exc:  # raised by result(), on the run's thread
             self._failure = exc
         finally:

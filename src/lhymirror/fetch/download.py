@@ -318,8 +318,6 @@ def _stream_in_pieces(
     ranges_proven = body.start not in (None, 0) or body.accepts_ranges
     cuttable = ranges_proven and url not in downloader._whole_only
     if budget is None or not (cuttable or partial.target.when_slow is not None):
-        if budget is not None:
-            budget.drop_reservation()
         return False
     key, lock = partial.target.key, threading.Lock()
     receive = _receiver(downloader.limiter, partial)

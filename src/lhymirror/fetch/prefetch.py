@@ -48,7 +48,6 @@ class PartPrefetch:
         self._waiting: deque[tuple[PartPlan, Future[FetchResult]]] = deque()
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._unclaimed = 0  # workers started that have not taken a part yet
 
     def start(self, after: PartPlan) -> bool:
         """Fetch the parts after *after* on spare connections; True while it waits for more.
@@ -63,42 +62,41 @@ class PartPrefetch:
             self._futures = {part.index: Future() for part in later}
             self._waiting = deque((part, self._futures[part.index]) for part in later)
         with self._lock:
-            waiting = len(self._waiting) - self._unclaimed  # parts no worker will take
-        if waiting <= 0:
+            waiting = len(self._waiting)
+        if waiting == 0:
             return False
         taken = self._budget.try_acquire(waiting)
         for _ in range(taken):
             with self._lock:
-                self._unclaimed += 1
+                first = self._waiting.popleft() if self._waiting else None
+            if first is None:  # running workers took the rest meanwhile
+                self._budget.release()
+                continue
             worker = threading.Thread(
-                target=self._work, name=f"lhymirror-part-{len(self._workers)}", daemon=True
+                target=self._work, args=(first,), name=f"lhymirror-part-{len(self._workers)}"
             )
+            worker.daemon = True
             self._workers.append(worker)
             worker.start()
         if taken < waiting:
-            parts = self._item.parts
-            rest = (self._item.size or 0) * waiting // len(parts)  # sizes of parts: rarely known
+            # the bytes still to come, as the parts' share of the file (their sizes: rarely known)
+            rest = (self._item.size or 0) * waiting // len(self._item.parts)
             self._budget.want(waiting - taken, rest=rest)
             return True
         return False
 
-    def _work(self) -> None:
-        """Fetch waiting parts one after another; give the connection back when none is left."""
-        claimed = False
+    def _work(self, job: tuple[PartPlan, Future[FetchResult]] | None) -> None:
+        """Fetch *job*, then the waiting parts one after another; then give the connection back."""
         try:
-            while True:
+            while job is not None:
+                part, future = job
+                if future.set_running_or_notify_cancel():  # else it is fetched in place
+                    try:
+                        future.set_result(self._fetch(part))
+                    except BaseException as exc:  # handed to place() through the future
+                        future.set_exception(exc)
                 with self._lock:
-                    if not claimed:
-                        self._unclaimed, claimed = self._unclaimed - 1, True
-                    if not self._waiting:
-                        return
-                    part, future = self._waiting.popleft()
-                if not future.set_running_or_notify_cancel():
-                    continue  # the in-order sequence reached it first and fetches it in place
-                try:
-                    future.set_result(self._fetch(part))
-                except BaseException as exc:  # handed to place() through the future
-                    future.set_exception(exc)
+                    job = self._waiting.popleft() if self._waiting else None
         finally:
             assert self._budget is not None
             self._budget.release()

@@ -47,12 +47,10 @@ class ConnectionBudget:
         total: int,
         *,
         split_size: int | None = None,
-        pieces: int = 4,
         session_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.total = max(1, total)
         self.split_size = split_size
-        self.pieces = pieces
         self._free = self.total
         self._reserved: dict[int, int] = {}  # thread id -> connections set aside for its pieces
         self._wanted: dict[int, int] = {}  # thread id -> connections it still waits for
