@@ -129,7 +129,7 @@ class ArchiveReader:
         self.limits = limits
         self.check_crc = check_crc
         opened = open_input(self.path)
-        self._raw = opened.stream
+        self.source: Any = opened.stream  # the archive's bytes, read by the format's walker
         try:
             self.format = _format_of(opened, str(self.path))
             if self.format == "zip" and not opened.seekable:
@@ -140,12 +140,13 @@ class ArchiveReader:
                     hint="Save it to a file first, then verify the file.",
                 )
         except BaseException:
-            self._raw.close()
+            self.source.close()
             raise
         self.seekable = opened.seekable
         self.archive_size = opened.size  # None for a pipe
-        self._hasher = FileHasher(self._raw, self.path) if hash_archive and self.seekable else None
-        self.source: Any = self._raw
+        self._hasher = (
+            FileHasher(self.source, self.path) if hash_archive and self.seekable else None
+        )
         self.last: str | None = None  # the last member seen, for naming damage after it
         self._names: dict[str, str] = {}  # collision key -> first name seen
         self._members = 0  # every member counts, duplicates included
@@ -161,7 +162,7 @@ class ArchiveReader:
         """Release the archive file (and stop hashing it)."""
         if self._hasher is not None:
             self._hasher.stop()
-        self._raw.close()
+        self.source.close()
 
     def __iter__(self) -> Iterator[ArchiveMember]:
         if self._tar is None:

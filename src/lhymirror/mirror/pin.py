@@ -9,6 +9,7 @@ from typing import Any
 
 from lhymirror.core.errors import UsageError
 from lhymirror.manifest.model import FileEntry, Manifest, write_manifest
+from lhymirror.mirror.state import expected_of
 from lhymirror.mirror.store import MirrorStore
 
 INSTALL_FOLDERS = ("site-packages", "dist-packages")
@@ -69,14 +70,11 @@ def pin_recorded(manifest: Manifest, store: MirrorStore) -> tuple[Manifest, list
     """The manifest with recorded checksums filled in, and the entries that changed."""
     changes = []
     for entry in manifest.files:
-        record = store.record(entry.id)
-        if record is None or record.path != entry.path:
+        expected = expected_of(entry, store.record(entry.id))
+        pinned = (expected.size, expected.sha256)
+        if expected.origin != "recorded" or (entry.size, entry.sha256) == pinned:
             continue
-        if entry.sha256 is not None and not record.accepted_upstream:
-            continue
-        if (entry.size, entry.sha256) == (record.size, record.sha256):
-            continue
-        changes.append(entry.model_copy(update={"size": record.size, "sha256": record.sha256}))
+        changes.append(entry.model_copy(update={"size": expected.size, "sha256": expected.sha256}))
     for entry in changes:
         manifest = manifest.with_file(entry)
     return manifest, changes

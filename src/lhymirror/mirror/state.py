@@ -30,8 +30,10 @@ ProblemKind = Literal[
     "missing", "symlink", "not_a_file", "unreadable", "size", "checksum", "unverified"
 ]
 DiskKind = Literal["absent", "file", "symlink", "not_a_file", "unreadable"]
-# What stands at a file's path but is not a usable file: never followed, read around or replaced.
-UNUSABLE: tuple[ProblemKind, ...] = ("symlink", "not_a_file", "unreadable")
+# What stands at a file's path but is not a usable file: never followed, read around or replaced
+# (a problem kind, and a file status of the same name).
+Unusable = Literal["symlink", "not_a_file", "unreadable"]
+UNUSABLE: tuple[Unusable, ...] = ("symlink", "not_a_file", "unreadable")
 ProgressCallback = Callable[[int], None]
 
 

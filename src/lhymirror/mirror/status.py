@@ -17,14 +17,11 @@ from lhymirror.core.errors import (
 from lhymirror.core.units import count_of, format_size
 from lhymirror.manifest.listing import group_by_section
 from lhymirror.manifest.model import FileEntry, Manifest
-from lhymirror.mirror.state import FileStatus, LocalState, local_state
+from lhymirror.mirror.state import UNUSABLE, FileStatus, LocalState, local_state
 from lhymirror.mirror.store import MirrorStore
 
 NextStep = Literal["fix", "sync", "add"]
 TO_FETCH: tuple[FileStatus, ...] = ("missing", "partial", "changed", "unverified")
-# What stands at the path is not a file lhymirror will use (links are never followed): a person
-# has to remove or fix it before sync can put the file there.
-UNUSABLE: tuple[FileStatus, ...] = ("symlink", "not_a_file", "unreadable")
 
 
 @dataclass(frozen=True)
