@@ -598,3 +598,56 @@ def test_the_cut_of_an_earlier_run_is_kept_even_with_no_connection_to_spare(
     assert result.sha256 == sha(data)
     assert server.ranges == [f"bytes={MiB}-{2 * MiB - 1}", f"bytes={3 * MiB}-{4 * MiB - 1}"]
     assert result.bytes_received == 2 * MiB  # what it lacked, no more
+
+
+@responses.activate
+def test_a_connection_given_back_after_a_cut_goes_to_the_next_file_not_to_the_cut(
+    store: MirrorStore,
+) -> None:
+    from lhymirror.fetch.partial import PartialDownload
+    from lhymirror.fetch.segments import PiecedStream
+
+    data = blob(8 * MiB, 11)
+    RangeServer(data)
+    budget = ConnectionBudget(3)
+    budget.acquire()  # this file's own
+    other = threading.Thread(target=budget.acquire)
+    other.start()
+    other.join()  # another file's: one connection is free
+    store.ensure_dirs()
+    partial = PartialDownload(store, big_target(store, data))
+    partial.begin(URL, '"v1"', None, 0)
+    stream = PiecedStream(
+        partial, URL, '"v1"', policy=POLICY, budget=budget,
+        clock=SteppingClock(1.0), on_bytes=lambda _: None,
+    )  # fmt: skip
+    assert stream.cutter(MiB) is None  # slow: it takes the free one and waits for another
+    assert stream.cutter(MiB) is not None  # half a second later it cuts with what it has
+    budget.release()  # the other file ends
+    assert budget.reserved() == 0  # its connection is not set aside for a cut already made
+    stream.close(None)
+    budget.unhold()
+    assert budget.try_acquire(3) == 3
+
+
+def test_a_cut_that_cannot_be_recorded_gives_its_connections_back(
+    store: MirrorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lhymirror.core.errors import StorageError
+    from lhymirror.fetch import segments
+    from lhymirror.fetch.partial import PartialDownload
+
+    def full_disk(path: Path, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(segments, "atomic_write_bytes", full_disk)
+    data = blob(8 * MiB, 12)
+    budget = ConnectionBudget(4)
+    budget.acquire()
+    store.ensure_dirs()
+    partial = PartialDownload(store, big_target(store, data))
+    with pytest.raises(StorageError):
+        segments.plan_cut(
+            partial, URL, '"v1"', MiB, ranges_proven=True, policy=POLICY, budget=budget
+        )
+    assert budget.try_acquire(4) == 3  # none lost: only this file's own is held

@@ -61,9 +61,10 @@ class PartPrefetch:
             later = self._item.parts[after.index + 1 :]
             self._futures = {part.index: Future() for part in later}
             self._waiting = deque((part, self._futures[part.index]) for part in later)
-        with self._lock:
-            waiting = len(self._waiting)
+        with self._lock:  # parts the in-order sequence took (their futures cancelled) do not count
+            waiting = sum(1 for _, future in self._waiting if not future.cancelled())
         if waiting == 0:
+            self._budget.drop_reservation()  # nothing left to want connections for
             return False
         taken = self._budget.try_acquire(waiting)
         for _ in range(taken):
@@ -83,6 +84,7 @@ class PartPrefetch:
             rest = (self._item.size or 0) * waiting // len(self._item.parts)
             self._budget.want(waiting - taken, rest=rest)
             return True
+        self._budget.drop_reservation()  # every part has a worker: no more connections owed
         return False
 
     def _work(self, job: tuple[PartPlan, Future[FetchResult]] | None) -> None:

@@ -126,9 +126,13 @@ def plan_cut(
         step = (size - start) // (extra + 1)
         bounds = [start + step * (i + 1) for i in range(extra)]
         _drop_saved(meta)
-        with storage_errors(meta):
-            record = {"url": url, "etag": etag, "size": size, "bounds": bounds}
-            atomic_write_bytes(meta, json.dumps(record).encode())
+        try:
+            with storage_errors(meta):
+                record = {"url": url, "etag": etag, "size": size, "bounds": bounds}
+                atomic_write_bytes(meta, json.dumps(record).encode())
+        except BaseException:
+            budget.release(extra)  # no cut: the connections taken for it go back
+            raise
     return _cut(partial, bounds, size, meta), extra
 
 
@@ -275,7 +279,7 @@ class PieceFetcher:
     def fetch(self, piece: Piece) -> None:
         """Fetch the rest of *piece*; ``TryAgain`` (cause ``range``) when the answer is wrong."""
         held = piece.held()
-        if held >= piece.end - piece.start:
+        if held >= piece.end - piece.start or self._cancelled():  # done, or the file stopped
             return
         first, last = piece.start + held, piece.end - 1
         session = self._sessions.lend_session()
@@ -442,6 +446,7 @@ class PiecedStream:
     def _start(self, planned: tuple[Cut, int]) -> int:
         """Start fetching the pieces of *planned* on its extra connections; the first's end."""
         self.cut, self._extra = planned
+        self._budget.drop_reservation()  # the cut is made: no more connections owed to it
         self._fetcher = PieceFetcher(
             self._url,
             etag=strong_etag(self._etag) or "",
