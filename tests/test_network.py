@@ -6,9 +6,7 @@ socket that never accepts stands for a filtered host. Timeouts are made short an
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,18 +129,6 @@ def test_an_unresolvable_name_is_not_tried_five_times(store: MirrorStore) -> Non
     assert time.monotonic() - started < 5
     assert len(attempts) == 1  # one retry, not four
     assert "gave up after 2 attempts" in (caught.value.detail or "")
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts connections (the kernel's backlog) and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        listener.close()
 
 
 # -- end to end: the CLI ---------------------------------------------------------------------
@@ -387,21 +373,6 @@ def test_a_local_folder_is_a_base(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 # -- a first byte that does not come ---------------------------------------------------------
-
-
-def test_a_silent_first_source_is_left_for_the_next_after_the_first_byte_timeout(
-    store: MirrorStore, http_server: CourseServer, silent_port: int
-) -> None:
-    data = pdf_payload(50_000, 3)
-    good = http_server.add("/ml/a.pdf", data)
-    policy = RetryPolicy(read_timeout=20, first_byte_timeout=0.2, backoff_base=0)
-    downloader = Downloader(store, policy=policy, sleep=lambda _: None)
-    started = time.monotonic()
-    result = downloader.fetch(
-        target(store, "a.pdf", data), [f"http://127.0.0.1:{silent_port}/a.pdf", good], new_session()
-    )
-    assert result.source == good
-    assert time.monotonic() - started < 3  # one 0.2 s wait, not 5 x 20 s
 
 
 def test_the_body_keeps_the_full_read_timeout(

@@ -108,7 +108,14 @@ def test_an_html_page_is_refused_however_it_starts(lead: bytes, tag: bytes, rest
         check_head(_target("data/a.zip"), lead + tag + rest)
 
 
-@given(st.binary(max_size=64))
+@given(
+    st.builds(
+        lambda lead, tag, rest: lead + tag + rest,
+        st.sampled_from([b"", b"\xef\xbb\xbf", b" \r\n", b"\t", b"x"]),
+        st.sampled_from([b"", b"<html", b"<HTML>", b"<!DOCTYPE html", b"<!doctype", b"<htm"]),
+        st.binary(max_size=32),
+    )
+)
 def test_html_is_recognised_as_the_first_rule_did(head: bytes) -> None:
     refused = True
     try:

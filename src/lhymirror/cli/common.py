@@ -162,11 +162,11 @@ def add_verbosity_options(parser: argparse.ArgumentParser, *, default: Any = Fal
     levels = parser.add_mutually_exclusive_group()
     levels.add_argument(
         "-q", "--quiet", action="store_true", default=default,
-        help="print only errors: no progress, no summary",
+        help="no progress bar, no summary: only errors (and the report a command is for)",
     )  # fmt: skip
     levels.add_argument(
         "-v", "--verbose", action="store_true", default=default,
-        help="print every step (each download attempt, each file) as one line",
+        help="more detail where there is some (sync: each download attempt as one line)",
     )  # fmt: skip
 
 
