@@ -195,9 +195,7 @@ def sync(
         check_base(base, option)
     check_proxy_support(os.environ)
     if swarm is not None and not offline:
-        from lhymirror.swarm.engine import libtorrent  # noqa: PLC0415
-
-        libtorrent()  # a missing extra is reported before any work
+        require_swarm()  # a missing extra is reported before any work
 
     def make_plan() -> SyncPlan:
         return plan(
@@ -213,10 +211,11 @@ def sync(
         )
 
     sync_plan = sync_plan if sync_plan is not None else make_plan()
+    rules = policy or RetryPolicy()
     network = [(option, base) for option, base in bases if network_bases([base])]
     base_check = None
     if network and not offline and not fallback_upstream and sync_plan.with_action("fetch"):
-        base_check = BaseCheck(network, timeout=(policy or RetryPolicy()).timeout)
+        base_check = BaseCheck(network, timeout=rules.timeout)
     events = events if events is not None else Silent()
     from_swarm: dict[str, FileOutcome] = {}
     if swarm is not None and not offline and sync_plan.with_action("fetch"):
@@ -240,8 +239,8 @@ def sync(
     credentials = credentials_for_plan(sync_plan)
     health = HostHealth(on_down=events.host_down)
     limiter = RateLimiter(limit_rate) if limit_rate else None
-    split = policy or RetryPolicy()  # large files from a base use the spare connections:
-    split_size = split.split_size(sync_plan.bytes_to_fetch(), jobs)
+    # large files from a base use the spare connections:
+    split_size = rules.split_size(sync_plan.bytes_to_fetch(), jobs)
     budget = ConnectionBudget(jobs, split_size=split_size)
     report = run_sync(
         sync_plan,

@@ -35,6 +35,7 @@ from lhymirror.fetch.plan import PlanItem, SyncPlan
 from lhymirror.fetch.policy import RetryPolicy
 from lhymirror.fetch.report import SyncReport
 from lhymirror.manifest.model import FILE_KINDS, Manifest
+from lhymirror.mirror.store import MirrorStore
 from lhymirror.swarm.leech import DEFAULT_WAIT
 
 MIRROR_ENV = "LHYMIRROR_MIRROR"
@@ -186,9 +187,7 @@ def run(args: argparse.Namespace) -> int:
         swarm = api.SwarmSource(args.swarm, session_options(args), args.peers, args.swarm_wait)
     quiet = args.quiet or wants_json(args)
     with TransferProgress(plan, enabled=show_bar, quiet=quiet, verbose=args.verbose) as progress:
-        events: api.SyncEvents = progress
-        if args.json_lines:
-            events = JsonLines()
+        events: api.SyncEvents = JsonLines() if args.json_lines else progress
         report = api.sync(
             manifest,
             store,
@@ -204,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if wants_json(args):
         return finish(args, {"dry_run": False, **report.to_json()}, report.error())
-    print_report(args, manifest, report)
+    print_report(args, manifest, store, report)
     return finish(args, {}, report.error())
 
 
@@ -268,7 +267,9 @@ def mirror_bases(given: list[str] | None) -> list[str]:
     return [base for base in re.split(r"[\s,]+", os.environ.get(MIRROR_ENV, "")) if base]
 
 
-def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncReport) -> None:
+def print_report(
+    args: argparse.Namespace, manifest: Manifest, store: MirrorStore, report: SyncReport
+) -> None:
     """The summary: problems by cause on stderr, counts on stdout."""
     if report.no_network:  # the error says it all; a line per file would only repeat it
         lines = []
@@ -277,7 +278,7 @@ def print_report(args: argparse.Namespace, manifest: Manifest, report: SyncRepor
         lines += problem_lines(
             report,
             lambda entry_id: import_command(args, manifest, entry_id),
-            rejected=str(selected_store(args, manifest).meta_dir / "rejected") + "/",
+            rejected=str(store.meta_dir / "rejected") + "/",
             verbose=args.verbose,
         )
     for line in lines:
