@@ -15,14 +15,14 @@ an archive that must be byte-identical when packed twice.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from html import escape
-from itertools import groupby
 from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
 from lhymirror.core.units import count_of, format_size, slugify
+from lhymirror.manifest.listing import group_by_section
 from lhymirror.manifest.model import FileEntry, Link, Manifest, section_sort_key
 from lhymirror.manifest.sources import (
     GDriveSource,
@@ -295,19 +295,12 @@ def _grouped_by_section(files: Sequence[IndexFile], links: Sequence[Link]) -> li
     """Sections in course order; within one, slides, code, data, others, each in the order
     given; entries without a section go last as Other."""
     sections: dict[str | None, Section] = {}
-    for key, group in _by_section(files, lambda f: f.entry.section):
+    for key, group in group_by_section(list(files), lambda f: f.entry.section):
         ordered = sorted(group, key=lambda f: _KIND_ORDER.get(f.entry.kind, 3))  # stable
         sections[key] = (key or OTHER_SECTION, ordered, [])
-    for key, link_group in _by_section(links, lambda link: link.section):
+    for key, link_group in group_by_section(list(links), lambda link: link.section):
         sections.setdefault(key, (key or OTHER_SECTION, [], []))[2].extend(link_group)
     return [sections[key] for key in sorted(sections, key=section_sort_key)]
-
-
-def _by_section(
-    items: Iterable[_T], section_of: Callable[[_T], str | None]
-) -> Iterator[tuple[str | None, Iterator[_T]]]:
-    ordered = sorted(items, key=lambda item: section_sort_key(section_of(item)))  # stable
-    return groupby(ordered, key=section_of)
 
 
 def _section_ids(names: Sequence[str]) -> list[str]:

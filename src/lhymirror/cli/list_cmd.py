@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from itertools import groupby
 from typing import Any
 
 from lhymirror.api import list_entries
@@ -16,13 +15,11 @@ from lhymirror.cli.common import (
 )
 from lhymirror.cli.jsonout import finish, wants_json
 from lhymirror.core.units import count_of
+from lhymirror.manifest.listing import ListReport
 from lhymirror.manifest.model import (
     FILE_KINDS,
     LINK_KINDS,
     FileEntry,
-    Link,
-    Manifest,
-    section_sort_key,
 )
 
 
@@ -63,19 +60,16 @@ def run(args: argparse.Namespace) -> int:
     if wants_json(args):
         return finish(args, report.to_json(), None)
     show_links = args.links or bool(kinds and kinds & set(LINK_KINDS))
-    lines = _table_lines(manifest, list(report.files), list(report.links), show_links=show_links)
+    lines = _table_lines(report, show_links=show_links)
     print("\n".join(lines))
     return 0
 
 
-def _table_lines(
-    manifest: Manifest, files: list[FileEntry], links: list[Link], *, show_links: bool
-) -> list[str]:
+def _table_lines(report: ListReport, *, show_links: bool) -> list[str]:
+    manifest, files, links = report.manifest, report.files, report.links
     lines = [f"{manifest.course}, {manifest.year} (manifest version {manifest.version})"]
     id_width = max((len(f.id) for f in files), default=2)
-    entries: list[FileEntry | Link] = [*files, *(links if show_links else [])]
-    by_section = sorted(entries, key=lambda e: section_sort_key(e.section))
-    for section, group in groupby(by_section, key=lambda e: e.section):
+    for section, group in report.by_section(links=show_links):
         lines.append("")
         lines.append(section or "(no section)")
         for entry in group:
@@ -84,7 +78,7 @@ def _table_lines(
             else:
                 title = entry.title or ""
                 lines.append(f"  {'':<{id_width}}  {entry.kind:<11}  {title}  {entry.url}")
-    total = sum(f.size or 0 for f in files)
+    total = report.known_bytes
     unknown = sum(1 for f in files if f.size is None)
     lines.append("")
     lines.append(
