@@ -35,6 +35,7 @@ from lhymirror.core.units import count_of
 from lhymirror.fetch.http import is_retryable_status, new_session
 from lhymirror.fetch.plan import CourseArchive, course_archive
 from lhymirror.fetch.response import brief
+from lhymirror.fetch.scheduler import PerThread
 from lhymirror.fetch.sources import gdrive, kaggle
 from lhymirror.fetch.sources.base import is_html_response
 from lhymirror.manifest.model import FileEntry, Manifest
@@ -180,8 +181,11 @@ def check_sources(
         for job in _jobs(entry, records(entry.id), last_resort)
     ]
     prober = _Prober(timeout, kaggle_credentials, session_factory, per_host)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        probes = list(pool.map(prober.probe, work))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            probes = list(pool.map(prober.probe, work))
+    finally:
+        prober.sessions.close()
     checks = tuple(
         SourceCheck(job.entry.id, job.part, job.source, probe)
         for job, probe in zip(work, probes, strict=True)
@@ -221,9 +225,8 @@ class _Prober:
     ) -> None:
         self._timeout = timeout
         self._credentials = credentials
-        self._session_factory = session_factory
+        self.sessions = PerThread(session_factory, lambda session: session.close())
         self._per_host = max(1, per_host)
-        self._local = threading.local()
         self._hosts: dict[str, threading.Semaphore] = {}
         self._lock = threading.Lock()
 
@@ -256,7 +259,7 @@ class _Prober:
                 return _interpret(job, parsed, response)
 
     def _ask(self, url: str, auth: tuple[str, str] | None, *, head: bool) -> requests.Response:
-        session = self._session()
+        session = self.sessions.get()
         if head:
             response = session.head(url, auth=auth, timeout=self._timeout, allow_redirects=True)
             if response.status_code not in _REFUSES_HEAD:
@@ -264,12 +267,6 @@ class _Prober:
             response.close()
         headers = {"Range": "bytes=0-0", "Accept-Encoding": "identity"}
         return session.get(url, headers=headers, auth=auth, timeout=self._timeout, stream=True)
-
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = self._session_factory()
-        return session
 
     def _host_slot(self, host: str) -> threading.Semaphore:
         with self._lock:
