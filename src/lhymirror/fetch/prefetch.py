@@ -145,6 +145,7 @@ class PartPrefetch:
             return None  # fetched again in place, where its failure is reported if it lasts
         path = self._staged_path(part)
         partial = PartialDownload(self._store, target)
+        partial.hashes_while_streaming = False  # its own sha256 was checked when it was staged
         partial.begin(staged.source, staged.etag, staged.last_modified, 0)
         with partial.appending() as handle, storage_errors(path), path.open("rb") as stream:
             while chunk := stream.read(CHUNK_SIZE):
