@@ -205,6 +205,13 @@ def selected_store(args: argparse.Namespace, manifest: Manifest) -> MirrorStore:
     return open_mirror(manifest, mirror_root(args.root))
 
 
+def this_run_command(args: argparse.Namespace, manifest: Manifest, command: str, *rest: str) -> str:
+    """``lhymirror COMMAND`` for this run's manifest (or year) and root; *rest* before --root."""
+    selection = f"--manifest {args.manifest}" if args.manifest else str(manifest.year)
+    root = f" --root {args.root}" if args.root else ""
+    return " ".join(["lhymirror", command, selection, *rest]) + root
+
+
 def selected_manifest(args: argparse.Namespace) -> tuple[Manifest, Path]:
     """Load the manifest chosen by ``YEAR`` / ``--year`` / ``--manifest``."""
     from lhymirror.api import open_manifest  # noqa: PLC0415

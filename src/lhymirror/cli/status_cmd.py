@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -14,10 +15,10 @@ from lhymirror.cli.common import (
     format_size,
     selected_manifest,
     selected_store,
+    this_run_command,
 )
 from lhymirror.cli.jsonout import finish, wants_json
 from lhymirror.core.units import count_of
-from lhymirror.manifest.model import Manifest
 from lhymirror.mirror.state import FileStatus
 from lhymirror.mirror.status import TO_FETCH, StatusReport
 
@@ -70,15 +71,9 @@ def run(args: argparse.Namespace) -> int:
     store = selected_store(args, manifest)
     report = status(manifest, store, rehash=args.rehash)
     if not wants_json(args):
-        print("\n".join(status_lines(report, command_for(args, manifest))))
+        command = functools.partial(this_run_command, args, manifest)
+        print("\n".join(status_lines(report, command)))
     return finish(args, report.to_json(), report.error())
-
-
-def command_for(args: argparse.Namespace, manifest: Manifest) -> Callable[[str], str]:
-    """``lhymirror COMMAND`` with this run's manifest and root, for next-step lines."""
-    selection = f"--manifest {args.manifest}" if args.manifest else str(manifest.year)
-    root = f" --root {args.root}" if args.root else ""
-    return lambda command: f"lhymirror {command} {selection}{root}"
 
 
 def status_lines(report: StatusReport, command: Callable[[str], str]) -> list[str]:

@@ -20,6 +20,7 @@ from lhymirror.cli.common import (
     positive_int,
     selected_manifest,
     selected_store,
+    this_run_command,
 )
 from lhymirror.cli.exitcodes import ExitStatus
 from lhymirror.cli.jsonout import JsonLines, finish, wants_json
@@ -155,13 +156,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def import_command(args: argparse.Namespace, manifest: Manifest, entry_id: str) -> str:
-    """The ``lhymirror add`` command that imports a hand-downloaded file for this selection."""
-    selection = f"--manifest {args.manifest}" if args.manifest else str(manifest.year)
-    root = f" --root {args.root}" if args.root else ""
-    return f"lhymirror add {selection} {entry_id} FILE{root}"
-
-
 def run(args: argparse.Namespace) -> int:
     """Plan, then (unless --dry-run) download; print the summary; return the exit status."""
     manifest, _ = selected_manifest(args)
@@ -277,7 +271,7 @@ def print_report(
         lines = host_lines(report)
         lines += problem_lines(
             report,
-            lambda entry_id: import_command(args, manifest, entry_id),
+            lambda entry_id: this_run_command(args, manifest, "add", entry_id, "FILE"),
             rejected=str(store.meta_dir / "rejected") + "/",
             verbose=args.verbose,
         )
