@@ -369,6 +369,29 @@ def test_sidecar_is_updated_while_streaming(env: Env, monkeypatch: pytest.Monkey
         assert state is not None and (state.bytes_held, state.url, state.etag) == (5, URL, ETAG)
 
 
+@responses.activate
+def test_a_download_that_ends_well_writes_its_sidecar_once(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small files dominate a course: each rewrite of the sidecar costs a handful of syscalls."""
+    data = blob(300_000, 1)
+    responses.add_callback(responses.GET, URL, callback=ranged(data))
+    saved: list[int] = []
+    real_save = env.store.save_partial_state
+    monkeypatch.setattr(
+        env.store,
+        "save_partial_state",
+        lambda key, state: (saved.append(state.bytes_held), real_save(key, state)),
+    )
+    target = env.target(data)
+
+    env.fetch(target, [URL])
+
+    assert saved == [0]  # at the start, naming the source and its validator
+    assert env.store.partial_state("a") is None
+    assert target.final_path.read_bytes() == data
+
+
 def test_weak_etag_is_not_used_as_proof(env: Env) -> None:
     partial = PartialDownload(env.store, env.target(blob(10, 1)))
     partial.begin(URL, 'W/"weak"', LAST_MODIFIED, 0)

@@ -93,6 +93,24 @@ def test_partial_state_round_trips(store: MirrorStore) -> None:
     assert store.partial_state("l01") is None
 
 
+def test_discarding_a_partial_removes_its_leftovers_and_nothing_of_other_keys(
+    store: MirrorStore,
+) -> None:
+    own = store.partial_path("l01")
+    own.parent.mkdir(parents=True, exist_ok=True)
+    store.save_partial_state("l01", PartialState(url="https://x/y"))
+    leftovers = [own.name, *(own.name + tail for tail in (".4096", ".segments.json", ".staged"))]
+    others = ["l01.race.part", "l01.race.json", "l011.part", "l011.part.4096", "l0.part"]
+    for name in leftovers + others:
+        (own.parent / name).write_bytes(b"x")
+
+    store.discard_partial("l01")
+
+    assert sorted(path.name for path in own.parent.iterdir()) == sorted(others)
+    store.discard_partial("l01")  # nothing left: no error
+    store.discard_partial("never-started")
+
+
 # -- lock ------------------------------------------------------------------------------------------
 
 

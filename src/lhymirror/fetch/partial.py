@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,7 +120,10 @@ class PartialDownload:
 
     @contextlib.contextmanager
     def appending(self) -> Iterator[BinaryIO]:
-        """The partial file open for appending; closed and its sidecar saved on any exit."""
+        """The partial file open for appending; closed on any exit, its sidecar saved on a failure.
+
+        (A normal exit is followed by the check that places the bytes or puts them aside.)
+        """
         with storage_errors(self.path):
             handle = self.path.open("ab")
         self._writeback = BackgroundWriteback(handle)
@@ -134,7 +138,6 @@ class PartialDownload:
         with storage_errors(self.path):
             self._writeback.close()
             handle.close()
-        self.save_state()
 
     def append(self, handle: BinaryIO, chunk: bytes) -> None:
         """Keep *chunk*; update the sidecar every few MiB so a killed run can resume."""
@@ -224,9 +227,13 @@ class PartialDownload:
     def _truncate(self) -> None:
         """Keep only the bytes before this target's own (none, unless it is a part in place)."""
         with storage_errors(self.path):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("ab") as handle:
-                handle.truncate(self.base)
+            try:
+                os.truncate(self.path, self.base)
+            except FileNotFoundError:  # nothing held yet: the usual case
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self.in_place:
+                    with self.path.open("ab") as handle:
+                        handle.truncate(self.base)
 
     def _forget(self) -> None:
         self.url = self.etag = self.last_modified = None

@@ -16,7 +16,6 @@ Files in the year folder that the manifest does not list are never touched.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import time
@@ -195,8 +194,8 @@ class MirrorStore:
         with storage_errors(path):
             path.unlink(missing_ok=True)
             self.partial_state_path(key).unlink(missing_ok=True)
-            for piece in path.parent.glob(glob.escape(path.name) + ".*"):
-                piece.unlink(missing_ok=True)  # <key>.part.<offset>, <key>.part.segments.json
+            for name in _names_starting(path.parent, path.name + "."):
+                (path.parent / name).unlink(missing_ok=True)  # pieces, their record, staged
 
     def discard_partials(self, entry: FileEntry) -> None:
         """Remove every unfinished download of an entry, its parts' assembly included."""
@@ -269,6 +268,15 @@ def _lock_owner(path: Path) -> str:
 def _download_keys(entry: FileEntry) -> tuple[str, ...]:
     """Book-keeping keys of an entry's downloads: the whole file's, then each part's."""
     return (entry.id, *(part_key(entry.id, i) for i in range(len(entry.parts or ()))))
+
+
+def _names_starting(folder: Path, prefix: str) -> list[str]:
+    """Names of the entries of *folder* that start with *prefix* (none if it does not exist)."""
+    try:
+        with os.scandir(folder) as entries:
+            return [entry.name for entry in entries if entry.name.startswith(prefix)]
+    except FileNotFoundError:
+        return []
 
 
 def _size_or_zero(path: Path) -> int:
