@@ -19,7 +19,7 @@ from httpserver import CourseServer, Fault, pdf_payload
 from lhymirror.fetch.download import Downloader
 from lhymirror.fetch.health import HostHealth
 from lhymirror.fetch.http import RetryPolicy, new_session
-from lhymirror.fetch.race import Race, RaceLost
+from lhymirror.fetch.race import DEADLINES, Race, RaceLost
 from lhymirror.fetch.scheduler import ConnectionBudget
 from lhymirror.fetch.transfer import Target
 from lhymirror.mirror.store import MirrorStore
@@ -152,6 +152,33 @@ def test_a_late_first_source_loses_to_a_racer_that_finishes_first(
     assert late.answered == 0
     assert (store.year_dir / "a.pdf").read_bytes() == data
     assert race_threads() == []
+    assert leftovers(store) == []
+
+
+def test_files_whose_first_source_answers_start_no_thread_and_leave_nothing_armed(
+    store: MirrorStore, http_server: CourseServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The common case costs no thread per file: one helper thread keeps every deadline."""
+    started: list[str] = []
+
+    class Counted(threading.Thread):
+        def start(self) -> None:
+            started.append(self.name)
+            super().start()
+
+    monkeypatch.setattr("lhymirror.fetch.race.threading.Thread", Counted)
+    downloader = Downloader(store, policy=RACING, sleep=lambda _: None)
+    for number in range(20):
+        data = pdf_payload(5_000, number)
+        first = http_server.add(f"/ml/{number}.pdf", data)
+        other = http_server.add(f"/other/{number}.pdf", data)
+        name = f"{number}.pdf"
+        result = downloader.fetch(target(store, name, data), [first, other], new_session())
+        assert result.source == first
+
+    assert [name for name in started if name.startswith("lhymirror-race")] == []
+    assert started.count("lhymirror-deadlines") <= 1
+    assert DEADLINES.armed() == 0
     assert leftovers(store) == []
 
 

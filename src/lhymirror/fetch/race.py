@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from lhymirror.fetch.deadlines import Deadlines
 from lhymirror.fetch.http import interrupt, new_session
 from lhymirror.fetch.partial import PartialDownload
 from lhymirror.fetch.sources.base import Resolved, SourceFailed, TryAgain
@@ -39,6 +40,7 @@ T = TypeVar("T")
 Runner = Literal["first", "racer"]
 RaceOutcome = FetchResult | Literal["next", "exhausted"]
 RACE_SUFFIX = ".race"
+DEADLINES = Deadlines()  # when each file's other sources start racing a silent first one
 
 
 class RaceLost(BaseException):
@@ -180,8 +182,7 @@ def race_sources(
     """
     race = Race()
     racer = _Racer(downloader, race, rest, partial)
-    watcher = threading.Thread(target=racer.watch, name="lhymirror-race", daemon=True)
-    watcher.start()
+    racer.arm()
     result: FetchResult | None = None
     try:
         result = downloader._fetch_from(
@@ -194,15 +195,16 @@ def race_sources(
     except BaseException:
         race.first_finished()
         race.end("racer")
-        watcher.join()
+        racer.join()
         raise
     race.first_finished()
     if result is not None:
         race.end("racer")
-        watcher.join()
-        racer.discard()
+        racer.join()
+        if race.racing:
+            racer.discard()
         return result
-    watcher.join()
+    racer.join()
     if not race.racing:
         return "next"
     if racer.error is not None:
@@ -221,7 +223,7 @@ def race_sources(
 
 
 class _Racer:
-    """The other sources of a file, tried on the watcher thread once the first is silent."""
+    """The other sources of a file, tried on a thread of their own once the first is silent."""
 
     def __init__(
         self, downloader: Downloader, race: Race, rest: Sequence[str], partial: PartialDownload
@@ -235,14 +237,41 @@ class _Racer:
         self.result: FetchResult | None = None
         self.error: BaseException | None = None
         self.failures: list[tuple[str, SourceFailed]] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._cancel: Callable[[], None] = lambda: None
 
-    def watch(self) -> None:
-        """Wait for the first source's answer; race it once the first-byte timeout passes."""
-        downloader, race = self._downloader, self._race
-        policy = downloader.policy
-        wait = min(policy.first_byte_timeout, policy.read_timeout)
-        if race.answered.wait(wait) or not race.start_racing():
+    @property
+    def _wait(self) -> float:
+        policy = self._downloader.policy
+        return min(policy.first_byte_timeout, policy.read_timeout)
+
+    def arm(self) -> None:
+        """Race the first source once the first-byte timeout has passed without its answer."""
+        self._cancel = DEADLINES.call_later(self._wait, self._expired)
+
+    def join(self) -> None:
+        """Disarm, and wait for the racer if it started (call after ``Race.first_finished``)."""
+        self._cancel()
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _expired(self) -> None:
+        """On the deadlines thread: start racing unless the first source answered meanwhile."""
+        if self._race.answered.is_set():
             return
+        thread = threading.Thread(target=self._race_now, name="lhymirror-race", daemon=True)
+        with self._lock:  # join() sees the thread, or the race was refused: the first is done
+            if self._race.start_racing():
+                self._thread = thread
+                thread.start()
+
+    def _race_now(self) -> None:
+        """Try the other sources; the first loses once one of them verified its bytes."""
+        downloader, race = self._downloader, self._race
+        wait = self._wait
         self._note_silence(wait)
         budget = downloader.budget
         held = budget.try_acquire(1) if budget is not None else 1

@@ -1,0 +1,55 @@
+"""The one helper thread that runs armed calls at their deadlines (races start from it)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from lhymirror.fetch.deadlines import Deadlines
+
+
+def test_armed_calls_run_in_deadline_order_on_one_thread() -> None:
+    deadlines = Deadlines(idle=0.05)
+    ran: list[tuple[str, str]] = []
+    done = threading.Event()
+    deadlines.call_later(
+        0.3, lambda: (ran.append(("late", threading.current_thread().name)), done.set())
+    )
+    deadlines.call_later(0.05, lambda: ran.append(("early", threading.current_thread().name)))
+    started = time.monotonic()
+
+    assert done.wait(5)
+    assert time.monotonic() - started >= 0.25
+    assert ran == [("early", "lhymirror-deadlines"), ("late", "lhymirror-deadlines")]
+
+
+def test_a_cancelled_call_never_runs_and_is_not_kept() -> None:
+    deadlines = Deadlines(idle=0.05)
+    ran: list[str] = []
+    done = threading.Event()
+    cancels = [deadlines.call_later(0.1, lambda: ran.append("cancelled")) for _ in range(1000)]
+    deadlines.call_later(0.2, done.set)
+    for cancel in cancels:
+        cancel()
+
+    assert deadlines.armed() == 1
+    assert done.wait(5)
+    assert ran == []
+    cancels[0]()  # harmless after the fact
+
+
+def test_the_helper_thread_ends_when_idle_and_starts_again_when_needed() -> None:
+    deadlines = Deadlines(idle=0.05)
+    first = threading.Event()
+    deadlines.call_later(0.01, first.set)
+    assert first.wait(5)
+    for _ in range(500):  # it ends 0.05 s after its last call
+        if not deadlines.serving:
+            break
+        time.sleep(0.01)
+    assert not deadlines.serving
+
+    again = threading.Event()
+    deadlines.call_later(0.01, again.set)
+    assert deadlines.serving
+    assert again.wait(5)
