@@ -14,6 +14,7 @@ from lhymirror.fetch.http import (
     MAX_REDIRECTS,
     InsecureRedirectError,
     RetryPolicy,
+    SafeSession,
     is_retryable_status,
     new_session,
     parse_retry_after,
@@ -116,3 +117,55 @@ def test_redirect_loop_stops_after_ten_hops() -> None:
         responses.get(f"https://a.example/{i}", status=302, headers={"Location": f"/{i + 1}"})
     with pytest.raises(requests.TooManyRedirects):
         new_session().get("https://a.example/0", timeout=5)
+
+
+# -- the environment's proxies, read once per host -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/a.pdf",
+        "https://speech.ee.ntu.edu.tw/~hylee/ml/a.pdf",
+        "https://github.com/x/y/releases/download/v1/a.zip",
+        "http://internal.example/b.pdf",
+    ],
+)
+@pytest.mark.parametrize("explicit", [None, {}, {"https": "http://explicit:1"}])
+def test_proxies_merge_as_requests_merges_them(
+    monkeypatch: pytest.MonkeyPatch, url: str, explicit: dict[str, str] | None
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://tls-proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,internal.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/course-ca.pem")
+    ours, theirs = SafeSession(), requests.Session()
+    for _ in range(2):  # the second answer comes from the cache
+        expected = theirs.merge_environment_settings(
+            url, None if explicit is None else dict(explicit), True, None, None
+        )
+        got = ours.merge_environment_settings(
+            url, None if explicit is None else dict(explicit), True, None, None
+        )
+        assert got == expected
+    assert ours.trust_env
+
+
+def test_the_environment_is_read_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lhymirror.fetch.http as http_module
+
+    reads: list[str] = []
+    real = http_module.get_environ_proxies
+
+    def counted(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        reads.append(url)
+        return real(url, no_proxy)
+
+    monkeypatch.setattr(http_module, "get_environ_proxies", counted)
+    session = SafeSession()
+    for name in ("a", "b", "c"):
+        session.merge_environment_settings(
+            f"http://127.0.0.1:8080/{name}.pdf", {}, True, None, None
+        )
+    session.merge_environment_settings("http://127.0.0.2:8080/a.pdf", {}, True, None, None)
+    assert reads == ["http://127.0.0.1:8080/a.pdf", "http://127.0.0.2:8080/a.pdf"]

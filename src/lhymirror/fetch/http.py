@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import socket
 import threading
 import weakref
@@ -23,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 
 from lhymirror import __version__
 from lhymirror.fetch.policy import RetryPolicy
@@ -54,7 +56,46 @@ class InsecureRedirectError(requests.exceptions.InvalidURL):
 
 
 class SafeSession(requests.Session):
-    """A ``requests.Session`` that refuses redirects from ``https`` to ``http``."""
+    """A ``requests.Session`` that refuses redirects from ``https`` to ``http``.
+
+    It also reads the environment's proxy settings once per host: requests scans the whole
+    environment twice for every request, which costs more than a small file's transfer.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environ_proxies: dict[tuple[str, str, Any], dict[str, str]] = {}
+
+    def merge_environment_settings(
+        self,
+        url: str | bytes | None,
+        proxies: Any,
+        stream: Any,
+        verify: Any,
+        cert: Any,
+    ) -> Any:
+        """What requests merges, with the environment's proxies for each host read once.
+
+        The proxies and CA bundle the environment names are merged here as requests would, and
+        requests is then asked to merge the rest without reading the environment again (a
+        session serves one thread at a time, so the flag is this request's alone meanwhile).
+        """
+        if not self.trust_env or proxies is None or not isinstance(url, str):
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, proxies.get("no_proxy"))
+        if key not in self._environ_proxies:
+            self._environ_proxies[key] = get_environ_proxies(url, no_proxy=key[2])
+        for name, value in self._environ_proxies[key].items():
+            proxies.setdefault(name, value)
+        if verify is True or verify is None:
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            verify = bundle or verify
+        self.trust_env = False
+        try:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        finally:
+            self.trust_env = True
 
     def get_redirect_target(self, resp: requests.Response) -> str | None:
         """The redirect's target; raise :class:`InsecureRedirectError` for a downgrade."""
