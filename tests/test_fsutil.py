@@ -140,3 +140,25 @@ def test_only_fsutil_opens_files_for_reading_without_following_links() -> None:
         if 'O_RDONLY | getattr(os, "O_NOFOLLOW"' in path.read_text(encoding="utf-8")
     ]
     assert opens == ["core/fsutil.py"]
+
+
+def test_in_folder_creates_a_missing_folder_only_when_the_action_needs_it(tmp_path: Path) -> None:
+    calls: list[bool] = []
+    folder = tmp_path / "a" / "b"
+
+    def write() -> int:
+        calls.append(folder.is_dir())
+        return (folder / "f").write_bytes(b"x")
+
+    assert fsutil.in_folder(folder, write) == 1
+    assert calls == [False, True]
+    assert fsutil.in_folder(folder, write) == 1
+    assert calls == [False, True, True]  # there: tried once, no mkdir
+
+
+def test_in_folder_passes_on_what_a_folder_does_not_cure(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.part"
+    with pytest.raises(FileNotFoundError):  # the source is missing, not the folder
+        fsutil.in_folder(tmp_path / "new", lambda: missing.replace(tmp_path / "new" / "f"))
+    with pytest.raises(PermissionError):
+        fsutil.in_folder(tmp_path, lambda: (_ for _ in ()).throw(PermissionError("no")))

@@ -62,6 +62,28 @@ def test_a_symlinked_year_folder_is_refused(store: MirrorStore, tmp_path: Path) 
         store.file_path("slides/l01.pdf")
 
 
+def test_links_that_appear_after_a_path_was_checked_are_still_refused(
+    store: MirrorStore, tmp_path: Path
+) -> None:
+    """Checked paths are remembered; the links on their way are looked at every time."""
+    assert store.file_path("slides/l01.pdf") == store.year_dir / "slides" / "l01.pdf"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    store.year_dir.mkdir(parents=True)
+    (store.year_dir / "slides").symlink_to(outside)
+    with pytest.raises(StorageError, match="symlink inside the mirror"):
+        store.file_path("slides/l01.pdf")
+    (store.year_dir / "slides").unlink()
+    store.year_dir.rmdir()
+    store.year_dir.symlink_to(outside)
+    with pytest.raises(StorageError, match="symlinked folder"):
+        store.locate("slides/l01.pdf")
+    with pytest.raises(StorageError, match="unsafe path"):
+        store.locate("../l01.pdf")  # and an unsafe one is refused every time, never remembered
+    with pytest.raises(StorageError, match="unsafe path"):
+        store.locate("../l01.pdf")
+
+
 # -- records and partial sidecars -------------------------------------------------------------
 
 
@@ -91,6 +113,18 @@ def test_partial_state_round_trips(store: MirrorStore) -> None:
     assert store.partial_state("l01") == state
     store.discard_partial("l01")
     assert store.partial_state("l01") is None
+
+
+def test_a_sidecar_torn_by_a_crash_reads_as_none(store: MirrorStore) -> None:
+    """Sidecars are rewritten in place (not atomically): a torn one must never be trusted."""
+    state = PartialState(url="https://x/y", etag='"e"', expected_size=10, bytes_held=4)
+    store.save_partial_state("l01", state)
+    whole = store.partial_state_path("l01").read_bytes()
+    for cut in range(len(whole) - 1):  # every prefix a crash can leave behind
+        store.partial_state_path("l01").write_bytes(whole[:cut])
+        assert store.partial_state("l01") is None, cut
+    store.save_partial_state("l01", state)  # and it is written whole again over a torn one
+    assert store.partial_state("l01") == state
 
 
 def test_discarding_a_partial_removes_its_leftovers_and_nothing_of_other_keys(

@@ -11,12 +11,14 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from lhymirror.core.streams import ReadsInto
 
 if TYPE_CHECKING:  # concurrent.futures loads logging: only the writers need it (start-up)
     from concurrent.futures import Future
+
+T = TypeVar("T")
 
 CHUNK_SIZE = 1024 * 1024
 # Modes of what lhymirror writes (files in archives and extractions, folders, executables).
@@ -98,6 +100,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def in_folder(folder: Path, action: Callable[[], T]) -> T:
+    """``action()``, first creating *folder* (and its parents) if it turns out to be missing.
+
+    The folder nearly always exists: trying first spares two system calls a file.
+    """
+    try:
+        return action()
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+        return action()
+
+
 def replace_durably(source: Path, target: Path) -> None:
     """Atomically rename *source* over *target* and make the rename durable."""
     source.replace(target)
@@ -163,8 +177,7 @@ def atomic_writer(
     ``durable=False`` skips the fsyncs: readers still see the old or the new content, never a
     mix, but a power cut may lose the update. Fit for hints that are rewritten often.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(target)
+    fd, tmp = in_folder(target.parent, lambda: temp_beside(target))
     try:
         with os.fdopen(fd, "wb") as stream:
             yield stream

@@ -17,6 +17,7 @@ WINDOWS_RESERVED_NAMES = frozenset(
     + ["COM¹", "COM²", "COM³", "LPT¹", "LPT²", "LPT³"]
 )
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # lhymirror keeps its own records in this folder of a mirror (and of a download folder): no
 # manifest path may use it, in any case or normalisation.
 RESERVED_FOLDER = ".lhymirror"
@@ -34,7 +35,7 @@ def path_problems(path: str) -> list[str]:
         problems.append("starts with a Windows drive letter")
     if "\\" in path:
         problems.append("contains a backslash (use '/' between folders)")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
+    if _CONTROL.search(path):
         problems.append("contains a NUL or control character")
     segments = path.split("/")
     inner = segments[1:] if path.startswith("/") else segments

@@ -29,6 +29,7 @@ from lhymirror.core.fsutil import (
     atomic_writer,
     fsync_file,
     hash_stream,
+    in_folder,
     replace_durably,
 )
 from lhymirror.mirror.store import MirrorStore, PartialState
@@ -125,7 +126,7 @@ class PartialDownload:
         (A normal exit is followed by the check that places the bytes or puts them aside.)
         """
         with storage_errors(self.path):
-            handle = self.path.open("ab")
+            handle = in_folder(self.path.parent, lambda: self.path.open("ab"))
         self._writeback = BackgroundWriteback(handle)
         try:
             yield handle
@@ -196,8 +197,7 @@ class PartialDownload:
         with storage_errors(self.path):
             fsync_file(self.path)
         with storage_errors(final_path):
-            final_path.parent.mkdir(parents=True, exist_ok=True)
-            replace_durably(self.path, final_path)
+            in_folder(final_path.parent, lambda: replace_durably(self.path, final_path))
         self.store.discard_partial(self.target.key)
         self._forget()
 
@@ -230,9 +230,8 @@ class PartialDownload:
             try:
                 os.truncate(self.path, self.base)
             except FileNotFoundError:  # nothing held yet: the usual case
-                self.path.parent.mkdir(parents=True, exist_ok=True)
                 if self.in_place:
-                    with self.path.open("ab") as handle:
+                    with in_folder(self.path.parent, lambda: self.path.open("ab")) as handle:
                         handle.truncate(self.base)
 
     def _forget(self) -> None:

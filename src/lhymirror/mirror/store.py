@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lhymirror.core.errors import StorageError, storage_errors
-from lhymirror.core.fsutil import atomic_write_text, replace_durably, try_lock
+from lhymirror.core.fsutil import atomic_write_text, in_folder, replace_durably, try_lock
 from lhymirror.core.safepath import RESERVED_FOLDER, is_reserved, path_problems
 from lhymirror.core.units import utc_now
 from lhymirror.manifest.model import FileEntry
@@ -71,6 +71,7 @@ class MirrorStore:
         self.year = year
         self.year_dir = self.root / str(year)
         self.meta_dir = self.year_dir / RESERVED_FOLDER
+        self._located: dict[str, Path] = {}  # safe manifest paths, checked once
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -86,13 +87,16 @@ class MirrorStore:
         Links on the way are not looked at (:func:`lhymirror.mirror.state.look_at` does), except
         a linked year folder, which no command works through.
         """
-        problems = path_problems(relative)
-        if problems or is_reserved(relative):
-            raise StorageError(
-                "unsafe path", where=relative, detail="; ".join(problems) or "reserved folder"
-            )
-        self._refuse_linked_year()
-        return self.year_dir.joinpath(*relative.split("/"))
+        located = self._located.get(relative)
+        if located is None:
+            problems = path_problems(relative)
+            if problems or is_reserved(relative):
+                raise StorageError(
+                    "unsafe path", where=relative, detail="; ".join(problems) or "reserved folder"
+                )
+            located = self._located[relative] = self.year_dir.joinpath(*relative.split("/"))
+        self._refuse_linked_year()  # looked at every time: a link may appear meanwhile
+        return located
 
     def _refuse_symlinks(self, target: Path) -> None:
         """Refuse a path with a symlinked component between the year folder and the file."""
@@ -178,15 +182,16 @@ class MirrorStore:
             return None
 
     def save_partial_state(self, key: str, state: PartialState) -> None:
-        """Write the sidecar of a partial download atomically.
+        """Write the sidecar of a partial download, in place.
 
-        Not fsynced: it is rewritten while bytes stream in, and losing an update to a power cut
-        costs at most a restart from zero (the final sha256 check catches any bad prefix).
+        Neither atomic nor fsynced: it is rewritten while bytes stream in, and a crash that
+        tears or loses it leaves a sidecar that reads as none, which costs at most a restart
+        from zero (the final sha256 check catches any bad prefix either way).
         """
         path = self.partial_state_path(key)
-        text = json.dumps(asdict(state), indent=2, sort_keys=True) + "\n"
+        data = (json.dumps(asdict(state), indent=2, sort_keys=True) + "\n").encode()
         with storage_errors(path):
-            atomic_write_text(path, text, durable=False)
+            in_folder(path.parent, lambda: path.write_bytes(data))
 
     def discard_partial(self, key: str) -> None:
         """Remove a partial download, its sidecar, and the pieces of a segmented download."""
