@@ -7,13 +7,16 @@ The same members give byte-identical archives on any machine and at any time:
   its DOS date can hold), files mode 0644 and folders 0755, uid/gid 0 and no user/group names;
 * tar uses the POSIX pax format (pax headers only where ustar cannot hold a name or size);
   tar.gz has no file name and a zero time in its gzip header;
-* compression levels are fixed. (Deflated bytes also depend on the zlib build: a platform whose
-  Python links another deflate implementation, e.g. zlib-ng, gives different but equally valid
-  zip/tar.gz bytes. Plain tar and stored zip members do not depend on it.)
+* a zip stores every member as is (no deflate), and tar.gz has a fixed compression level.
+  Deflated bytes depend on the zlib build (a Python linked with another deflate implementation,
+  e.g. zlib-ng, gives different but equally valid bytes), so only a zip or plain tar is
+  byte-identical on every platform; a tar.gz is so on platforms with the same zlib.
 
-In a zip, data that is already compressed (see :data:`STORED_EXTENSIONS`) is stored as is:
-deflating it again costs time and gains nothing. Everything else (text, notebooks, CSV, code,
-unknown binaries) is deflated.
+Why a zip stores even text: a course is almost all PDFs, videos and compressed datasets (the
+2022 manifest: 7 MB of text, CSV and notebooks in 2.9 GB), so deflating the text saves a few
+MB, while it costs pack, verify and every extraction about 10 ms per MB of text on one core,
+and verify reads stored members straight into its buffers. ``tar.gz`` is there for whoever
+wants everything compressed.
 
 Payload is streamed from a file object in :data:`~lhymirror.core.fsutil.CHUNK_SIZE` pieces and
 hashed on the way, so memory stays constant whatever the file size.
@@ -41,31 +44,11 @@ from lhymirror.core.streams import Reads
 
 FORMATS = ("zip", "tar", "tar.gz")
 FORMAT_EXTENSIONS = {"zip": ".zip", "tar": ".tar", "tar.gz": ".tar.gz"}
-# Pinned so the output never drifts; level 1 deflates text about 6x faster than level 6 for
-# about 10% more bytes (most payload is already compressed and stored).
+# tar.gz's, pinned so the output never drifts; level 1 deflates text about 6x faster than
+# level 6 for about 10% more bytes (most payload is already compressed).
 COMPRESS_LEVEL = 1
 ZIP_MIN_EPOCH = calendar.timegm((1980, 1, 1, 0, 0, 0))
 ZIP_MAX_EPOCH = calendar.timegm((2107, 12, 31, 23, 59, 58))
-
-# Formats whose bytes are already compressed (archives, PDF, office documents with a zip inside,
-# images, audio, video) or are dense numeric data that deflate barely shrinks (model weights,
-# NumPy arrays). Deflating them would cost much time for a gain of a few percent at best.
-STORED_EXTENSIONS = frozenset(
-    {
-        # archives and compressed streams
-        ".zip", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".lz", ".lzma", ".zst", ".7z",
-        ".rar", ".jar", ".whl", ".npz",
-        # documents that are compressed containers
-        ".pdf", ".pptx", ".docx", ".xlsx", ".odp", ".odt", ".ods", ".epub",
-        # images
-        ".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".avif",
-        # audio and video
-        ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".flac", ".mp4", ".m4v", ".mkv", ".webm", ".mov",
-        ".avi",
-        # model weights and arrays
-        ".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".h5", ".npy",
-    }
-)  # fmt: skip
 
 ProgressCallback = Callable[[int], None]
 
@@ -89,12 +72,6 @@ def archive_extension(fmt: str) -> str:
         return FORMAT_EXTENSIONS[fmt]
     except KeyError:
         raise ValueError(f"unknown archive format {fmt!r}") from None
-
-
-def is_stored_in_zip(name: str) -> bool:
-    """True when a member of this name is stored (not deflated) in a zip: already compressed."""
-    base = name.rsplit("/", 1)[-1].lower()
-    return any(base.endswith(ext) for ext in STORED_EXTENSIONS)
 
 
 def zip_date_time(epoch: int) -> tuple[int, int, int, int, int, int]:
@@ -223,7 +200,7 @@ class HashingReader:
 
 
 class ZipArchiveWriter(ArchiveWriter):
-    """A zip with Unix modes, fixed times, stored or deflated members by type."""
+    """A zip with Unix modes, fixed times and stored members (see the module's docstring)."""
 
     def __init__(self, target: BinaryIO, mtime: int) -> None:
         super().__init__(mtime)
@@ -231,24 +208,22 @@ class ZipArchiveWriter(ArchiveWriter):
         self._lender = target if isinstance(target, HashingSink) else None
         self._date_time = zip_date_time(self.mtime)
 
-    def _info(self, name: str, mode: int, *, compress: bool) -> zipfile.ZipInfo:
+    def _info(self, name: str, mode: int) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(name, date_time=self._date_time)
         info.create_system = 3  # Unix, whatever the machine: unzip then applies the modes below
         info.external_attr = mode << 16
-        info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-        # Private before Python 3.13, an alias of the public compress_level since: works in both.
-        info._compresslevel = COMPRESS_LEVEL if compress else None  # type: ignore[attr-defined]
+        info.compress_type = zipfile.ZIP_STORED
         return info
 
     def _write_directory(self, name: str) -> None:
-        info = self._info(name + "/", 0o040000 | DIR_MODE, compress=False)
+        info = self._info(name + "/", 0o040000 | DIR_MODE)
         info.external_attr |= 0x10  # MS-DOS directory flag, for Windows tools
         self._zip.writestr(info, b"")
 
     def _write_stream(self, name: str, stream: Reads, size: int) -> None:
-        info = self._info(name, 0o100000 | FILE_MODE, compress=not is_stored_in_zip(name))
+        info = self._info(name, 0o100000 | FILE_MODE)
         info.file_size = size  # lets zipfile choose zip64 headers from the size, deterministically
-        lender = self._lender if info.compress_type == zipfile.ZIP_STORED else None
+        lender = self._lender
         with self._zip.open(info, mode="w") as member:
             if lender is None or not hasattr(stream, "readinto"):
                 while chunk := stream.read(CHUNK_SIZE):

@@ -70,7 +70,10 @@ def register(subparsers: Any) -> None:
         dest="fmt",
         choices=FORMATS,
         default="zip",
-        help="archive format (default: zip, which opens natively everywhere)",
+        help=(
+            "archive format (default: zip, which opens natively everywhere; its members are "
+            "stored, the same bytes on every platform; tar.gz compresses)"
+        ),
     )
     parser.add_argument(
         "--partial",
