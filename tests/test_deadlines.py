@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from lhymirror.fetch.deadlines import Deadlines
 
 
@@ -53,3 +55,20 @@ def test_the_helper_thread_ends_when_idle_and_starts_again_when_needed() -> None
     deadlines.call_later(0.01, again.set)
     assert deadlines.serving
     assert again.wait(5)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_call_that_raises_does_not_stop_later_deadlines() -> None:
+    deadlines = Deadlines(idle=0.05)
+    later = threading.Event()
+
+    def broken() -> None:
+        raise RuntimeError("can't start new thread")
+
+    deadlines.call_later(0.01, broken)
+    for _ in range(500):
+        if not deadlines.serving:
+            break
+        time.sleep(0.01)
+    deadlines.call_later(0.01, later.set)
+    assert later.wait(5)

@@ -67,8 +67,13 @@ class Deadlines:
             return len(self._calls)
 
     def _serve(self) -> None:
-        while (call := self._next_call()) is not None:
-            call()
+        try:
+            while (call := self._next_call()) is not None:
+                call()
+        finally:  # a call that raised ends this thread: the next call_later starts another
+            with self._changed:
+                if self._thread is threading.current_thread():
+                    self._thread = None
 
     def _next_call(self) -> Callable[[], None] | None:
         """The next call that is due, waiting for it; None once idle for long enough."""

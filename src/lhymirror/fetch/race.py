@@ -265,8 +265,12 @@ class _Racer:
         thread = threading.Thread(target=self._race_now, name="lhymirror-race", daemon=True)
         with self._lock:  # join() sees the thread, or the race was refused: the first is done
             if self._race.start_racing():
+                try:
+                    thread.start()
+                except RuntimeError:  # no thread to be had: the first source keeps waiting
+                    self._race.racing = False
+                    return
                 self._thread = thread
-                thread.start()
 
     def _race_now(self) -> None:
         """Try the other sources; the first loses once one of them verified its bytes."""
