@@ -72,3 +72,38 @@ def test_a_call_that_raises_does_not_stop_later_deadlines() -> None:
         time.sleep(0.01)
     deadlines.call_later(0.01, later.set)
     assert later.wait(5)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_calls_armed_before_one_that_raises_still_run() -> None:
+    deadlines = Deadlines(idle=0.05)
+    later = threading.Event()
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    deadlines.call_later(0.01, broken)
+    deadlines.call_later(0.1, later.set)  # armed already: no later call_later comes
+    assert later.wait(5)
+
+
+def test_no_thread_to_be_had_arms_nothing_and_the_next_call_starts_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deadlines = Deadlines(idle=0.05)
+    real_start = threading.Thread.start
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    refused: list[str] = []
+    with pytest.raises(RuntimeError):
+        deadlines.call_later(0.01, lambda: refused.append("ran"))
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    assert not deadlines.serving
+    assert deadlines.armed() == 0
+    ran = threading.Event()
+    deadlines.call_later(0.05, ran.set)
+    assert ran.wait(5)
+    assert refused == []

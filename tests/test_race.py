@@ -182,6 +182,24 @@ def test_files_whose_first_source_answers_start_no_thread_and_leave_nothing_arme
     assert leftovers(store) == []
 
 
+def test_what_a_racer_of_an_earlier_run_left_goes_once_the_file_is_placed(
+    store: MirrorStore, http_server: CourseServer
+) -> None:
+    data = pdf_payload(5_000, 7)
+    first = http_server.add("/ml/a.pdf", data)
+    other = http_server.add("/other/a.pdf", data)
+    folder = store.partial_path("a.pdf").parent
+    folder.mkdir(parents=True)
+    for name in ("a.pdf.race.part", "a.pdf.race.json", "a.pdf.race.part.4096"):
+        (folder / name).write_bytes(b"left by a killed run")
+    downloader = Downloader(store, policy=RACING, sleep=lambda _: None)
+
+    result = downloader.fetch(target(store, "a.pdf", data), [first, other], new_session())
+
+    assert result.source == first
+    assert leftovers(store) == []
+
+
 def test_without_a_spare_connection_the_silent_source_is_given_up_instead(
     store: MirrorStore, http_server: CourseServer, silent_port: int
 ) -> None:

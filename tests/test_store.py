@@ -127,6 +127,35 @@ def test_a_sidecar_torn_by_a_crash_reads_as_none(store: MirrorStore) -> None:
     assert store.partial_state("l01") == state
 
 
+def test_a_sidecar_write_that_fails_leaves_the_previous_one_whole(
+    store: MirrorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk must not cost the resume of bytes already held."""
+    held = PartialState(url="https://x/y", etag='"e"', expected_size=10, bytes_held=4)
+    store.save_partial_state("l01", held)
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, stream: object) -> None:
+            self._stream = stream
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._stream.close()  # type: ignore[attr-defined]
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: Full(real_fdopen(*a, **k)))
+    with pytest.raises(StorageError):
+        store.save_partial_state("l01", PartialState(url="https://x/y", bytes_held=8))
+    monkeypatch.undo()
+    assert store.partial_state("l01") == held
+    assert [p.name for p in store.partial_path("l01").parent.iterdir()] == ["l01.json"]
+
+
 def test_discarding_a_partial_removes_its_leftovers_and_nothing_of_other_keys(
     store: MirrorStore,
 ) -> None:

@@ -46,8 +46,9 @@ class ArchiveLimits:
     """Bounds that keep a hostile archive from exhausting memory, disk or time.
 
     A member may decompress to at most ``max_ratio`` times its compressed size. Deflate cannot
-    exceed about 1032:1, so no honest deflated member (what ``pack`` writes) ever trips the
-    default, even all zeros; higher claims are lies or other methods' bombs (bzip2, LZMA).
+    exceed about 1032:1, so no honest deflated member (what other tools and older packs write)
+    ever trips the default, even all zeros; higher claims are lies or other methods' bombs
+    (bzip2, LZMA).
     Members smaller than ``ratio_min_size`` are exempt: tiny files may compress arbitrarily.
     """
 

@@ -42,10 +42,11 @@ class Deadlines:
             heapq.heappush(self._due, (self._clock() + delay, ident))
             self._calls[ident] = call
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._serve, name="lhymirror-deadlines", daemon=True
-                )
-                self._thread.start()
+                try:
+                    self._start()
+                except RuntimeError:  # no thread to be had: nothing is armed
+                    del self._calls[ident]
+                    raise
             else:
                 self._changed.notify()
 
@@ -66,14 +67,22 @@ class Deadlines:
         with self._changed:
             return len(self._calls)
 
+    def _start(self) -> None:
+        """Start the helper thread (called holding the lock, with no helper running)."""
+        thread = threading.Thread(target=self._serve, name="lhymirror-deadlines", daemon=True)
+        thread.start()
+        self._thread = thread
+
     def _serve(self) -> None:
         try:
             while (call := self._next_call()) is not None:
                 call()
-        finally:  # a call that raised ends this thread: the next call_later starts another
+        finally:  # a call that raised (a bug) ends this thread; another serves what is armed
             with self._changed:
                 if self._thread is threading.current_thread():
                     self._thread = None
+                    if self._calls:
+                        self._start()
 
     def _next_call(self) -> Callable[[], None] | None:
         """The next call that is due, waiting for it; None once idle for long enough."""

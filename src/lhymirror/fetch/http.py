@@ -59,7 +59,8 @@ class SafeSession(requests.Session):
     """A ``requests.Session`` that refuses redirects from ``https`` to ``http``.
 
     It also reads the environment's proxy settings once per host: requests scans the whole
-    environment twice for every request, which costs more than a small file's transfer.
+    environment twice for every request, which costs more than a small file's transfer. Like
+    any ``requests.Session`` it serves one thread at a time (lhymirror never shares one).
     """
 
     def __init__(self) -> None:
@@ -91,8 +92,8 @@ class SafeSession(requests.Session):
         if verify is True or verify is None:
             bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
             verify = bundle or verify
-        self.trust_env = False
         try:
+            self.trust_env = False
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         finally:
             self.trust_env = True

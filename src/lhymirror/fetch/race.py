@@ -72,6 +72,11 @@ class Race:
             self.racing = True
             return True
 
+    def stop_racing(self) -> None:
+        """The racer could not start after all."""
+        with self._lock:
+            self.racing = False
+
     def first_finished(self) -> None:
         """The first source's attempts ended (whatever the result)."""
         with self._lock:
@@ -201,8 +206,7 @@ def race_sources(
     if result is not None:
         race.end("racer")
         racer.join()
-        if race.racing:
-            racer.discard()
+        racer.discard()
         return result
     racer.join()
     if not race.racing:
@@ -268,7 +272,7 @@ class _Racer:
                 try:
                     thread.start()
                 except RuntimeError:  # no thread to be had: the first source keeps waiting
-                    self._race.racing = False
+                    self._race.stop_racing()
                     return
                 self._thread = thread
 
@@ -324,8 +328,11 @@ class _Racer:
             session.close()
 
     def discard(self) -> None:
-        """Drop the racer's bytes (it lost)."""
-        self._downloader.store.discard_partial(self._partial.target.key)
+        """Drop the racer's bytes (it lost), or what a racer of an earlier run left."""
+        store, key = self._downloader.store, self._partial.target.key
+        left = self._partial.path.exists() or store.partial_state_path(key).exists()
+        if self._race.racing or left:
+            store.discard_partial(key)
 
 
 class _SameKey:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lhymirror.core.errors import StorageError, storage_errors
-from lhymirror.core.fsutil import atomic_write_text, in_folder, replace_durably, try_lock
+from lhymirror.core.fsutil import atomic_write_text, replace_durably, try_lock
 from lhymirror.core.safepath import RESERVED_FOLDER, is_reserved, path_problems
 from lhymirror.core.units import utc_now
 from lhymirror.manifest.model import FileEntry
@@ -182,16 +182,17 @@ class MirrorStore:
             return None
 
     def save_partial_state(self, key: str, state: PartialState) -> None:
-        """Write the sidecar of a partial download, in place.
+        """Write the sidecar of a partial download atomically.
 
-        Neither atomic nor fsynced: it is rewritten while bytes stream in, and a crash that
-        tears or loses it leaves a sidecar that reads as none, which costs at most a restart
-        from zero (the final sha256 check catches any bad prefix either way).
+        Not fsynced: it is rewritten while bytes stream in, and losing an update to a power cut
+        costs at most a restart from zero (the final sha256 check catches any bad prefix).
+        Atomic, though: a write that fails (a full disk) leaves the previous sidecar whole, so
+        the bytes it describes stay resumable once space is freed.
         """
         path = self.partial_state_path(key)
-        data = (json.dumps(asdict(state), indent=2, sort_keys=True) + "\n").encode()
+        text = json.dumps(asdict(state), indent=2, sort_keys=True) + "\n"
         with storage_errors(path):
-            in_folder(path.parent, lambda: path.write_bytes(data))
+            atomic_write_text(path, text, durable=False)
 
     def discard_partial(self, key: str) -> None:
         """Remove a partial download, its sidecar, and the pieces of a segmented download."""
