@@ -20,14 +20,11 @@ IDLE_SECONDS = 5.0  # the helper thread ends after this long with nothing armed
 class Deadlines:
     """Calls armed to run on one helper thread once their delay has passed, unless cancelled.
 
-    A call runs on the helper thread, so it must be quick and must not raise (start a thread of
-    its own for real work).
+    A call runs on the helper thread, so it must be quick (start a thread of its own for real
+    work). Deadlines are real time: the thread waits on them, so no clock is injected.
     """
 
-    def __init__(
-        self, *, clock: Callable[[], float] = time.monotonic, idle: float = IDLE_SECONDS
-    ) -> None:
-        self._clock = clock
+    def __init__(self, *, idle: float = IDLE_SECONDS) -> None:
         self._idle = idle
         self._changed = threading.Condition()
         self._due: list[tuple[float, int]] = []  # (deadline, id), a heap
@@ -39,7 +36,7 @@ class Deadlines:
         """Arm *call* to run after *delay* seconds; return what cancels it (harmless once run)."""
         with self._changed:
             ident = next(self._ids)
-            heapq.heappush(self._due, (self._clock() + delay, ident))
+            heapq.heappush(self._due, (time.monotonic() + delay, ident))
             self._calls[ident] = call
             if self._thread is None:
                 try:
@@ -91,7 +88,7 @@ class Deadlines:
             while True:
                 while self._due and self._due[0][1] not in self._calls:
                     heapq.heappop(self._due)  # cancelled
-                now = self._clock()
+                now = time.monotonic()
                 if self._due:
                     idle_since = None
                     deadline, ident = self._due[0]
