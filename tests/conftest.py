@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -69,3 +70,16 @@ def silent_port() -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         listener.close()
+
+
+@pytest.fixture(autouse=True)
+def manifest_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test (and every CLI it starts) gets an empty cache of checked manifests of its own.
+
+    Nothing reaches the user's ~/.cache, and no test depends on which manifests another checked.
+    """
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("LHYMIRROR_CACHE_DIR", str(folder))
+    return folder

@@ -17,7 +17,7 @@ from typing import Any
 
 import tomli_w
 
-from lhymirror.manifest.model import FileEntry, Manifest
+from lhymirror.manifest.model import FileEntry, Manifest, manifest_from_data
 from lhymirror.mirror.store import FileRecord, MirrorStore
 
 
@@ -88,7 +88,7 @@ def manifest_data(*files: dict[str, Any], year: int = 2022) -> dict[str, Any]:
 
 def make_manifest(*files: dict[str, Any], year: int = 2022, **top: Any) -> Manifest:
     """A validated manifest holding *files*; *top* adds or overrides top-level fields."""
-    return Manifest.model_validate({**manifest_data(*files, year=year), **top})
+    return manifest_from_data({**manifest_data(*files, year=year), **top})
 
 
 def write_manifest(path: Path, *files: dict[str, Any], year: int = 2022, **top: Any) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from lhymirror.archive.bag import (
     sidecar_path,
 )
 from lhymirror.core.errors import IntegrityError
-from lhymirror.manifest.model import Manifest
+from lhymirror.manifest.model import manifest_from_data
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -137,11 +138,11 @@ def test_payload_oxum_round_trips_and_refuses_garbage() -> None:
 
 
 def test_bag_folder_name_uses_slug_year_and_version() -> None:
-    manifest = Manifest.model_validate(
+    manifest = manifest_from_data(
         {"schema": 1, "course": "Machine Learning", "year": 2022, "version": "3"}
     )
     assert bag_folder_name(manifest) == "machine-learning-2022-v3"
-    named = manifest.model_copy(update={"slug": "lhy-ml", "released": dt.date(2022, 7, 1)})
+    named = replace(manifest, slug="lhy-ml", released=dt.date(2022, 7, 1))
     assert bag_folder_name(named) == "lhy-ml-2022-v3"
 
 

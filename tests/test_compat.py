@@ -28,7 +28,7 @@ import pytest
 from lhymirror.archive import pack
 from lhymirror.archive.bag import TAG_FILES, bag_folder_name
 from lhymirror.core.units import utc_now
-from lhymirror.manifest.model import Manifest
+from lhymirror.manifest.model import Manifest, manifest_from_data
 from lhymirror.mirror.store import FileRecord, MirrorStore
 from pagecheck import Page, assert_local_links_resolve, needs_chromium, run_chromium
 from tools import require_tool
@@ -93,7 +93,7 @@ def build_mirror(root: Path) -> Mirror:
     """A verified mirror: some files pinned in the manifest, the others recorded as after sync."""
     files = mirror_files(random.Random(8493))
     sha = {f.path: hashlib.sha256(f.content).hexdigest() for f in files}
-    manifest = Manifest.model_validate(
+    manifest = manifest_from_data(
         {
             "schema": 1,
             "course": "Machine Learning (Hung-yi Lee)",

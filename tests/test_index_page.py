@@ -11,6 +11,7 @@ import datetime as dt
 import random
 import struct
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -29,14 +30,18 @@ from pagecheck import Page, assert_local_links_resolve, needs_chromium, run_chro
 def make_manifest(
     files: Sequence[dict[str, Any]], links: Sequence[dict[str, Any]] = ()
 ) -> Manifest:
-    """A valid manifest around the given file and link entries (urls filled in when absent)."""
+    """A valid manifest around the given file and link entries (urls filled in unless parts)."""
     return factories.make_manifest(
-        *({"kind": "slide", "urls": [f"https://example.org/{f['id']}"], **f} for f in files),
+        *({"kind": "slide", **_sources(f), **f} for f in files),
         version="1.2",
         homepage="https://speech.ee.ntu.edu.tw/~hylee/ml/2022-spring.php",
         released=dt.date(2022, 7, 1),
         links=list(links),
     )
+
+
+def _sources(entry: dict[str, Any]) -> dict[str, Any]:
+    return {} if "parts" in entry else {"urls": [f"https://example.org/{entry['id']}"]}
 
 
 def index_files(manifest: Manifest, *, missing: Sequence[str] = ()) -> list[IndexFile]:
@@ -166,25 +171,29 @@ def test_untitled_files_are_named_by_their_file_name() -> None:
 
 def test_everything_from_the_manifest_is_escaped() -> None:
     nasty = "<script>alert(\"x\")</script> & 'quotes' 機器學習"
-    manifest = make_manifest(
-        [
-            {
-                "id": "a",
-                "title": nasty,
-                "section": "Lecture 1 <b>",
-                "path": "a/'b'&.pdf",
-                "note": nasty,
-            }
-        ],
-        [
-            {
-                "kind": "video",
-                "title": nasty,
-                "section": "Lecture 1 <b>",
-                "url": "https://e.org/?a=1&b=<2>",
-            }
-        ],
-    ).model_copy(update={"course": nasty, "version": "1"})
+    manifest = replace(
+        make_manifest(
+            [
+                {
+                    "id": "a",
+                    "title": nasty,
+                    "section": "Lecture 1 <b>",
+                    "path": "a/'b'&.pdf",
+                    "note": nasty,
+                }
+            ],
+            [
+                {
+                    "kind": "video",
+                    "title": nasty,
+                    "section": "Lecture 1 <b>",
+                    "url": "https://e.org/?a=1&b=<2>",
+                }
+            ],
+        ),
+        course=nasty,
+        version="1",
+    )
     html = render_index(manifest, index_files(manifest), missing_note=nasty)
     page = Page(html)
     assert "<script" not in html and "<b>" not in html

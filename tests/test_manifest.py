@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -374,7 +375,7 @@ def test_updating_a_checksum_in_place_changes_only_that_entry() -> None:
     manifest = parse(base_manifest())
     entry = manifest.file("hw04-dataset")
     sha = "c" * 64
-    updated = manifest.with_file(entry.model_copy(update={"size": 99, "sha256": sha}))
+    updated = manifest.with_file(replace(entry, size=99, sha256=sha))
     before, after = dump_manifest(manifest).splitlines(), dump_manifest(updated).splitlines()
     added = [line for line in difflib.ndiff(before, after) if line.startswith(("+", "-"))]
     assert added == ["+ size = 99", f'+ sha256 = "{sha}"']

@@ -13,7 +13,7 @@ import tarfile
 import tomllib
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -357,7 +357,7 @@ def test_the_bagging_date_comes_from_source_date_epoch_then_released(
     assert bagging_epoch(manifest, environ={}) == RELEASED_EPOCH
     assert bagging_epoch(manifest, environ={"SOURCE_DATE_EPOCH": "1700000000"}) == 1700000000
     assert bagging_epoch(manifest, 42, environ={"SOURCE_DATE_EPOCH": "1700000000"}) == 42
-    unreleased = manifest.model_copy(update={"released": None})
+    unreleased = replace(manifest, released=None)
     assert bagging_epoch(unreleased, environ={}) == 315532800  # 1980-01-01
     with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH"):
         bagging_epoch(manifest, environ={"SOURCE_DATE_EPOCH": "yesterday"})
@@ -553,7 +553,7 @@ def test_different_content_under_the_same_version_is_refused_unless_forced(
     forced = course.pack(force=True)
     assert forced.sha256 != first.sha256
     assert forced.checksum_file.read_text().startswith(forced.sha256)
-    bumped = course.manifest.model_copy(update={"version": "2"})
+    bumped = replace(course.manifest, version="2")
     result = pack_year(bumped, course.store, course.out)
     assert result.archive.name == "lhy-ml-2022-v2.zip"
 

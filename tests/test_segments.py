@@ -211,7 +211,7 @@ def test_a_sync_from_a_base_fetches_its_large_file_in_pieces(
     from factories import manifest_data
     from httpserver import Fault
     from lhymirror.fetch.plan import plan_sync
-    from lhymirror.manifest.model import Manifest
+    from lhymirror.manifest.model import manifest_from_data
 
     big, small = blob(3 * MiB, 8), blob(1000, 9)
     http_server.add("/base/2022/data/big.zip", big, content_type="application/zip")
@@ -225,7 +225,7 @@ def test_a_sync_from_a_base_fetches_its_large_file_in_pieces(
     ]  # fmt: skip
     store = MirrorStore(tmp_path / "mirror", 2022)
     base = f"http://127.0.0.1:{http_server.port}/base"
-    plan = plan_sync(Manifest.model_validate(manifest_data(*files)), store, from_bases=[base])
+    plan = plan_sync(manifest_from_data(manifest_data(*files)), store, from_bases=[base])
     report, budget = sync_on_budget(plan, store, jobs=4)
     assert report.complete
     assert store.file_path("data/big.zip").read_bytes() == big
@@ -322,7 +322,7 @@ def test_the_later_parts_of_a_split_file_come_meanwhile_on_spare_connections_whe
     from httpserver import Fault
     from lhymirror.fetch.plan import plan_sync
     from lhymirror.fetch.sync import run_sync
-    from lhymirror.manifest.model import Manifest
+    from lhymirror.manifest.model import manifest_from_data
 
     pieces = [blob(300_000, 10 + i) for i in range(4)]
     whole = b"".join(pieces)
@@ -339,7 +339,7 @@ def test_the_later_parts_of_a_split_file_come_meanwhile_on_spare_connections_whe
     }  # fmt: skip
     store = MirrorStore(tmp_path / "mirror", 2022)
     mirror = f"http://127.0.0.1:{http_server.port}/mirror"
-    plan = plan_sync(Manifest.model_validate(manifest_data(entry)), store, mirrors=[mirror])
+    plan = plan_sync(manifest_from_data(manifest_data(entry)), store, mirrors=[mirror])
     (item,) = plan.items
     assert item.capped_host is None
     budget = ConnectionBudget(jobs, split_size=MiB)
@@ -548,7 +548,7 @@ def test_a_part_staged_by_a_stopped_run_is_finished_not_fetched_again(
     from factories import manifest_data
     from lhymirror.fetch.partial import PartialDownload
     from lhymirror.fetch.plan import plan_sync
-    from lhymirror.manifest.model import Manifest
+    from lhymirror.manifest.model import manifest_from_data
 
     pieces = [blob(300_000, 30 + i) for i in range(4)]
     whole = b"".join(pieces)
@@ -561,7 +561,7 @@ def test_a_part_staged_by_a_stopped_run_is_finished_not_fetched_again(
     }  # fmt: skip
     store = MirrorStore(tmp_path / "mirror", 2022)
     mirror = f"http://127.0.0.1:{http_server.port}/mirror"
-    plan = plan_sync(Manifest.model_validate(manifest_data(entry)), store, mirrors=[mirror])
+    plan = plan_sync(manifest_from_data(manifest_data(entry)), store, mirrors=[mirror])
     # An earlier run, killed while a prefetch of the last part was on its way:
     url = f"{mirror}/course.lhymirror.invalid/d/part3"
     etag = requests.head(url, timeout=5).headers["ETag"]

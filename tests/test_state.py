@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from factories import blob, manifest_data, one_entry, place, sha
-from lhymirror.manifest.model import FileEntry, Manifest
+from factories import blob, make_manifest, one_entry, place, sha
+from lhymirror.manifest.model import FileEntry
 from lhymirror.mirror.state import (
     EntryState,
     Expected,
@@ -197,8 +198,5 @@ def test_the_record_is_read_once_per_entry_by_status_and_the_plan(
         local_state(store, entry)
     assert sorted(reads) == ["l01", "l02"]
     reads.clear()
-    manifest = Manifest.model_validate(
-        manifest_data(*(entry.model_dump(exclude_none=True) for entry in entries))
-    )
-    plan_sync(manifest, store)
+    plan_sync(replace(make_manifest(), files=tuple(entries)), store)
     assert sorted(reads) == ["l01", "l02"]

@@ -281,7 +281,7 @@ def _declared_sizes(scan: BagScan, expected: dict[str, str], *, fast: bool) -> d
         return {}
     files = peek_files(text) if fast else None
     if files is None:
-        from lhymirror.manifest.model import parse_manifest  # noqa: PLC0415 (pydantic: slow)
+        from lhymirror.manifest.model import parse_manifest  # noqa: PLC0415 (may import pydantic)
 
         try:
             manifest = parse_manifest(text, where=scan.display("lhymirror.toml"))

@@ -28,7 +28,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lhymirror import __version__
@@ -272,16 +272,16 @@ def _filled_manifest(
     """The manifest with every size and sha256 known for the packed files filled in."""
     by_id = {item.entry.id: item for item in payload}
     files = tuple(_filled_entry(entry, by_id.get(entry.id), store) for entry in manifest.files)
-    return manifest.model_copy(update={"files": files})
+    return replace(manifest, files=files)
 
 
 def _filled_entry(entry: FileEntry, item: PayloadFile | None, store: MirrorStore) -> FileEntry:
     if item is not None:
-        return entry.model_copy(update={"size": item.size, "sha256": item.sha256})
+        return replace(entry, size=item.size, sha256=item.sha256)
     expected = expected_of(entry, store.record(entry.id))
     if expected.sha256 is None:
         return entry
-    return entry.model_copy(update={"size": expected.size, "sha256": expected.sha256})
+    return replace(entry, size=expected.size, sha256=expected.sha256)
 
 
 def _bag_info_fields(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,10 +87,9 @@ class ListReport:
             "year": manifest.year,
             "version": manifest.version,
             "files": [
-                {**entry.model_dump(mode="json"), "source_kinds": list(entry.source_kinds)}
-                for entry in self.files
+                {**asdict(entry), "source_kinds": list(entry.source_kinds)} for entry in self.files
             ],
-            "links": [link.model_dump(mode="json") for link in self.links],
+            "links": [asdict(link) for link in self.links],
         }
 
 

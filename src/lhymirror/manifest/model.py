@@ -14,137 +14,49 @@ import importlib.resources
 import re
 import tomllib
 from collections.abc import Iterable
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
-
-import tomli_w
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-)
+from typing import Any, Literal, get_args
 
 from lhymirror.core.errors import LhymirrorError, ManifestError
-from lhymirror.core.safepath import RESERVED_FOLDER, is_reserved, path_problems
 from lhymirror.core.units import slugify
-from lhymirror.manifest.checks import collection_problems, field_problems, toml_value
-from lhymirror.manifest.sources import parse_source, source_kind
+from lhymirror.manifest.sources import source_kind
 
 FileKind = Literal["slide", "hw-slide", "dataset", "code", "other"]
 LinkKind = Literal["video", "notebook", "competition", "page"]
 FILE_KINDS: tuple[str, ...] = get_args(FileKind)
 LINK_KINDS: tuple[str, ...] = get_args(LinkKind)
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-Size = Annotated[int, Field(ge=0)]
-EntryId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=100)]
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=60)]
-NonEmpty = Annotated[str, Field(min_length=1)]
+
+# The classes below are plain frozen dataclasses, built from data that already passed the
+# rules of lhymirror.manifest.schema (pydantic), which is imported only to check a text not
+# checked before: reading a known manifest costs no pydantic import.
 
 
-def _check_source(text: str) -> str:
-    parse_source(text)  # raises ValueError with a readable message
-    return text
-
-
-def _check_sources(urls: tuple[str, ...]) -> tuple[str, ...]:
-    """Validate every source, reporting all bad ones in one message."""
-    problems = []
-    for url in urls:
-        try:
-            parse_source(url)
-        except ValueError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise ValueError("; ".join(problems))
-    return urls
-
-
-SourceText = Annotated[str, Field(min_length=1)]
-
-
-def _list_as_tuple(value: Any) -> Any:
-    """TOML arrays arrive as lists; the model keeps tuples (strict mode accepts only those)."""
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _not_bool_or_float(value: Any) -> Any:
-    """``schema = true`` or ``1.0`` equals 1 in Python; the manifest wants the integer."""
-    if isinstance(value, bool | float):
-        raise ValueError(f"must be the whole number 1, not {toml_value(value)}")
-    return value
-
-
-class _Model(BaseModel):
-    # Strict: a quoted "2022" is not a year and 1.0 is not a size. TOML already gives every
-    # value its type, so whatever would need coercing is a mistake in the manifest.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class Part(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Part:
     """One piece of a file that upstream split into several downloads."""
 
-    urls: Annotated[tuple[SourceText, ...], BeforeValidator(_list_as_tuple)] = Field(min_length=1)
-    size: Size | None = None
-    sha256: Sha256 | None = None
-
-    @field_validator("urls")
-    @classmethod
-    def _valid_sources(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_sources(urls)
+    urls: tuple[str, ...]
+    size: int | None = None
+    sha256: str | None = None
 
 
-def _part_shorthand(value: Any) -> Any:
-    """A bare string in ``parts`` is shorthand for a part with that one source."""
-    return {"urls": [value]} if isinstance(value, str) else value
-
-
-class FileEntry(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileEntry:
     """A file to download and keep: a slide, a homework's slides, a dataset, code."""
 
-    id: EntryId
+    id: str
     kind: FileKind
-    title: NonEmpty | None = None
-    section: NonEmpty | None = None
-    path: NonEmpty
-    urls: Annotated[tuple[SourceText, ...], BeforeValidator(_list_as_tuple)] | None = None
-    parts: (
-        Annotated[
-            tuple[Annotated[Part, BeforeValidator(_part_shorthand)], ...],
-            BeforeValidator(_list_as_tuple),
-        ]
-        | None
-    ) = None
-    size: Size | None = None
-    sha256: Sha256 | None = None
-    manual: NonEmpty | None = None
+    title: str | None = None
+    section: str | None = None
+    path: str
+    urls: tuple[str, ...] | None = None
+    parts: tuple[Part, ...] | None = None
+    size: int | None = None
+    sha256: str | None = None
+    manual: str | None = None
     insecure_http: bool = False
-    note: NonEmpty | None = None
-
-    @field_validator("path")
-    @classmethod
-    def _safe_path(cls, path: str) -> str:
-        problems = path_problems(path)
-        if is_reserved(path):
-            problems.append(f"uses the name {RESERVED_FOLDER!r}, reserved for lhymirror's records")
-        if "%" in path:
-            # BagIt manifests must write '%' as '%25' (RFC 8493), which bagit-python and
-            # `sha256sum -c` then fail to match: archives would not verify with standard tools.
-            problems.append("contains '%' (archives would not verify with standard BagIt tools)")
-        if problems:
-            raise ValueError(f"path {path!r} " + "; ".join(problems))
-        return path
-
-    @field_validator("urls")
-    @classmethod
-    def _valid_sources(cls, urls: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if urls is not None:
-            if not urls:
-                raise ValueError("urls is empty (list at least one source, or use manual)")
-            return _check_sources(urls)
-        return urls
+    note: str | None = None
 
     @property
     def is_manual_only(self) -> bool:
@@ -167,37 +79,30 @@ class FileEntry(_Model):
         return tuple(dict.fromkeys(kinds))
 
 
-class Link(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Link:
     """A resource kept as a link only: a video, a notebook, a competition page."""
 
     kind: LinkKind
-    title: NonEmpty | None = None
-    section: NonEmpty | None = None
-    url: NonEmpty
-    note: NonEmpty | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("https://", "http://")):
-            raise ValueError(f"{url!r} is not an http(s) URL")
-        return _check_source(url)
+    title: str | None = None
+    section: str | None = None
+    url: str
+    note: str | None = None
 
 
-class Manifest(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Manifest:
     """Everything one year of a course offers for download, plus its link-only resources."""
 
-    schema_: Annotated[Literal[1], BeforeValidator(_not_bool_or_float)] = Field(alias="schema")
-    course: NonEmpty
-    slug: Slug | None = None
-    year: Annotated[int, Field(ge=1900, le=2999)]
-    version: Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]*$", max_length=40)]
-    homepage: NonEmpty | None = None
+    schema: Literal[1] = 1
+    course: str
+    slug: str | None = None
+    year: int
+    version: str
+    homepage: str | None = None
     released: dt.date | None = None
-    files: Annotated[tuple[FileEntry, ...], BeforeValidator(_list_as_tuple)] = ()
-    links: Annotated[tuple[Link, ...], BeforeValidator(_list_as_tuple)] = ()
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+    files: tuple[FileEntry, ...] = ()
+    links: tuple[Link, ...] = ()
 
     @property
     def effective_slug(self) -> str:
@@ -221,7 +126,32 @@ class Manifest(_Model):
     def with_file(self, entry: FileEntry) -> Manifest:
         """A copy of the manifest with the entry of the same id replaced, order kept."""
         files = tuple(entry if old.id == entry.id else old for old in self.files)
-        return self.model_copy(update={"files": files})
+        return replace(self, files=files)
+
+
+def part_table(value: Any) -> Any:
+    """A bare string in ``parts`` is shorthand for a part with that one source."""
+    return {"urls": [value]} if isinstance(value, str) else value
+
+
+def build_manifest(raw: dict[str, Any]) -> Manifest:
+    """The :class:`Manifest` of raw data that passed the manifest's rules (not checked again).
+
+    Use :func:`manifest_from_data` for data that may be invalid.
+    """
+    files = tuple(_file_entry(entry) for entry in raw.get("files", ()))
+    links = tuple(Link(**link) for link in raw.get("links", ()))
+    return Manifest(**{**raw, "files": files, "links": links})
+
+
+def _file_entry(data: dict[str, Any]) -> FileEntry:
+    fields = dict(data)
+    if fields.get("urls") is not None:
+        fields["urls"] = tuple(fields["urls"])
+    if fields.get("parts") is not None:
+        tables = (part_table(part) for part in fields["parts"])
+        fields["parts"] = tuple(Part(**{**t, "urls": tuple(t["urls"])}) for t in tables)
+    return FileEntry(**fields)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,20 +171,32 @@ def load_manifest(path: Path | str) -> Manifest:
 
 
 def parse_manifest(text: str, *, where: str = "<manifest>") -> Manifest:
-    """Validate manifest TOML text; ``where`` names it in error messages."""
+    """Validate manifest TOML text; ``where`` names it in error messages.
+
+    A text that passed before, under this version of lhymirror, is not checked again (see
+    :mod:`lhymirror.manifest.checked`): its TOML is parsed and the manifest built.
+    """
+    from lhymirror.manifest import checked  # noqa: PLC0415  (a sibling that imports this one)
+
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(where, [f"not valid TOML: {exc}"]) from None
-    problems = collection_problems(raw)
-    try:
-        manifest = Manifest.model_validate(raw)
-    except ValidationError as exc:
-        problems = field_problems(exc, raw) + problems
-        manifest = None
-    if problems or manifest is None:
-        raise ManifestError(where, problems)
+    if checked.passed_before(text):
+        return build_manifest(raw)
+    manifest = manifest_from_data(raw, where=where)
+    checked.remember_passed(text)
     return manifest
+
+
+def manifest_from_data(raw: dict[str, Any], *, where: str = "<manifest>") -> Manifest:
+    """Check raw manifest data (parsed TOML) and build it; ``ManifestError`` lists every problem."""
+    from lhymirror.manifest.schema import data_problems  # noqa: PLC0415  (pydantic: slow)
+
+    problems = data_problems(raw)
+    if problems:
+        raise ManifestError(where, problems)
+    return build_manifest(raw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,20 +246,18 @@ _LINK_ORDER = ("kind", "title", "section", "url", "note")
 
 def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
     """The manifest as plain TOML-ready data, keys in canonical order, defaults left out."""
-    data = manifest.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
-    data["schema"] = manifest.schema_  # a required constant: always written
+    data = _set_fields(manifest)
+    data["schema"] = manifest.schema  # a required constant: always written
     top = _ordered(data, _TOP_ORDER)
     if manifest.files:
         top["files"] = [_file_dict(entry) for entry in manifest.files]
     if manifest.links:
-        top["links"] = [
-            _ordered(link.model_dump(exclude_none=True), _LINK_ORDER) for link in manifest.links
-        ]
+        top["links"] = [_ordered(_set_fields(link), _LINK_ORDER) for link in manifest.links]
     return top
 
 
 def _file_dict(entry: FileEntry) -> dict[str, Any]:
-    data = entry.model_dump(exclude_none=True, exclude_defaults=True)
+    data = _set_fields(entry)
     if entry.parts is not None:
         data["parts"] = [_part_value(part) for part in entry.parts]
     return _ordered(data, _FILE_ORDER)
@@ -326,7 +266,16 @@ def _file_dict(entry: FileEntry) -> dict[str, Any]:
 def _part_value(part: Part) -> str | dict[str, Any]:
     if len(part.urls) == 1 and part.size is None and part.sha256 is None:
         return part.urls[0]
-    return _ordered(part.model_dump(exclude_none=True), ("urls", "size", "sha256"))
+    return _ordered(_set_fields(part), ("urls", "size", "sha256"))
+
+
+def _set_fields(item: Part | FileEntry | Link | Manifest) -> dict[str, Any]:
+    """The fields of *item* that differ from their defaults (None is every optional's)."""
+    return {
+        field.name: getattr(item, field.name)
+        for field in fields(item)
+        if getattr(item, field.name) not in (None, field.default)
+    }
 
 
 def _ordered(data: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
@@ -340,6 +289,8 @@ def _ordered(data: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
 
 def dump_manifest(manifest: Manifest) -> str:
     """Canonical TOML text of a manifest."""
+    import tomli_w  # noqa: PLC0415  (only writers need it)
+
     return tomli_w.dumps(manifest_to_dict(manifest), multiline_strings=False, indent=4)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ def pin_recorded(manifest: Manifest, store: MirrorStore) -> tuple[Manifest, list
         pinned = (expected.size, expected.sha256)
         if expected.origin != "recorded" or (entry.size, entry.sha256) == pinned:
             continue
-        changes.append(entry.model_copy(update={"size": expected.size, "sha256": expected.sha256}))
+        changes.append(replace(entry, size=expected.size, sha256=expected.sha256))
     for entry in changes:
         manifest = manifest.with_file(entry)
     return manifest, changes
