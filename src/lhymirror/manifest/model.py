@@ -5,12 +5,15 @@ raises :class:`~lhymirror.core.errors.ManifestError` listing *every* problem fou
 file, the entry (``files[12] (hw04-dataset)``) and the field. ``dump_manifest`` is the canonical
 writer: a manifest round-trips (load → dump → load gives an equal model) and entries keep their
 order, so tools can update checksums in place.
+
+The objects are plain frozen dataclasses. The rules they were checked against live in
+:mod:`lhymirror.manifest.schema` (pydantic), which is imported only for a text not checked before
+(:mod:`lhymirror.manifest.checked`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.resources
 import re
 import tomllib
 from collections.abc import Iterable
@@ -306,6 +309,8 @@ def write_manifest(manifest: Manifest, path: Path | str) -> None:
 
 
 def _packaged_dir() -> Path:
+    import importlib.resources  # noqa: PLC0415  (only a shipped year needs it)
+
     return Path(str(importlib.resources.files("lhymirror") / "manifests"))
 
 
