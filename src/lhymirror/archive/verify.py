@@ -13,9 +13,6 @@ path is kept, so memory does not grow with the archive. ``fast`` checks counts a
 
 from __future__ import annotations
 
-import importlib
-import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,7 +87,6 @@ def verify_archive(
     path = Path(path)
     report = VerifyReport(str(path), fast=fast)
     scan = BagScan(report, top=None)
-    _import_model_meanwhile(fast=fast)
     try:
         reader = ArchiveReader(path, hash_archive=not fast, check_crc=False, limits=limits)
     except OSError as exc:
@@ -119,7 +115,6 @@ def verify_folder(
     root = Path(root)
     report = VerifyReport(str(root), fast=fast)
     scan = BagScan(report, top=root.name, on_disk=True)
-    _import_model_meanwhile(fast=fast)
     scan_folder(root, "", scan, fast=fast, progress=progress)
     check_bag(scan, fast=fast)
     return report
@@ -140,22 +135,6 @@ def verify_mirror(
     for entry in manifest.files:
         _check_mirror_file(entry, store, report, fast=fast, progress=progress)
     return report
-
-
-def _import_model_meanwhile(*, fast: bool) -> None:
-    """Start importing the manifest model (pydantic: about 0.1 s of CPU) on a helper thread.
-
-    A full check validates the embedded ``lhymirror.toml`` after the last byte is hashed; this
-    way the import overlaps with the hashing instead of following it. ``--fast`` peeks at the
-    file list without pydantic, so it does not import it.
-    """
-    if not fast and _MODEL not in sys.modules:
-        threading.Thread(
-            target=importlib.import_module, args=(_MODEL,), name="import-model", daemon=True
-        ).start()
-
-
-_MODEL = "lhymirror.manifest.model"
 
 
 # ---------------------------------------------------------------------------------------------
