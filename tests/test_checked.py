@@ -151,6 +151,33 @@ def test_a_cache_that_cannot_be_written_is_ignored(
     assert len(checks) == 2
 
 
+def test_a_cache_that_cannot_be_searched_is_ignored(
+    checks: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(checked.CACHE_ENV, str(tmp_path / ("a" * 300)))  # name too long
+    assert parse_manifest(VALID) == parse_manifest(VALID)
+    assert len(checks) == 2
+
+
+def test_a_relative_xdg_cache_home_is_ignored(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(checked.CACHE_ENV)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")
+    assert checked.cache_dir() == tmp_path / ".cache" / "lhymirror"
+
+
+def test_the_folder_is_the_users_alone_and_a_hit_is_new_again(manifest_cache: Path) -> None:
+    checked.remember_passed(VALID)
+    marker = checked._marker(VALID)
+    assert marker is not None
+    assert marker.parent.stat().st_mode & 0o777 == 0o700
+    os.utime(marker, ns=(0, 0))
+    assert checked.passed_before(VALID)
+    assert marker.stat().st_mtime_ns > 0  # so trimming keeps the texts in use
+
+
 def test_the_cache_keeps_only_the_newest_names(
     monkeypatch: pytest.MonkeyPatch, manifest_cache: Path
 ) -> None:

@@ -15,6 +15,7 @@ from lhymirror.manifest.model import (
     FileEntry,
     dump_manifest,
     load_manifest,
+    manifest_from_data,
     manifest_warnings,
     parse_manifest,
     section_sort_key,
@@ -531,3 +532,19 @@ def test_hostile_keys_and_ids_are_named_on_one_line() -> None:
     problems = problems_of(data)
     assert 'files[0]."\\n": unknown key (check its spelling' in "\n".join(problems), problems
     assert all("\n" not in problem and "\x1b" not in problem for problem in problems), problems
+
+
+def test_python_data_may_use_tuples_and_none() -> None:
+    entry = {"id": "a", "kind": "slide", "path": "a.pdf", "urls": ("https://e.org/a",)}
+    entry["parts"] = None  # absent
+    data = {"schema": 1, "course": "ML", "year": 2022, "version": "1"}
+    manifest = manifest_from_data({**data, "files": (entry,)})
+    assert manifest.files[0].urls == ("https://e.org/a",) and manifest.files[0].parts is None
+    with pytest.raises(ManifestError) as caught:  # the checks across entries see tuples too
+        manifest_from_data({**data, "files": (entry, {**entry, "path": "b.pdf"})})
+    assert caught.value.problems == ["files[1] (a).id: 'a' is the same id as files[0] ('a')"]
+
+
+def test_python_data_that_is_no_table_is_one_problem() -> None:
+    with pytest.raises(ManifestError, match="must be a table, not list"):
+        manifest_from_data([])  # type: ignore[arg-type]

@@ -4,19 +4,25 @@ Checking a manifest needs pydantic (:mod:`lhymirror.manifest.schema`), whose imp
 building cost about 0.1 s of every command that reads one: more than a whole no-op sync. The
 same few manifests are read again and again, so a text that passed is remembered as an empty
 file in the user's cache, named by the sha256 of the text and of the rules that passed it
-(lhymirror's version and the size and time of the modules that hold the rules: an edited
-checkout checks again). A text that fails is never remembered, so its errors are always shown.
+(the versions of lhymirror and Python, and the size and time of the modules that hold the rules
+and of pydantic: an edited checkout or an upgrade checks again). A text that fails is never
+remembered, so its errors are always shown.
 
 The cache is ``$LHYMIRROR_CACHE_DIR``, else ``$XDG_CACHE_HOME/lhymirror``, else
 ``~/.cache/lhymirror``; ``LHYMIRROR_CACHE_DIR=""`` turns it off. It is an optimisation only: a
-cache that cannot be read or written is ignored, and deleting it at any time is safe.
+cache that cannot be read or written is ignored, and deleting it at any time is safe. It is
+trusted as the user's own files are (a name put there skips the checks of that text), so its
+folder is made readable by the user alone; a cache shared between users is theirs to trust.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import importlib.machinery
 import os
+import sys
 from pathlib import Path
 
 import lhymirror
@@ -40,19 +46,29 @@ def cache_dir() -> Path | None:
     chosen = os.environ.get(CACHE_ENV)
     if chosen is not None:
         return Path(chosen) if chosen else None
-    base = os.environ.get("XDG_CACHE_HOME")
-    if base:
-        return Path(base) / "lhymirror"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or ".")
+    if base.is_absolute():  # the XDG spec: a relative value is to be ignored
+        return base / "lhymirror"
     try:
-        return Path.home() / ".cache" / "lhymirror"
-    except RuntimeError:  # no $HOME and no password entry: no cache
+        home = Path("~").expanduser()
+    except RuntimeError:  # no $HOME and no password entry
         return None
+    return home / ".cache" / "lhymirror" if home.is_absolute() else None
 
 
 def passed_before(text: str) -> bool:
     """True when *text* passed the current rules before (as remembered in the cache)."""
     marker = _marker(text)
-    return marker is not None and marker.is_file()
+    if marker is None:
+        return False
+    try:
+        found = marker.is_file()
+    except OSError:  # a cache that cannot be searched is no cache
+        return False
+    if found:
+        with contextlib.suppress(OSError):  # a hit counts as new: trimming drops the oldest
+            os.utime(marker)
+    return found
 
 
 def remember_passed(text: str) -> None:
@@ -61,7 +77,7 @@ def remember_passed(text: str) -> None:
     if marker is None:
         return
     try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         marker.touch()
         _trim(marker.parent)
     except OSError:
@@ -78,16 +94,24 @@ def _marker(text: str) -> Path | None:
 
 @functools.cache
 def _rules() -> bytes:
-    """What identifies the rules in force: the version and the rule modules' size and time."""
+    """What identifies the rules in force: the versions, and the size and time of their code.
+
+    That code is lhymirror's rule modules and the pydantic and pydantic-core installed (found,
+    not imported: an upgrade in place changes their files' times).
+    """
     package = Path(lhymirror.__file__).parent
-    stamps = [lhymirror.__version__]
-    for folder, name in _RULES:
+    files = [package.joinpath(*parts) for parts in _RULES]
+    for name in ("pydantic", "pydantic_core"):
+        spec = importlib.machinery.PathFinder.find_spec(name)
+        files.append(Path(spec.origin) if spec and spec.origin else Path(name))
+    stamps = [lhymirror.__version__, sys.version]
+    for path in files:
         try:
-            info = (package / folder / name).stat()
+            info = path.stat()
         except OSError:
-            stamps.append(f"{folder}/{name}:?")
+            stamps.append(f"{path}:?")
             continue
-        stamps.append(f"{folder}/{name}:{info.st_size}:{info.st_mtime_ns}")
+        stamps.append(f"{path}:{info.st_size}:{info.st_mtime_ns}")
     return "\n".join(stamps).encode()
 
 

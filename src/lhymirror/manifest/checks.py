@@ -113,7 +113,7 @@ def _describe_location(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
 def collection_problems(raw: dict[str, Any]) -> list[str]:
     """Cross-entry and cross-field checks, run on raw data so they report with field errors."""
     files = raw.get("files")
-    if not isinstance(files, list):
+    if not isinstance(files, list | tuple):
         return []
     entries = [(i, entry) for i, entry in enumerate(files) if isinstance(entry, dict)]
     return [
@@ -173,10 +173,11 @@ def _file_folder_problems(entries: list[tuple[int, dict[str, Any]]]) -> Iterator
 
 def _entry_shape_problems(index: int, entry: dict[str, Any]) -> Iterator[str]:
     label = _entry_label(index, entry)
-    has_urls, has_parts = "urls" in entry, "parts" in entry
+    # None is "not given" (TOML has no null; Python data may spell an absent field so).
+    has_urls, has_parts = entry.get("urls") is not None, entry.get("parts") is not None
     if has_urls and has_parts:
         yield f"{label}: has both urls and parts (give exactly one)"
-    elif not has_urls and not has_parts and "manual" not in entry:
+    elif not has_urls and not has_parts and entry.get("manual") is None:
         yield f"{label}: has no urls, parts or manual (give one)"
     yield from _wayback_problems(label, entry)
     if entry.get("insecure_http") is True:
@@ -192,12 +193,12 @@ def _entry_shape_problems(index: int, entry: dict[str, Any]) -> Iterator[str]:
 def _wayback_problems(label: str, entry: dict[str, Any]) -> Iterator[str]:
     """A Wayback capture is trusted only when a pinned sha256 proves its bytes."""
     raw_urls = entry.get("urls")
-    urls: list[Any] = raw_urls if isinstance(raw_urls, list) else []
+    urls: list[Any] = list(raw_urls) if isinstance(raw_urls, list | tuple) else []
     in_urls = any(isinstance(u, str) and u.lower().startswith("wayback:") for u in urls)
     in_parts = any(s.lower().startswith("wayback:") for s in _raw_sources(entry) if s not in urls)
     if in_parts:
         yield f"{label}.parts: wayback: sources are for whole files only (give them in urls)"
-    if in_urls and "sha256" not in entry:
+    if in_urls and entry.get("sha256") is None:
         yield (
             f"{label}.urls: a wayback: source needs the entry's sha256 (a capture is only "
             "trusted when its bytes are proven)"
@@ -206,12 +207,12 @@ def _wayback_problems(label: str, entry: dict[str, Any]) -> Iterator[str]:
 
 def _raw_sources(entry: dict[str, Any]) -> Iterable[str]:
     urls = entry.get("urls")
-    if isinstance(urls, list):
+    if isinstance(urls, list | tuple):
         yield from (u for u in urls if isinstance(u, str))
     parts = entry.get("parts")
-    if isinstance(parts, list):
+    if isinstance(parts, list | tuple):
         for part in parts:
             if isinstance(part, str):
                 yield part
-            elif isinstance(part, dict) and isinstance(part.get("urls"), list):
+            elif isinstance(part, dict) and isinstance(part.get("urls"), list | tuple):
                 yield from (u for u in part["urls"] if isinstance(u, str))

@@ -193,7 +193,12 @@ def parse_manifest(text: str, *, where: str = "<manifest>") -> Manifest:
 
 
 def manifest_from_data(raw: dict[str, Any], *, where: str = "<manifest>") -> Manifest:
-    """Check raw manifest data (parsed TOML) and build it; ``ManifestError`` lists every problem."""
+    """Check raw manifest data (parsed TOML) and build it; ``ManifestError`` lists every problem.
+
+    Python data may give lists as tuples and an absent optional field as None.
+    """
+    if not isinstance(raw, dict):
+        raise ManifestError(where, [f"must be a table, not {type(raw).__name__}"])
     from lhymirror.manifest.schema import data_problems  # noqa: PLC0415  (pydantic: slow)
 
     problems = data_problems(raw)
