@@ -548,3 +548,28 @@ def test_python_data_may_use_tuples_and_none() -> None:
 def test_python_data_that_is_no_table_is_one_problem() -> None:
     with pytest.raises(ManifestError, match="must be a table, not list"):
         manifest_from_data([])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("ids", "flagged"),
+    [
+        (["a", "a.part00"], "a.part00"),  # the first part of a split `a`
+        (["a.race", "a"], "a.race"),  # a second download of `a`
+        (["hw1.data", "hw1.data.v2"], "hw1.data.v2"),
+        (["a", "ab.c", "a-b"], None),
+    ],
+)
+def test_an_id_may_not_be_another_id_and_a_dot(ids: list[str], flagged: str | None) -> None:
+    data = base_manifest()
+    data["files"] = [
+        {"id": i, "kind": "slide", "path": f"{i}.pdf", "urls": [f"https://e.org/{i}.pdf"]}
+        for i in ids
+    ]
+    if flagged is None:
+        assert [entry.id for entry in parse_manifest(tomli_w.dumps(data)).files] == ids
+        return
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(tomli_w.dumps(data))
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"files[{ids.index(flagged)}] ({flagged}).id: {flagged!r} starts")
+    assert "choose another id" in problem

@@ -118,6 +118,7 @@ def collection_problems(raw: dict[str, Any]) -> list[str]:
     entries = [(i, entry) for i, entry in enumerate(files) if isinstance(entry, dict)]
     return [
         *_duplicate_problems(entries, "id", lambda v: v),
+        *_id_prefix_problems(entries),
         *_duplicate_problems(entries, "path", collision_key),
         *_file_folder_problems(entries),
         *(p for i, entry in entries for p in _entry_shape_problems(i, entry)),
@@ -146,6 +147,28 @@ def _duplicate_problems(
                 f"{_entry_label(index, entry)}.{field}: {value!r} is {same} {field} as "
                 f"files[{first[0]}] ({first[1]!r})"
             )
+
+
+def _id_prefix_problems(entries: list[tuple[int, dict[str, Any]]]) -> Iterator[str]:
+    """An id may not be another id and a dot (``a`` and ``a.part00``).
+
+    lhymirror names its own files of an entry so (``a.part00`` holds the first part of ``a``,
+    ``a.race`` a second download of it), and the two entries would share those files.
+    """
+    ids = {entry["id"]: index for index, entry in entries if isinstance(entry.get("id"), str)}
+    for index, entry in entries:
+        entry_id = entry.get("id")
+        if not isinstance(entry_id, str):
+            continue
+        for cut in (i for i, char in enumerate(entry_id) if char == "."):
+            first = ids.get(entry_id[:cut])
+            if first is not None:
+                yield (
+                    f"{_entry_label(index, entry)}.id: {entry_id!r} starts with the id of "
+                    f"files[{first}] ({entry_id[:cut]!r}) and a dot, as lhymirror's own files "
+                    "of that entry are named; choose another id"
+                )
+                break
 
 
 def _file_folder_problems(entries: list[tuple[int, dict[str, Any]]]) -> Iterator[str]:
