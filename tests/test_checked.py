@@ -202,16 +202,18 @@ def test_the_cache_keeps_only_the_newest_names(
     ],
 )
 def test_the_rules_and_the_dataclasses_have_the_same_fields(rules: Any, built: Any) -> None:
+    required = object()
     checked_fields = [
-        (info.alias or name, None if info.is_required() else info.default)
+        (info.alias or name, required if info.is_required() else info.default)
         for name, info in rules.model_fields.items()
     ]
     built_fields = [
-        (field.name, None if field.default is dataclasses.MISSING else field.default)
+        (field.name, required if field.default is dataclasses.MISSING else field.default)
         for field in dataclasses.fields(built)
     ]
     if built is model.Manifest:  # `schema` is required in TOML and always 1 once built
-        built_fields[0] = ("schema", None)
+        assert built_fields[0] == ("schema", 1)
+        built_fields[0] = ("schema", required)
     assert built_fields == checked_fields
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from factories import blob, one_entry, place, sha
-from lhymirror.core.errors import StorageError
+from lhymirror.core.errors import ManifestError, StorageError
 from lhymirror.mirror.store import (
     LockedError,
     MirrorStore,
@@ -34,6 +34,24 @@ def test_files_live_under_root_year_path(store: MirrorStore, tmp_path: Path) -> 
     assert store.partial_path("l01") == store.meta_dir / "partial" / "l01.part"
     assert store.assembly_path("d") == store.meta_dir / "partial" / "d.assembly"
     assert store.meta_dir == tmp_path / "mirror" / "2022" / ".lhymirror"
+
+
+@pytest.mark.parametrize("key", ["../../escaped", "a/b", "", "A", ".hidden", "a\n", "a b"])
+def test_book_keeping_names_are_refused_for_a_key_no_id_could_be(
+    store: MirrorStore, key: str
+) -> None:
+    """Ids are checked when a manifest is read; an entry built in Python is checked here."""
+    for name_of in (
+        store.partial_path,
+        store.partial_state_path,
+        store.record_path,
+        store.assembly_path,
+    ):
+        with pytest.raises(ManifestError, match="is not a valid id"):
+            name_of(key)
+    with pytest.raises(ManifestError):
+        store.rejected_path(key, "a" * 64)
+    assert store.record_path("hw1.part00") == store.meta_dir / "state" / "hw1.part00.json"
 
 
 @pytest.mark.parametrize("path", ["../escape.pdf", "/etc/passwd", ".lhymirror/state/x.json"])

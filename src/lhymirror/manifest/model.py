@@ -29,10 +29,9 @@ FileKind = Literal["slide", "hw-slide", "dataset", "code", "other"]
 LinkKind = Literal["video", "notebook", "competition", "page"]
 FILE_KINDS: tuple[str, ...] = get_args(FileKind)
 LINK_KINDS: tuple[str, ...] = get_args(LinkKind)
-
-# The classes below are plain frozen dataclasses, built from data that already passed the
-# rules of lhymirror.manifest.schema (pydantic), which is imported only to check a text not
-# checked before: reading a known manifest costs no pydantic import.
+# An entry id names lhymirror's own files of the entry (its record, its partial download), so
+# it is a safe file name; the names derived from it (``<id>.part00``) keep to the same letters.
+ENTRY_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

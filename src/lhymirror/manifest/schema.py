@@ -24,12 +24,12 @@ from pydantic import (
 
 from lhymirror.core.safepath import RESERVED_FOLDER, is_reserved, path_problems
 from lhymirror.manifest.checks import collection_problems, field_problems, toml_value
-from lhymirror.manifest.model import FileKind, LinkKind, part_table
+from lhymirror.manifest.model import ENTRY_ID_PATTERN, FileKind, LinkKind, part_table
 from lhymirror.manifest.sources import parse_source
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Size = Annotated[int, Field(ge=0)]
-EntryId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=100)]
+EntryId = Annotated[str, Field(pattern=ENTRY_ID_PATTERN, max_length=100)]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=60)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 SourceText = Annotated[str, Field(min_length=1)]

@@ -18,19 +18,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lhymirror.core.errors import StorageError, storage_errors
+from lhymirror.core.errors import ManifestError, StorageError, storage_errors
 from lhymirror.core.fsutil import atomic_write_text, replace_durably, try_lock
 from lhymirror.core.safepath import RESERVED_FOLDER, is_reserved, path_problems
 from lhymirror.core.units import utc_now
-from lhymirror.manifest.model import FileEntry
+from lhymirror.manifest.model import ENTRY_ID_PATTERN, FileEntry
 
 RECORD_VERSION = 1
+_BOOK_KEY = re.compile(ENTRY_ID_PATTERN)  # ids, and the keys derived from them (``id.part00``)
 
 
 @dataclass(frozen=True)
@@ -120,23 +122,27 @@ class MirrorStore:
 
     def partial_path(self, key: str) -> Path:
         """Where the unfinished bytes of *key* (an entry id, or ``id.partNN``) are kept."""
-        return self.meta_dir / "partial" / f"{key}.part"
+        return self._book_file("partial", key, ".part")
 
     def assembly_path(self, entry_id: str) -> Path:
         """Where the parts of a split file are put together, appended one after another."""
-        return self.meta_dir / "partial" / f"{entry_id}.assembly"
+        return self._book_file("partial", entry_id, ".assembly")
 
     def partial_state_path(self, key: str) -> Path:
         """Sidecar of a partial download."""
-        return self.meta_dir / "partial" / f"{key}.json"
+        return self._book_file("partial", key, ".json")
 
     def record_path(self, entry_id: str) -> Path:
         """Where the record of a verified file is kept."""
-        return self.meta_dir / "state" / f"{entry_id}.json"
+        return self._book_file("state", entry_id, ".json")
 
     def rejected_path(self, key: str, sha256: str) -> Path:
         """Where bytes that failed verification are put aside."""
-        return self.meta_dir / "rejected" / f"{key}.{sha256[:12]}.bad"
+        return self._book_file("rejected", key, f".{sha256[:12]}.bad")
+
+    def _book_file(self, folder: str, key: str, suffix: str) -> Path:
+        """lhymirror's own file *key* + *suffix* in *folder* of the records."""
+        return self.meta_dir / folder / f"{_safe_key(key)}{suffix}"
 
     def reject(self, key: str, path: Path, sha256: str) -> Path:
         """Move bytes that failed verification out of the way (into ``rejected/``); return where."""
@@ -274,6 +280,19 @@ def _lock_owner(path: Path) -> str:
 def _download_keys(entry: FileEntry) -> tuple[str, ...]:
     """Book-keeping keys of an entry's downloads: the whole file's, then each part's."""
     return (entry.id, *(part_key(entry.id, i) for i in range(len(entry.parts or ()))))
+
+
+def _safe_key(key: str) -> str:
+    """*key* when it can name lhymirror's own files; ``ManifestError`` when no id could be it.
+
+    A manifest's ids are checked when it is read; this guards entries built in Python.
+    """
+    if not _BOOK_KEY.fullmatch(key):
+        problem = (
+            f"files ({key!r}).id: is not a valid id (lowercase letters, digits, '.', '_', '-')"
+        )
+        raise ManifestError("<manifest>", [problem])
+    return key
 
 
 def _names_starting(folder: Path, prefix: str) -> list[str]:
