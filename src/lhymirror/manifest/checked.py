@@ -11,8 +11,9 @@ remembered, so its errors are always shown.
 The cache is ``$LHYMIRROR_CACHE_DIR``, else ``$XDG_CACHE_HOME/lhymirror``, else
 ``~/.cache/lhymirror``; ``LHYMIRROR_CACHE_DIR=""`` turns it off. It is an optimisation only: a
 cache that cannot be read or written is ignored, and deleting it at any time is safe. It is
-trusted as the user's own files are (a name put there skips the checks of that text), so its
-folder is made readable by the user alone; a cache shared between users is theirs to trust.
+trusted as the user's own files are (a name put there skips the checks of that text), so
+lhymirror creates its folder writable by the user alone; a cache shared between users is theirs
+to trust.
 """
 
 from __future__ import annotations
