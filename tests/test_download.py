@@ -357,23 +357,57 @@ def test_resumed_bytes_that_fail_verification_are_fetched_again_from_zero(env: E
     assert len(list(env.store.rejected_path("a", "0" * 64).parent.iterdir())) == 1
 
 
-def test_sidecar_is_updated_while_streaming(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sidecar_is_written_after_the_first_bytes_then_updated(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run killed mid-transfer leaves a sidecar that says how much is held."""
-    target = env.target(blob(10, 1))
+    monkeypatch.setattr("lhymirror.fetch.partial.FIRST_STATE_AT", 4)
+    monkeypatch.setattr("lhymirror.fetch.partial.STATE_EVERY", 6)
+    target = env.target(blob(20, 1))
     partial = PartialDownload(env.store, target)
     partial.begin(URL, ETAG, None, 0)
-    monkeypatch.setattr("lhymirror.fetch.partial.STATE_EVERY", 4)
+    assert env.store.partial_state("a") is None  # nothing held yet: nothing to prove
     with partial.appending() as handle:
-        partial.append(handle, b"12345")
+        partial.append(handle, b"123")
+        assert env.store.partial_state("a") is None
+        partial.append(handle, b"45")
         state = env.store.partial_state("a")
         assert state is not None and (state.bytes_held, state.url, state.etag) == (5, URL, ETAG)
+        partial.append(handle, b"12345")  # 10 held: under 5 + 6
+        assert (state := env.store.partial_state("a")) and state.bytes_held == 5
+        partial.append(handle, b"1")
+        assert (state := env.store.partial_state("a")) and state.bytes_held == 11
+
+
+def test_a_fresh_start_removes_the_sidecar_of_other_bytes_first(env: Env) -> None:
+    """Bytes from an earlier source must never be resumed under a sidecar that is not theirs."""
+    target = env.target(blob(20, 1))
+    env.store.partial_path("a").parent.mkdir(parents=True, exist_ok=True)
+    env.store.partial_path("a").write_bytes(b"old bytes")
+    old = PartialState(
+        url="https://old.example/a", etag='"old"', last_modified=None, expected_size=20,
+        expected_sha256=target.expected_sha256, bytes_held=9,
+    )  # fmt: skip
+    env.store.save_partial_state("a", old)
+    partial = PartialDownload(env.store, target)
+    partial.load()
+    assert partial.resume_offset("https://old.example/a") == 9
+    partial.begin(URL, ETAG, None, 0)  # the old source now answers 200, say: start again
+    with partial.appending() as handle:
+        partial.append(handle, b"new")
+    assert env.store.partial_state("a") is None
+    assert env.store.partial_path("a").read_bytes() == b"new"
+    later = PartialDownload(env.store, target)  # the next run, after a kill
+    later.load()
+    assert later.resume_offset("https://old.example/a") == 0
+    assert later.resume_offset(URL) == 0  # no proof where the bytes came from: from zero
 
 
 @responses.activate
-def test_a_download_that_ends_well_writes_its_sidecar_once(
+def test_a_small_download_that_ends_well_writes_no_sidecar(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Small files dominate a course: each rewrite of the sidecar costs a handful of syscalls."""
+    """Small files dominate a course: each sidecar costs a file creation, a rename, a removal."""
     data = blob(300_000, 1)
     responses.add_callback(responses.GET, URL, callback=ranged(data))
     saved: list[int] = []
@@ -387,8 +421,8 @@ def test_a_download_that_ends_well_writes_its_sidecar_once(
 
     env.fetch(target, [URL])
 
-    assert saved == [0]  # at the start, naming the source and its validator
-    assert env.store.partial_state("a") is None
+    assert saved == []
+    assert not any(env.store.partial_path("a").parent.iterdir())
     assert target.final_path.read_bytes() == data
 
 
@@ -841,6 +875,7 @@ def test_cut_twice_resumes_with_proof_and_bounded_resent_bytes(
 
 
 def test_killed_run_resumes_on_the_next_run(env: Env, http_server: CourseServer) -> None:
+    """A transfer that stops on an error leaves its sidecar, however few bytes it holds."""
     data = blob(600_000, 1)
     url = http_server.add("/ml2022/hw2.bin", data, faults=Fault(cut_after=250_000, cut_times=1))
     target = env.target(data)

@@ -543,7 +543,7 @@ def test_a_part_no_spare_connection_has_started_is_fetched_in_place(tmp_path: Pa
 
 
 def test_a_part_staged_by_a_stopped_run_is_finished_not_fetched_again(
-    tmp_path: Path, http_server: CourseServer
+    tmp_path: Path, http_server: CourseServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from factories import manifest_data
     from lhymirror.fetch.partial import PartialDownload
@@ -568,9 +568,12 @@ def test_a_part_staged_by_a_stopped_run_is_finished_not_fetched_again(
     staged_file = store.partial_path("d.part03").with_name("d.part03.part.staged")
     store.ensure_dirs()
     staged = PartialDownload(store, Target("d.part03.part.staging", staged_file, None, None, "p4"))
-    staged.begin(url, etag, None, 0)
-    with staged.appending() as handle:
-        staged.append(handle, pieces[3][:100_000])
+    with monkeypatch.context() as patch:  # it held enough to have written its sidecar
+        patch.setattr("lhymirror.fetch.partial.FIRST_STATE_AT", 100_000)
+        staged.begin(url, etag, None, 0)
+        with staged.appending() as handle:
+            staged.append(handle, pieces[3][:100_000])
+    assert store.partial_state("d.part03.part.staging") is not None
 
     report, _ = sync_on_budget(plan, store, jobs=1)  # no spare connection: no prefetch
     assert report.complete

@@ -367,12 +367,16 @@ def test_resume_after_the_process_is_killed_mid_transfer(
     course.server.set_faults(route, Fault(trickle=(32 * 1024, 0.02)))
     proc = cli_process(course.args())
     processes.append(proc)
+    held = course.root / str(YEAR) / ".lhymirror" / "partial" / "big.part"
+    sidecar = held.with_suffix(".json")  # written once the first MiB is held
     course.server.wait_for_bytes(route, MiB, timeout=10)
+    deadline = time.monotonic() + 10
+    while not sidecar.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     assert not course.path("big").exists()
-    held = course.root / str(YEAR) / ".lhymirror" / "partial" / "big.part"
-    assert held.stat().st_size > 0
+    assert sidecar.exists() and held.stat().st_size >= MiB
     course.server.set_faults(route, None)
     second = cli_process(course.args())
     processes.append(second)

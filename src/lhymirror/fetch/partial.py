@@ -1,9 +1,12 @@
 """The unfinished bytes of one download and their sidecar: what makes a resume provable.
 
 A partial download lives at ``store.partial_path(key)``; its sidecar (``PartialState``) records the
-original URL, the validator (strong ETag, else Last-Modified) and the bytes held, and is rewritten
-every few MiB so that a process killed with SIGKILL loses little. The bytes are hashed as they grow,
-so verifying a finished download needs no second read.
+original URL, the validator (strong ETag, else Last-Modified) and the bytes held. A fresh download
+writes it once :data:`FIRST_STATE_AT` bytes are held, then every few MiB, and whenever a transfer
+stops on an error or an interrupt: a process killed with SIGKILL loses at most the first MiB of
+each file in flight, and a smaller file never needs one (a file creation, a rename and a removal
+spared per file). The bytes are hashed as they grow, so verifying a finished download needs no
+second read.
 
 A part of a split file is kept in place instead: its bytes are the region of the assembly file
 that starts at ``target.offset`` (the parts before it end there), and a verified part stays where
@@ -37,6 +40,7 @@ from lhymirror.mirror.store import MirrorStore, PartialState
 if TYPE_CHECKING:
     from lhymirror.fetch.transfer import Target
 
+FIRST_STATE_AT = CHUNK_SIZE  # bytes a fresh download holds before its sidecar is first written
 STATE_EVERY = 32 * CHUNK_SIZE  # bytes between sidecar updates (resume uses the file size)
 
 
@@ -50,8 +54,7 @@ class PartialDownload:
         self.base = target.offset or 0  # bytes of the file before this target's own
         self.path = target.final_path if self.in_place else store.partial_path(target.key)
         # A part without a checksum of its own is checked as part of the joined whole (through
-        # the assembly digest), so a digest of its own bytes is made only if a failure needs
-        # naming them (see sha256()).
+        # the assembly digest): its own digest is made only if a failure needs it (sha256()).
         self.hashes_while_streaming = not self.in_place or target.expected_sha256 is not None
         self.url: str | None = None
         self.etag: str | None = None
@@ -60,7 +63,7 @@ class PartialDownload:
         self.received = 0  # network bytes received for this target during this fetch
         self._digest: hashlib._Hash | None = None
         self._whole = target.assembly_digest  # a part: the digest of the assembly so far
-        self._saved_held = 0
+        self._next_save = FIRST_STATE_AT  # the bytes held at which the sidecar is written next
         self._writeback: BackgroundWriteback | None = None
 
     @property
@@ -94,8 +97,10 @@ class PartialDownload:
         return 0
 
     def begin(self, url: str, etag: str | None, last_modified: str | None, offset: int) -> None:
-        """Start keeping bytes from *url* at *offset* (0 truncates what is held)."""
-        if offset == 0:
+        """Start keeping bytes from *url* at *offset* (0: from scratch, as the module says)."""
+        if offset == 0:  # the bytes held go, and first the sidecar that describes them
+            with storage_errors(self.path):
+                self.store.partial_state_path(self.target.key).unlink(missing_ok=True)
             self._truncate()
             self.held = 0
             self._digest = hashlib.sha256() if self.hashes_while_streaming else None
@@ -107,7 +112,9 @@ class PartialDownload:
         self.url = url
         if offset == 0 or etag or last_modified:
             self.etag, self.last_modified = strong_etag(etag), last_modified
-        self.save_state()
+        self._next_save = FIRST_STATE_AT
+        if offset:
+            self.save_state()
 
     def _hash_held_prefix(self) -> None:
         """Hash the bytes already held, once per fetch."""
@@ -141,7 +148,7 @@ class PartialDownload:
             handle.close()
 
     def append(self, handle: BinaryIO, chunk: bytes) -> None:
-        """Keep *chunk*; update the sidecar every few MiB so a killed run can resume."""
+        """Keep *chunk*; write the sidecar past the first MiB, then every few MiB (resumable)."""
         with storage_errors(self.path):
             handle.write(chunk)
         if self._digest is not None:
@@ -151,7 +158,7 @@ class PartialDownload:
         self.held += len(chunk)
         if self._writeback is not None:
             self._writeback.written(len(chunk))
-        if self.held - self._saved_held >= STATE_EVERY:
+        if self.held >= self._next_save:
             with storage_errors(self.path):
                 handle.flush()
             self.save_state()
@@ -172,7 +179,7 @@ class PartialDownload:
                 complete=complete,
             ),
         )
-        self._saved_held = self.held
+        self._next_save = self.held + STATE_EVERY
 
     def count_received(self, nbytes: int) -> None:
         """Account for *nbytes* received over the network (kept or not)."""
@@ -236,7 +243,7 @@ class PartialDownload:
 
     def _forget(self) -> None:
         self.url = self.etag = self.last_modified = None
-        self.held, self._digest, self._saved_held = 0, None, 0
+        self.held, self._digest, self._next_save = 0, None, FIRST_STATE_AT
 
 
 def strong_etag(value: str | None) -> str | None:
