@@ -5,11 +5,12 @@
 #                 [--bin PATH] [--work DIR]
 #
 # Extra steps (limits, not run by default): sync-durable (the Python mirror with fsync, as
-# lhymirror does), pack-durable (tar then fsync of the archive), hash2 (the two sha256 passes
-# of a verify on two threads, nothing else), pack-limit (the work of a pack in plain Python: each
-# file read once, its sha256 and CRC-32 taken, written out, the output hashed on a second
-# thread, fsync at the end), import (start-up: python with lhymirror's imports for verify /
-# sync vs python with bagit / requests).
+# lhymirror does), sync-durable-j4 (the same on 4 threads, lhymirror's concurrency),
+# pack-durable (tar then fsync of the archive), hash2 (the two sha256 passes of a verify on two
+# threads, nothing else), pack-limit (the work of a pack in plain Python: each file read once,
+# its sha256 and CRC-32 taken, written out, the output hashed on a second thread, fsync at the
+# end), import (start-up: python with lhymirror's imports for verify / sync vs python with
+# bagit / requests).
 #
 # Uses ../shared/bench (corpus.py, serve.sh, lib/pybench.py, lib/mkinputs.py) when it sits
 # beside this repository, or SHARED_BENCH=DIR. The Python running this script must have
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
         --steps) STEPS=$2; shift 2;;
         --bin) BIN=$2; shift 2;;
         --work) WORK=$2; shift 2;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0;;
         *) echo "perf.sh: unknown option $1" >&2; exit 2;;
     esac
 done
@@ -89,6 +90,12 @@ if has sync-durable; then
     echo "== sync --jobs 4 vs the minimal verified Python mirror with fsync (the durable limit)"
     $AB --prepare "rm -rf '$WORK/d' && mkdir -p '$WORK/d' && sync" \
         --a "pybench mirror x2 --fsync" "$PY $SHARED/lib/pybench.py mirror $WORK/inputs/mirror.tsv $WORK/d --threads 2 --fsync" \
+        --b "lhymirror sync -j4" "$BIN sync --manifest $MAN --root $WORK/d --mirror http://127.0.0.1:$PORT --jobs 4"
+fi
+if has sync-durable-j4; then
+    echo "== sync --jobs 4 vs the minimal verified Python mirror with fsync on 4 threads (the same work at the same concurrency)"
+    $AB --prepare "rm -rf '$WORK/d' && mkdir -p '$WORK/d' && sync" \
+        --a "pybench mirror x4 --fsync" "$PY $SHARED/lib/pybench.py mirror $WORK/inputs/mirror.tsv $WORK/d --threads 4 --fsync" \
         --b "lhymirror sync -j4" "$BIN sync --manifest $MAN --root $WORK/d --mirror http://127.0.0.1:$PORT --jobs 4"
 fi
 if has pack || has pack-durable || has pack-limit || has verify || has verify-fast || has hash2; then
