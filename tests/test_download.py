@@ -379,6 +379,31 @@ def test_sidecar_is_written_after_the_first_bytes_then_updated(
         assert (state := env.store.partial_state("a")) and state.bytes_held == 11
 
 
+def test_a_restart_after_a_failed_attempt_writes_the_new_sidecar_past_the_threshold_again(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lhymirror.fetch.partial.FIRST_STATE_AT", 10)
+    partial = PartialDownload(env.store, env.target(blob(40, 1)))
+    partial.begin(URL, ETAG, None, 0)
+    with pytest.raises(ConnectionError), partial.appending() as handle:
+        partial.append(handle, b"12345")
+        raise ConnectionError("the first source went away")
+    state = env.store.partial_state("a")
+    assert state is not None and (state.url, state.bytes_held) == (URL, 5)  # kept on a failure
+    partial.begin(URL_B, '"other"', None, 0)  # the next source, from zero
+    assert env.store.partial_state("a") is None
+    with partial.appending() as handle:
+        partial.append(handle, b"123456789")
+        assert env.store.partial_state("a") is None
+        partial.append(handle, b"0")
+        state = env.store.partial_state("a")
+        assert state is not None and (state.url, state.etag, state.bytes_held) == (
+            URL_B,
+            '"other"',
+            10,
+        )
+
+
 def test_a_fresh_start_removes_the_sidecar_of_other_bytes_first(env: Env) -> None:
     """Bytes from an earlier source must never be resumed under a sidecar that is not theirs."""
     target = env.target(blob(20, 1))

@@ -116,7 +116,7 @@ class Downloader:
         Raises ``DownloadError`` (every source failed; the detail lists why),
         ``UpstreamChangedError`` (every source served bytes that differ from the pin),
         ``ManualStepRequired`` (only a human step can get the file) or ``StorageError`` (at once;
-        the partial is kept for a later resume).
+        the partial is kept for a later resume, once its sidecar could be written).
         """
         partial = PartialDownload(self.store, target)
         partial.load()

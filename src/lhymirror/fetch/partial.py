@@ -4,9 +4,10 @@ A partial download lives at ``store.partial_path(key)``; its sidecar (``PartialS
 original URL, the validator (strong ETag, else Last-Modified) and the bytes held. A fresh download
 writes it once :data:`FIRST_STATE_AT` bytes are held, then every few MiB, and whenever a transfer
 stops on an error or an interrupt: a process killed with SIGKILL loses at most the first MiB of
-each file in flight, and a smaller file never needs one (a file creation, a rename and a removal
-spared per file). The bytes are hashed as they grow, so verifying a finished download needs no
-second read.
+each file in flight (so does one stopped by a full disk, where a new sidecar cannot be written
+either), and a smaller file that ends well never needs one (a file creation, a rename and a
+removal spared per file). The bytes are hashed as they grow, so verifying a finished download
+needs no second read.
 
 A part of a split file is kept in place instead: its bytes are the region of the assembly file
 that starts at ``target.offset`` (the parts before it end there), and a verified part stays where
@@ -128,10 +129,7 @@ class PartialDownload:
 
     @contextlib.contextmanager
     def appending(self) -> Iterator[BinaryIO]:
-        """The partial file open for appending; closed on any exit, its sidecar saved on a failure.
-
-        (A normal exit is followed by the check that places the bytes or puts them aside.)
-        """
+        """The partial file open for appending; closed on any exit, the sidecar saved on failure."""
         with storage_errors(self.path):
             handle = in_folder(self.path.parent, lambda: self.path.open("ab"))
         self._writeback = BackgroundWriteback(handle)
@@ -141,6 +139,7 @@ class PartialDownload:
             with contextlib.suppress(OSError, StorageError):
                 self._writeback.close()
                 handle.close()
+            with contextlib.suppress(OSError, StorageError):  # even when the close failed
                 self.save_state()
             raise
         with storage_errors(self.path):
