@@ -18,6 +18,27 @@ from lhymirror.core.fsutil import (
 )
 
 
+def _address(buffer: memoryview) -> int:
+    import ctypes
+
+    return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+
+
+def test_read_buffers_start_on_a_page_and_are_reused_by_the_thread() -> None:
+    """File data is read into page-aligned memory (the kernel copies it fastest there)."""
+    import mmap
+
+    with fsutil.read_buffer() as first:
+        assert first.nbytes == fsutil.CHUNK_SIZE and not first.readonly
+        assert _address(first) % mmap.PAGESIZE == 0
+        with fsutil.read_buffer() as inner:  # a loop inside another: a buffer of its own
+            assert _address(inner) != _address(first)
+            assert _address(inner) % mmap.PAGESIZE == 0
+    with fsutil.read_buffer() as again:  # the next loop of this thread: no new mapping
+        assert _address(again) == _address(first)
+    assert _address(memoryview(fsutil.aligned_buffer(4096))) % mmap.PAGESIZE == 0
+
+
 def test_hash_file_streams_in_chunks(tmp_path: Path) -> None:
     data = blob(3 * fsutil.CHUNK_SIZE + 17, seed=1)
     path = tmp_path / "f"

@@ -26,7 +26,7 @@ from lhymirror.archive.bag import (
     parse_payload_oxum,
 )
 from lhymirror.core.errors import IntegrityError, LhymirrorError
-from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest
+from lhymirror.core.fsutil import CHUNK_SIZE, ThreadedDigest, read_buffer
 from lhymirror.core.safepath import path_problems, printable
 from lhymirror.core.streams import Reads
 from lhymirror.core.units import count_of
@@ -203,9 +203,9 @@ def _chunks(
         while chunk := stream.read(CHUNK_SIZE):
             yield chunk
         return
-    view = memoryview(bytearray(CHUNK_SIZE))
-    while n := readinto(view):
-        yield view[:n]
+    with read_buffer() as view:
+        while n := readinto(view):
+            yield view[:n]
 
 
 def keep_limit(relative: str) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lhymirror.core.errors import UsageError, storage_errors
-from lhymirror.core.fsutil import CHUNK_SIZE
+from lhymirror.core.fsutil import CHUNK_SIZE, read_buffer
 
 HEAD_SIZE = 512  # one tar block: enough to tell every supported format apart
 
@@ -136,13 +136,12 @@ class FileHasher:
         self._thread.start()
 
     def _run(self) -> None:
-        buffer = bytearray(CHUNK_SIZE)
-        view = memoryview(buffer)
         try:
             with contextlib.ExitStack() as stack:
+                view = stack.enter_context(read_buffer())
                 read_at = _positional_reader(self._fd, self._path, stack)
                 offset = 0
-                while not self._stopping.is_set() and (n := read_at(buffer, offset)):
+                while not self._stopping.is_set() and (n := read_at(view, offset)):
                     self._digest.update(view[:n])
                     offset += n
         except OSError as exc:
@@ -163,14 +162,14 @@ class FileHasher:
 
 def _positional_reader(
     fd: int, path: Path, stack: contextlib.ExitStack
-) -> Callable[[bytearray, int], int]:
+) -> Callable[[memoryview, int], int]:
     """``read_at(buffer, offset)``: fills *buffer* from *offset* without moving a shared offset."""
     preadv = getattr(os, "preadv", None)
     if preadv is not None:
         return lambda buffer, offset: int(preadv(fd, [buffer], offset))
     own = stack.enter_context(path.open("rb", buffering=0))  # no preadv (Windows): own handle
 
-    def read_at(buffer: bytearray, offset: int) -> int:
+    def read_at(buffer: memoryview, offset: int) -> int:
         own.seek(offset)
         return own.readinto(buffer) or 0
 

@@ -29,6 +29,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import mmap
 import queue
 import tarfile
 import threading
@@ -39,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from lhymirror.core.fsutil import CHUNK_SIZE, DIR_MODE, FILE_MODE
+from lhymirror.core.fsutil import CHUNK_SIZE, DIR_MODE, FILE_MODE, aligned_buffer
 from lhymirror.core.streams import Reads
 
 FORMATS = ("zip", "tar", "tar.gz")
@@ -336,10 +337,10 @@ class HashingSink:
         self._digest = hashlib.sha256()
         self._written = 0
         self._error: BaseException | None = None
-        self._lent: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._lent: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
         self._own: set[int] = set()
         for _ in range(buffers):
-            buffer = bytearray(CHUNK_SIZE)
+            buffer = aligned_buffer()
             self._own.add(id(buffer))
             self._lent.put(buffer)
         self._slots = threading.BoundedSemaphore(depth)
@@ -351,7 +352,7 @@ class HashingSink:
         """A :data:`CHUNK_SIZE` buffer to fill and pass to :meth:`write` (or :meth:`give_back`)."""
         return memoryview(self._lent.get())
 
-    def give_back(self, view: memoryview | bytearray) -> None:
+    def give_back(self, view: memoryview | mmap.mmap) -> None:
         """Return a borrowed buffer (the writer thread does so once it is written)."""
         self._lent.put(view.obj if isinstance(view, memoryview) else view)  # type: ignore[arg-type]
 
@@ -423,4 +424,4 @@ class HashingSink:
 @dataclass(frozen=True)
 class _Write:
     data: bytes | memoryview
-    owner: bytearray | None  # a lent buffer, to give back once written
+    owner: mmap.mmap | None  # a lent buffer, to give back once written
