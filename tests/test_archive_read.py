@@ -455,3 +455,27 @@ def test_the_header_size_limit_is_the_callers(tmp_path: Path, fmt: str) -> None:
     read_all(path)  # within the default limit
     with pytest.raises(ArchiveReadError, match="extended header claims"):
         read_all(path, limits=ArchiveLimits(max_header_size=10_000))
+
+
+def test_a_stored_member_is_read_page_to_page_after_its_first_page(tmp_path: Path) -> None:
+    """A copy into a page-aligned buffer from a few bytes before a page is slow (4K aliasing)."""
+    from lhymirror.archive.read_zip import _StoredSpan
+    from lhymirror.core.fsutil import PAGE_SIZE, read_buffer
+
+    data = blob(3 * PAGE_SIZE + 100, 12)
+    name = "n" * (PAGE_SIZE - 8 - 30)  # the data starts 8 bytes before a page
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(name, data)
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(name)
+        span = _StoredSpan(archive, info)
+        got, sizes = bytearray(), []
+        with read_buffer() as view:
+            while n := span.readinto(view):
+                sizes.append(n)
+                got += view[:n]
+        assert bytes(got) == data
+        assert sizes[0] == 8 and len(sizes) == 2  # to the page, then the rest page to page
+        assert _StoredSpan(archive, info).read() == data  # read() still gives all it is asked
+        assert _StoredSpan(archive, info).read(20) == data[:20]

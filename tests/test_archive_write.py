@@ -254,6 +254,20 @@ def test_hashing_sink_gives_the_sha256_of_the_finished_archive(tmp_path: Path, f
             assert archive.testzip() is None
 
 
+def test_hashing_sink_lends_page_aligned_buffers(tmp_path: Path) -> None:
+    import ctypes
+    import mmap
+
+    with (tmp_path / "c.bin").open("wb") as stream:
+        sink = HashingSink(stream)
+        try:
+            view = sink.borrow()
+            assert ctypes.addressof(ctypes.c_char.from_buffer(view)) % mmap.PAGESIZE == 0
+            sink.give_back(view)
+        finally:
+            sink.close()
+
+
 def test_hashing_sink_copies_mutable_buffers_before_hashing(tmp_path: Path) -> None:
     target = tmp_path / "b.bin"
     buffer = bytearray(b"first")

@@ -25,18 +25,69 @@ def _address(buffer: memoryview) -> int:
 
 
 def test_read_buffers_start_on_a_page_and_are_reused_by_the_thread() -> None:
-    """File data is read into page-aligned memory (the kernel copies it fastest there)."""
-    import mmap
-
+    """File data is read into page-aligned memory (see aligned_buffer: the kernel copies faster)."""
+    with fsutil.read_buffer():
+        pass  # the thread now keeps a spare
     with fsutil.read_buffer() as first:
         assert first.nbytes == fsutil.CHUNK_SIZE and not first.readonly
-        assert _address(first) % mmap.PAGESIZE == 0
+        assert _address(first) % fsutil.PAGE_SIZE == 0
         with fsutil.read_buffer() as inner:  # a loop inside another: a buffer of its own
             assert _address(inner) != _address(first)
-            assert _address(inner) % mmap.PAGESIZE == 0
+            assert _address(inner) % fsutil.PAGE_SIZE == 0
     with fsutil.read_buffer() as again:  # the next loop of this thread: no new mapping
         assert _address(again) == _address(first)
-    assert _address(memoryview(fsutil.aligned_buffer(4096))) % mmap.PAGESIZE == 0
+    assert _address(memoryview(fsutil.aligned_buffer(4096))) % fsutil.PAGE_SIZE == 0
+
+
+def test_threads_reading_at_once_get_buffers_of_their_own() -> None:
+    import threading
+
+    both = threading.Barrier(2)
+    seen: list[int] = []
+
+    def read() -> None:
+        with fsutil.read_buffer() as view:
+            seen.append(_address(view))
+            both.wait(timeout=10)  # both inside at once
+
+    threads = [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(seen)) == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_never_writes_into_the_parents_buffer() -> None:
+    """A library user's multiprocessing (fork) must not corrupt the parent's reads."""
+    with fsutil.read_buffer() as view:
+        view[:4] = b"mine"
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            view[:4] = b"kid!"
+            os._exit(0)
+        os.waitpid(child, 0)
+        assert bytes(view[:4]) == b"mine"
+
+
+def test_hash_stream_reads_into_page_aligned_memory() -> None:
+    data = blob(2 * fsutil.CHUNK_SIZE + 5, seed=3)
+    addresses: list[int] = []
+
+    class Recording:
+        def __init__(self) -> None:
+            self.pos = 0
+
+        def readinto(self, view: memoryview) -> int:
+            addresses.append(_address(view))
+            n = min(len(view), len(data) - self.pos)
+            view[:n] = data[self.pos : self.pos + n]
+            self.pos += n
+            return n
+
+    assert hash_stream(Recording()) == (len(data), sha(data))
+    assert addresses and all(address % fsutil.PAGE_SIZE == 0 for address in addresses)
 
 
 def test_hash_file_streams_in_chunks(tmp_path: Path) -> None:

@@ -30,14 +30,22 @@ EXECUTABLE_MODE = 0o755
 _spare = threading.local()  # each thread's read buffer, kept for its next read_buffer()
 
 
+PAGE_SIZE = mmap.PAGESIZE
+
+
 def aligned_buffer(size: int = CHUNK_SIZE) -> mmap.mmap:
     """A zeroed buffer of *size* bytes that starts on a page, for file data to pass through.
 
-    The kernel copies file data to and from user memory fastest when the user side is aligned
-    as the page cache is: a ``bytearray`` of 1 MiB, which malloc places 16 bytes into a page,
-    took twice as long to read into on this project's benchmark machine (AMD EPYC) and 1.2
-    times as long to write from. An anonymous ``mmap`` starts on a page.
+    The kernel's copy of file data slows down (4K aliasing) when the destination lies 1 to 31
+    bytes past the source within a page: on this project's benchmark machine (AMD EPYC) a read
+    into a ``bytearray`` of 1 MiB, which malloc places 16 bytes into a page, took twice as long
+    as into a page-aligned buffer, and up to five times as long 1 to 8 bytes past. Reads that
+    start at a page of the file (whole files, the archive's own sha256, zip members after
+    their first page: see ``read_zip``) are thus best made into a buffer that starts on one:
+    an anonymous ``mmap``. Private, so a forked child never writes into the parent's copy.
     """
+    if hasattr(mmap, "MAP_PRIVATE"):  # POSIX (Windows has no fork, and no flags)
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
     return mmap.mmap(-1, size)
 
 
