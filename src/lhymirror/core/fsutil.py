@@ -26,10 +26,6 @@ CHUNK_SIZE = 1024 * 1024
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 EXECUTABLE_MODE = 0o755
-
-_spare = threading.local()  # each thread's read buffer, kept for its next read_buffer()
-
-
 PAGE_SIZE = mmap.PAGESIZE
 
 
@@ -47,6 +43,9 @@ def aligned_buffer(size: int = CHUNK_SIZE) -> mmap.mmap:
     if hasattr(mmap, "MAP_PRIVATE"):  # POSIX (Windows has no fork, and no flags)
         return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
     return mmap.mmap(-1, size)
+
+
+_spare = threading.local()  # each thread's read buffer, kept for its next read_buffer()
 
 
 @contextlib.contextmanager
